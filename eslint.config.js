@@ -1,0 +1,31 @@
+// ESLint: TypeScript rules, plus the project's one architectural rule: the
+// core (authority/, registry/) does no I/O of its own, so it may not import
+// HTTP, SQL drivers or the file system (../shared/DESIGN.md, "Architecture").
+import tseslint from 'typescript-eslint';
+
+const CORE_FORBIDDEN = ['fastify', '@fastify/*', 'node:http', 'node:https', 'http', 'https', 'node:fs', 'node:fs/promises', 'fs', 'fs/promises', 'better-sqlite3', 'pg', 'kysely', 'node:net', 'net', 'node:child_process', 'child_process'];
+
+export default tseslint.config(
+  { ignores: ['node_modules/**', 'dist/**', 'test-artifacts/**'] },
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }],
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      '@typescript-eslint/no-explicit-any': 'error',
+    },
+  },
+  {
+    files: ['src/authority/**/*.ts', 'src/registry/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: CORE_FORBIDDEN, message: 'authority/ and registry/ are the pure core: no HTTP, SQL or file I/O (take a Store/KeyStore instead).' }],
+      }],
+    },
+  },
+  {
+    files: ['test/**/*.ts', 'bench/**/*.ts'],
+    rules: { '@typescript-eslint/no-explicit-any': 'off' },
+  },
+);

@@ -1,0 +1,404 @@
+/**
+ * The certificate authority core: creates CAs, issues certificates under
+ * profiles and revokes them. It takes a Store and a KeyStore and does no I/O
+ * of its own; every protocol adapter calls these methods, so policy is decided
+ * once, here.
+ */
+import type { Clock } from '../clock.js';
+import { ProblemError } from '../errors.js';
+import { isExportable, type KeyStore, type Signer } from '../keys/key_store.js';
+import type { AuditInput, CaRecord, CertificateRecord, RevocationReason, Store } from '../store/store.js';
+import { REVOCATION_REASONS } from '../store/store.js';
+import { createHash } from 'node:crypto';
+import { keyInfoName, keyInfoOf, publicKeyFromSpki, type KeyAlgorithm } from '../x509/algorithms.js';
+import { signCertificate, type CertificateTemplate } from '../x509/cert_builder.js';
+import { parseCertificate, type CertInfo } from '../x509/cert_info.js';
+import { parseCsr, type ParsedCsr } from '../x509/csr.js';
+import * as x from '../x509/extensions.js';
+import { formatSan, type San } from '../x509/general_names.js';
+import { lintCertificate } from '../x509/lint.js';
+import { encodeName, formatDn, type DnAttribute } from '../x509/names.js';
+import { pemEncode } from '../x509/pem.js';
+import { ekuOid, type Profile, type ProfileSet } from './profiles.js';
+import { newSerial } from './serial.js';
+
+export interface AuthorityConfig {
+  profiles: ProfileSet;
+  /** The issuing CA used when a request names none. */
+  defaultCa: string;
+  /** Base URL of the plain-HTTP listener, for CRL distribution point and AIA URLs. */
+  publicUrl: string;
+  /** notBefore is set this far in the past to tolerate relying-party clock skew. */
+  backdateSeconds: number;
+}
+
+export interface IssueRequest {
+  /** PKCS#10 request, PEM or DER: the requester proves possession of the key. */
+  csr?: Uint8Array | string;
+  /**
+   * Instead of a CSR, the DER SubjectPublicKeyInfo of a key this server
+   * generated itself (its own TLS listener, server-side key generation).
+   */
+  serverGeneratedSpki?: Uint8Array;
+  profile: string;
+  /** Issuing CA name; default `defaultCa`. */
+  ca?: string;
+  /** Subject to certify; default the CSR's. */
+  subject?: DnAttribute[];
+  /** SANs to certify (authoritative when given); default the CSR's. */
+  sans?: San[];
+  validityDays?: number;
+  actor: string;
+}
+
+export interface IssueResult {
+  record: CertificateRecord;
+  der: Uint8Array;
+  pem: string;
+  /** Issuer certificates from the issuing CA up to the root, DER. */
+  chain: Uint8Array[];
+  /** true when notAfter was shortened to the issuer's notAfter. */
+  capped: boolean;
+}
+
+export interface CreateCaRequest {
+  name: string;
+  subject: DnAttribute[];
+  keyAlgorithm: KeyAlgorithm;
+  validityDays: number;
+  actor: string;
+}
+
+export interface CreateIssuingCaRequest extends CreateCaRequest {
+  parent: string;
+  /** Signs for the parent when its key is not in the key store (offline root ceremony). */
+  parentSigner?: Signer;
+  nameConstraints?: x.NameConstraintSpec;
+}
+
+const DAY = 86_400_000;
+const CA_NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+interface LoadedCa {
+  record: CaRecord;
+  info: CertInfo;
+}
+
+export class Authority {
+  private readonly cas = new Map<string, LoadedCa>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly keys: KeyStore,
+    private readonly clock: Clock,
+    private readonly config: AuthorityConfig,
+  ) {}
+
+  get profiles(): ProfileSet {
+    return this.config.profiles;
+  }
+
+  profile(name: string): Profile {
+    const p = this.config.profiles[name];
+    if (!p) throw new ProblemError('not_found', `no profile "${name}" (known: ${Object.keys(this.config.profiles).join(', ')})`);
+    return p;
+  }
+
+  async ca(name: string): Promise<LoadedCa> {
+    const hit = this.cas.get(name);
+    if (hit) return hit;
+    const record = await this.store.getCa(name);
+    if (!record) throw new ProblemError('not_found', `no CA named "${name}"`);
+    const loaded = { record, info: parseCertificate(record.certDer) };
+    this.cas.set(name, loaded);
+    return loaded;
+  }
+
+  /** DER certificates from `name` up to its root. */
+  async chain(name: string): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    for (let ca: LoadedCa | undefined = await this.ca(name); ca; ca = ca.record.parentName ? await this.ca(ca.record.parentName) : undefined) {
+      out.push(ca.record.certDer);
+      if (out.length > 8) throw new ProblemError('internal', `CA chain of ${name} is longer than 8`);
+    }
+    return out;
+  }
+
+  private async signerFor(ca: LoadedCa): Promise<Signer> {
+    if (!ca.record.keyRef) throw new ProblemError('key_unavailable', `the key of CA "${ca.record.name}" is offline; use a key ceremony (ca create-intermediate --root-key)`);
+    return this.keys.signer(ca.record.keyRef);
+  }
+
+  private validity(days: number, capAt?: Date): { notBefore: Date; notAfter: Date; capped: boolean } {
+    const now = Math.floor(this.clock.now().getTime() / 1000) * 1000;
+    const notBefore = new Date(now - this.config.backdateSeconds * 1000);
+    let notAfter = new Date(now + days * DAY);
+    let capped = false;
+    if (capAt && notAfter > capAt) {
+      notAfter = capAt;
+      capped = true;
+    }
+    return { notBefore, notAfter, capped };
+  }
+
+  private urls(caName: string): { crl: string; ocsp: string; caIssuers: string } {
+    const base = this.config.publicUrl.replace(/\/+$/, '');
+    return { crl: `${base}/crl/${caName}.crl`, ocsp: `${base}/ocsp`, caIssuers: `${base}/ca/${caName}.cer` };
+  }
+
+  /** Lint the template (signed with a throwaway signature), then sign for real. */
+  private async lintAndSign(t: CertificateTemplate, signer: Signer, issuer: CertInfo | undefined): Promise<{ der: Uint8Array; info: CertInfo }> {
+    const draft = parseCertificate(await this.draft(t, signer));
+    const findings = lintCertificate(draft, issuer);
+    if (findings.length) {
+      throw new ProblemError('policy_violation', `certificate would break RFC 5280 rules: ${findings.map((f) => `${f.lint}: ${f.message}`).join('; ')}`, { lints: findings });
+    }
+    const certDer = await signCertificate(t, signer);
+    return { der: certDer, info: parseCertificate(certDer) };
+  }
+
+  /** The template's TBS with an empty signature: parseable, never valid. */
+  private async draft(t: CertificateTemplate, signer: Signer): Promise<Uint8Array> {
+    const unsigned: Signer = { spki: signer.spki, key: signer.key, sign: async () => new Uint8Array(0) };
+    return signCertificate(t, unsigned);
+  }
+
+  async createRootCa(req: CreateCaRequest): Promise<CaRecord> {
+    this.checkCaName(req.name);
+    if (await this.store.getCa(req.name)) throw new ProblemError('already_exists', `a CA named "${req.name}" exists`);
+    const keyRef = await this.keys.generate(req.keyAlgorithm, `${req.name}-ca`);
+    const signer = await this.keys.signer(keyRef);
+    const subject = encodeName(req.subject);
+    const ski = x.keyIdentifierOf(signer.spki);
+    const { notBefore, notAfter } = this.validity(req.validityDays);
+    const template: CertificateTemplate = {
+      serial: newSerial(),
+      issuer: subject,
+      subject,
+      notBefore,
+      notAfter,
+      spki: signer.spki,
+      // RFC 5280 §4.2.1.1: AKI may be omitted from a self-signed root.
+      extensions: [x.basicConstraints(true), x.keyUsage(['keyCertSign', 'cRLSign', 'digitalSignature']), x.subjectKeyIdentifier(ski)],
+    };
+    const { der: certDer, info } = await this.lintAndSign(template, signer, undefined);
+    const record: CaRecord = { name: req.name, kind: 'root', subject: info.subjectText, certDer, keyRef, notBefore: info.notBefore, notAfter: info.notAfter, createdAt: this.clock.now() };
+    await this.store.insertCa(record, this.audit(req.actor, 'ca.create', req.name, { kind: 'root', subject: info.subjectText, keyAlgorithm: req.keyAlgorithm, serial: info.serial, fingerprintSha256: info.fingerprintSha256 }));
+    return record;
+  }
+
+  async createIssuingCa(req: CreateIssuingCaRequest): Promise<CaRecord> {
+    this.checkCaName(req.name);
+    if (await this.store.getCa(req.name)) throw new ProblemError('already_exists', `a CA named "${req.name}" exists`);
+    const parent = await this.ca(req.parent);
+    const parentSigner = req.parentSigner ?? (await this.signerFor(parent));
+    if (Buffer.compare(Buffer.from(parentSigner.spki), Buffer.from(parent.info.spki)) !== 0) {
+      throw new ProblemError('key_unavailable', `the key given does not belong to CA "${req.parent}"`);
+    }
+    const profile = this.profile('sub-ca');
+    const keyRef = await this.keys.generate(req.keyAlgorithm, `${req.name}-ca`);
+    try {
+      const signer = await this.keys.signer(keyRef);
+      const { notBefore, notAfter } = this.validity(req.validityDays, parent.info.notAfter);
+      const urls = this.urls(req.parent);
+      const exts = [
+        x.basicConstraints(true, profile.ca?.pathLen),
+        x.keyUsage(usagesFor(profile, signer)),
+        x.subjectKeyIdentifier(x.keyIdentifierOf(signer.spki)),
+        x.authorityKeyIdentifier(parent.info.ski ?? x.keyIdentifierOf(parent.info.spki)),
+        x.crlDistributionPoints([urls.crl]),
+        x.authorityInfoAccess([], [urls.caIssuers]),
+      ];
+      if (req.nameConstraints && (req.nameConstraints.permitted?.length || req.nameConstraints.excluded?.length)) exts.push(x.nameConstraints(req.nameConstraints));
+      const template: CertificateTemplate = { serial: newSerial(), issuer: parent.info.subjectDer, subject: encodeName(req.subject), notBefore, notAfter, spki: signer.spki, extensions: exts };
+      const { der: certDer, info } = await this.lintAndSign(template, parentSigner, parent.info);
+      const record: CaRecord = { name: req.name, kind: 'issuing', parentName: req.parent, subject: info.subjectText, certDer, keyRef, notBefore: info.notBefore, notAfter: info.notAfter, createdAt: this.clock.now() };
+      const auditDetails = { kind: 'issuing', parent: req.parent, subject: info.subjectText, keyAlgorithm: req.keyAlgorithm, serial: info.serial, nameConstraints: req.nameConstraints ? describeConstraints(req.nameConstraints) : undefined };
+      await this.store.insertCa(record, this.audit(req.actor, 'ca.create', req.name, auditDetails));
+      await this.store.insertCertificate(this.certRecord(info, req.parent, 'sub-ca', req.actor), this.audit(req.actor, 'certificate.issue', info.serial, { ca: req.parent, profile: 'sub-ca', subject: info.subjectText }));
+      return record;
+    } catch (e) {
+      await this.keys.remove(keyRef).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /**
+   * Issues a certificate from a CSR under a profile. The CSR's signature is
+   * its proof of possession; names and key are checked against the profile;
+   * the certificate is committed to the store before it is returned.
+   */
+  async issue(req: IssueRequest): Promise<IssueResult> {
+    const profile = this.profile(req.profile);
+    const csr = requestedKey(req);
+    const ca = await this.ca(req.ca ?? this.config.defaultCa);
+    if (profile.ca && ca.record.kind !== 'root' && ca.info.pathLen === 0) {
+      throw new ProblemError('policy_violation', `CA "${ca.record.name}" may not certify further CAs (pathLenConstraint 0)`);
+    }
+    const signer = await this.signerFor(ca);
+    checkKey(profile, req.profile, csr, ca);
+
+    const subject = req.subject ?? csr.subject;
+    checkSubject(profile, req.profile, subject);
+    if (!req.sans && csr.unsupportedSans.length) {
+      throw new ProblemError('policy_violation', `the CSR asks for names fleetpki does not issue: ${csr.unsupportedSans.join(', ')}`);
+    }
+    const sans = dedupeSans(req.sans ?? csr.sans);
+    checkSans(profile, req.profile, sans);
+
+    const days = req.validityDays ?? profile.validityDays;
+    const maxDays = profile.maxValidityDays ?? profile.validityDays;
+    if (!Number.isInteger(days) || days < 1 || days > maxDays) {
+      throw new ProblemError('policy_violation', `validity of ${days} days is outside profile "${req.profile}" (1..${maxDays})`);
+    }
+    const { notBefore, notAfter, capped } = this.validity(days, ca.info.notAfter);
+    const template: CertificateTemplate = {
+      serial: newSerial(),
+      issuer: ca.info.subjectDer,
+      subject: encodeName(subject),
+      notBefore,
+      notAfter,
+      spki: csr.spki,
+      extensions: this.leafExtensions(profile, csr, sans, subject.length === 0, ca),
+    };
+    const { der: certDer, info } = await this.lintAndSign(template, signer, ca.info);
+    const record = this.certRecord(info, ca.record.name, req.profile, req.actor);
+    await this.store.insertCertificate(
+      record,
+      this.audit(req.actor, 'certificate.issue', info.serial, { ca: ca.record.name, profile: req.profile, subject: info.subjectText, sans: record.sans, notAfter: info.notAfter.toISOString() }),
+    );
+    return { record, der: certDer, pem: pemEncode('CERTIFICATE', certDer), chain: await this.chain(ca.record.name), capped };
+  }
+
+  private leafExtensions(profile: Profile, csr: ParsedCsr, sans: San[], emptySubject: boolean, ca: LoadedCa): x.Ext[] {
+    const exts: x.Ext[] = [
+      x.basicConstraints(!!profile.ca, profile.ca?.pathLen),
+      x.keyUsage(usagesFor(profile, csr)),
+    ];
+    if (profile.extendedKeyUsage.length) exts.push(x.extendedKeyUsage(profile.extendedKeyUsage.map(ekuOid)));
+    exts.push(x.subjectKeyIdentifier(x.keyIdentifierOf(csr.spki)), x.authorityKeyIdentifier(ca.info.ski ?? x.keyIdentifierOf(ca.info.spki)));
+    if (sans.length) exts.push(x.subjectAltName(sans, emptySubject));
+    if (profile.revocationInfo !== false) {
+      const urls = this.urls(ca.record.name);
+      exts.push(x.crlDistributionPoints([urls.crl]), x.authorityInfoAccess([urls.ocsp], [urls.caIssuers]));
+    }
+    if (profile.ocspNoCheck) exts.push(x.ocspNoCheck());
+    return exts;
+  }
+
+  /**
+   * Key ceremony, step 1: the CA key as encrypted PKCS#8 under `passphrase`.
+   * The key stays in the key store until `takeCaKeyOffline`, so a failed write
+   * of the export never loses it.
+   */
+  async exportCaKey(name: string, passphrase: string, actor: string): Promise<string> {
+    const ca = await this.ca(name);
+    if (!ca.record.keyRef) throw new ProblemError('key_unavailable', `the key of CA "${name}" is already offline`);
+    if (!isExportable(this.keys)) throw new ProblemError('key_unavailable', `the ${this.keys.kind} key store does not let keys leave it`);
+    const pem = await this.keys.exportEncrypted(ca.record.keyRef, passphrase);
+    await this.store.appendAudit(this.audit(actor, 'ca.key.export', name, { keyRef: ca.record.keyRef }));
+    return pem;
+  }
+
+  /** Key ceremony, step 2: delete the CA key from the online key store. */
+  async takeCaKeyOffline(name: string, actor: string): Promise<void> {
+    const ca = await this.ca(name);
+    const ref = ca.record.keyRef;
+    if (!ref) throw new ProblemError('key_unavailable', `the key of CA "${name}" is already offline`);
+    await this.store.setCaKeyRef(name, undefined, this.audit(actor, 'ca.key.offline', name, { keyRef: ref }));
+    this.cas.delete(name);
+    await this.keys.remove(ref);
+  }
+
+  async revoke(serial: string, reason: RevocationReason, actor: string, invalidityDate?: Date): Promise<CertificateRecord> {
+    if (!(reason in REVOCATION_REASONS) || reason === 'removeFromCRL') {
+      const valid = Object.keys(REVOCATION_REASONS).filter((r) => r !== 'removeFromCRL');
+      throw new ProblemError('bad_request', `"${reason}" is not a revocation reason (use one of ${valid.join(', ')})`);
+    }
+    const at = this.clock.now();
+    if (invalidityDate && invalidityDate > at) throw new ProblemError('bad_request', 'invalidityDate is in the future');
+    return this.store.revokeCertificate(serial, { revokedAt: at, reason, invalidityDate }, this.audit(actor, 'certificate.revoke', serial, { reason, invalidityDate: invalidityDate?.toISOString() }));
+  }
+
+  private certRecord(info: CertInfo, issuerCa: string, profile: string, requester: string): CertificateRecord {
+    return {
+      serial: info.serial,
+      issuerCa,
+      profile,
+      subject: info.subjectText,
+      sans: info.sans.map(formatSan),
+      notBefore: info.notBefore,
+      notAfter: info.notAfter,
+      spkiSha256: info.spkiSha256,
+      der: info.der,
+      status: 'good',
+      createdAt: this.clock.now(),
+      requester,
+    };
+  }
+
+  private audit(actor: string, action: string, target: string, details: Record<string, unknown>): AuditInput {
+    return { actor, action, target, details };
+  }
+
+  private checkCaName(name: string): void {
+    if (!CA_NAME_RE.test(name)) throw new ProblemError('bad_request', `CA name "${name}" must be lowercase letters, digits and dashes`);
+  }
+}
+
+function requestedKey(req: IssueRequest): ParsedCsr {
+  if (req.csr !== undefined && req.serverGeneratedSpki === undefined) return parseCsr(req.csr);
+  if (req.serverGeneratedSpki === undefined || req.csr !== undefined) throw new ProblemError('bad_request', 'give either a CSR or a server-generated public key');
+  const spki = req.serverGeneratedSpki;
+  const publicKey = publicKeyFromSpki(spki);
+  return { der: new Uint8Array(0), subject: [], spki, spkiSha256: createHash('sha256').update(spki).digest('hex'), publicKey, key: keyInfoOf(publicKey), sans: [], unsupportedSans: [] };
+}
+
+/** RFC 8813 / RFC 8410: encipherment usages are only for RSA keys. */
+function usagesFor(profile: Profile, key: { key: ParsedCsr['key'] }): string[] {
+  return key.key.type === 'rsa' ? profile.keyUsage : profile.keyUsage.filter((u) => u !== 'keyEncipherment' && u !== 'dataEncipherment');
+}
+
+function checkKey(profile: Profile, name: string, csr: ParsedCsr, ca: LoadedCa): void {
+  const alg = keyInfoName(csr.key);
+  if (!(profile.keyAlgorithms as string[]).includes(alg)) {
+    throw new ProblemError('bad_key', `profile "${name}" does not allow ${alg} keys (allowed: ${profile.keyAlgorithms.join(', ')})`);
+  }
+  if (csr.spkiSha256 === ca.info.spkiSha256) throw new ProblemError('bad_key', 'the CSR carries the CA\'s own public key');
+}
+
+function checkSubject(profile: Profile, name: string, subject: DnAttribute[]): void {
+  const allowed = new Set(profile.subject.allowed);
+  const bad = subject.filter((a) => !allowed.has(a.type)).map((a) => a.type);
+  if (bad.length) throw new ProblemError('policy_violation', `profile "${name}" does not allow ${[...new Set(bad)].join(', ')} in the subject (allowed: ${profile.subject.allowed.join(', ')})`);
+  for (const r of profile.subject.required ?? []) {
+    if (!subject.some((a) => a.type === r)) throw new ProblemError('policy_violation', `profile "${name}" requires ${r} in the subject (got "${formatDn(subject)}")`);
+  }
+}
+
+function checkSans(profile: Profile, name: string, sans: San[]): void {
+  const rules = profile.san;
+  for (const s of sans) {
+    if (!rules.allowed.includes(s.type)) throw new ProblemError('policy_violation', `profile "${name}" does not allow ${s.type} names (${formatSan(s)})`);
+    const pats = rules.patterns?.[s.type];
+    if (pats?.length && !pats.some((p) => new RegExp(`^(?:${p})$`, 'i').test(s.value))) {
+      throw new ProblemError('policy_violation', `${formatSan(s)} does not match the ${s.type} patterns of profile "${name}"`);
+    }
+  }
+  if (rules.min !== undefined && sans.length < rules.min) throw new ProblemError('policy_violation', `profile "${name}" needs at least ${rules.min} subject alternative name(s)`);
+  if (rules.max !== undefined && sans.length > rules.max) throw new ProblemError('policy_violation', `profile "${name}" allows at most ${rules.max} subject alternative name(s), got ${sans.length}`);
+}
+
+function dedupeSans(sans: San[]): San[] {
+  const seen = new Set<string>();
+  return sans.filter((s) => {
+    const k = formatSan(s);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function describeConstraints(nc: x.NameConstraintSpec): Record<string, string[]> {
+  return { permitted: (nc.permitted ?? []).map(formatSan), excluded: (nc.excluded ?? []).map(formatSan) };
+}

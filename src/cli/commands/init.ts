@@ -1,0 +1,67 @@
+import type { Command } from 'commander';
+import { KEY_ALGORITHMS, isKeyAlgorithm } from '../../x509/algorithms.js';
+import { ProblemError } from '../../errors.js';
+import { initDataDir } from '../../server/context.js';
+import { resolveDataDir } from '../../server/config.js';
+import { parseCertificate } from '../../x509/cert_info.js';
+import { DIR_HELP } from '../context.js';
+import { collect, note, positiveInt, printJson, printLine } from '../output.js';
+
+export function registerInit(program: Command): void {
+  program
+    .command('init')
+    .description('create a data directory: config, embedded store, key store, a root CA, an issuing CA and an admin token')
+    .option('--dir <dir>', DIR_HELP)
+    .requiredOption('--org <name>', 'organisation name, used in the CA subjects')
+    .option('--key-algorithm <alg>', `CA key algorithm: ${KEY_ALGORITHMS.join(', ')}`, 'ecdsa-p256')
+    .option('--root-validity-days <n>', 'root CA lifetime in days', positiveInt, 7300)
+    .option('--issuing-validity-days <n>', 'issuing CA lifetime in days', positiveInt, 3650)
+    .option('--root-subject <dn>', 'root CA subject, e.g. "O=Acme, CN=Acme Root CA" (default from --org)')
+    .option('--issuing-subject <dn>', 'issuing CA subject (default from --org)')
+    .option('--public-url <url>', 'base URL of the plain-HTTP listener written into certificates (CRL, OCSP, CA issuers)')
+    .option('--listen <host:port>', 'HTTPS listener address', '127.0.0.1:8443')
+    .option('--http-listen <host:port>', 'plain-HTTP listener address', '127.0.0.1:8080')
+    .option('--hostname <name>', 'DNS name of the HTTPS listener (repeatable)', collect, [])
+    .option('--store <spec>', 'SQLite file in the data directory (default fleetpki.db) or postgres://... URL')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+The key store passphrase comes from $FLEETPKI_KEYSTORE_PASSPHRASE or the file
+named by $FLEETPKI_KEYSTORE_PASSPHRASE_FILE. If neither is set, init generates
+one into DIR/secrets/keystore-passphrase (mode 0600).
+
+The admin API token is printed once; store it now.`)
+    .action(async (o) => {
+      if (!isKeyAlgorithm(o.keyAlgorithm)) throw new ProblemError('bad_request', `unknown key algorithm "${o.keyAlgorithm}" (use ${KEY_ALGORITHMS.join(', ')})`);
+      const dir = resolveDataDir(o.dir);
+      const r = await initDataDir({
+        dir,
+        org: o.org,
+        keyAlgorithm: o.keyAlgorithm,
+        rootValidityDays: o.rootValidityDays,
+        issuingValidityDays: o.issuingValidityDays,
+        rootSubject: o.rootSubject,
+        issuingSubject: o.issuingSubject,
+        publicUrl: o.publicUrl,
+        listen: o.listen,
+        httpListen: o.httpListen,
+        hostnames: o.hostname.length ? o.hostname : undefined,
+        store: o.store,
+      });
+      try {
+        const cas = await r.ctx.store.listCas();
+        const root = parseCertificate(cas.find((c) => c.kind === 'root')!.certDer);
+        if (o.json) {
+          printJson({ dir, adminToken: r.adminToken, passphraseFile: r.passphraseFile ?? null, cas: cas.map((c) => ({ name: c.name, kind: c.kind, subject: c.subject })), rootFingerprintSha256: root.fingerprintSha256 });
+          return;
+        }
+        note(`Created fleetpki data directory ${dir}`);
+        for (const c of cas) note(`  ${c.kind.padEnd(8)} CA "${c.name}": ${c.subject}`);
+        note(`  root fingerprint (SHA-256): ${root.fingerprintSha256}`);
+        if (r.passphraseFile) note(`  key store passphrase generated into ${r.passphraseFile} (mode 0600); see docs/data-directory.md`);
+        note('Admin API token (shown once, store it now):');
+        printLine(r.adminToken);
+      } finally {
+        await r.ctx.close();
+      }
+    });
+}

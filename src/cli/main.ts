@@ -1,0 +1,33 @@
+/** The `fleetpki` command: thin wrappers over the core, one file per group. */
+import 'reflect-metadata';
+import { Command, CommanderError } from 'commander';
+import { VERSION } from '../server/server.js';
+import { registerAudit } from './commands/audit.js';
+import { registerCa } from './commands/ca.js';
+import { registerCert } from './commands/cert.js';
+import { registerInit } from './commands/init.js';
+import { registerServe } from './commands/serve.js';
+import { registerToken } from './commands/token.js';
+import { reportError } from './output.js';
+
+export function buildProgram(): Command {
+  const program = new Command('fleetpki')
+    .description('certificate authority, registration authority and device agent for fleets of connected devices')
+    .version(VERSION)
+    .showHelpAfterError()
+    .exitOverride();
+  registerInit(program);
+  registerServe(program);
+  registerCa(program);
+  registerCert(program);
+  registerToken(program);
+  registerAudit(program);
+  return program;
+}
+
+try {
+  await buildProgram().parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exitCode = e.exitCode;
+  else process.exitCode = reportError(e);
+}

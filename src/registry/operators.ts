@@ -1,0 +1,89 @@
+/**
+ * Operators and their roles: API bearer tokens (stored as SHA-256 hashes; the
+ * token itself is shown once) and the permission each role carries. Every API
+ * route names one permission; `authorize` is the only gate.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import { ProblemError } from '../errors.js';
+import { ROLES, type ApiTokenRecord, type Role, type Store } from '../store/store.js';
+
+export const PERMISSIONS = ['ca:read', 'ca:admin', 'cert:read', 'cert:issue', 'cert:revoke', 'token:admin', 'audit:read'] as const;
+export type Permission = (typeof PERMISSIONS)[number];
+
+const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
+  admin: PERMISSIONS,
+  'ra-officer': ['ca:read', 'cert:read', 'cert:issue', 'cert:revoke'],
+  auditor: ['ca:read', 'cert:read', 'audit:read'],
+  'key-recovery': ['ca:read', 'cert:read'],
+  'firmware-signer': ['ca:read'],
+};
+
+export function isRole(s: string): s is Role {
+  return (ROLES as readonly string[]).includes(s);
+}
+
+export function roleAllows(role: Role, p: Permission): boolean {
+  return ROLE_PERMISSIONS[role].includes(p);
+}
+
+/** The identity an adapter hands to the core after authenticating. */
+export interface Operator {
+  name: string;
+  role: Role;
+  /** Audit actor string, e.g. "token:alice". */
+  actor: string;
+}
+
+export function authorize(op: Operator, p: Permission): void {
+  if (!roleAllows(op.role, p)) throw new ProblemError('forbidden', `role ${op.role} may not ${p.replace(':', ' ')}`);
+}
+
+const TOKEN_PREFIX = 'fpk_';
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+export class Operators {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Creates a token; the returned secret is never stored and cannot be shown again. */
+  async createToken(opts: { name: string; role: string; validDays?: number; actor: string }): Promise<{ token: string; record: ApiTokenRecord }> {
+    if (!isRole(opts.role)) throw new ProblemError('bad_request', `unknown role "${opts.role}" (roles: ${ROLES.join(', ')})`);
+    if (!/^[A-Za-z0-9._@-]{1,64}$/.test(opts.name)) throw new ProblemError('bad_request', 'token names are 1-64 letters, digits, dots, dashes, underscores or @');
+    if (opts.validDays !== undefined && !(Number.isInteger(opts.validDays) && opts.validDays > 0)) throw new ProblemError('bad_request', 'validDays must be a positive whole number');
+    const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+    const now = this.clock.now();
+    const record: ApiTokenRecord = {
+      id: randomUUID(),
+      name: opts.name,
+      role: opts.role,
+      tokenHash: hashToken(token),
+      createdAt: now,
+      expiresAt: opts.validDays ? new Date(now.getTime() + opts.validDays * 86_400_000) : undefined,
+    };
+    await this.store.insertToken(record, { actor: opts.actor, action: 'token.create', target: record.id, details: { name: record.name, role: record.role, expiresAt: record.expiresAt?.toISOString() } });
+    return { token, record };
+  }
+
+  /** Resolves a bearer token to an operator; throws unauthorized otherwise. */
+  async authenticate(token: string | undefined): Promise<Operator> {
+    if (!token || !token.startsWith(TOKEN_PREFIX) || token.length > 200) throw new ProblemError('unauthorized', 'a valid bearer token is required');
+    const rec = await this.store.findTokenByHash(hashToken(token));
+    const now = this.clock.now();
+    if (!rec || rec.revokedAt || (rec.expiresAt && rec.expiresAt <= now)) throw new ProblemError('unauthorized', 'the bearer token is unknown, expired or revoked');
+    return { name: rec.name, role: rec.role, actor: `token:${rec.name}` };
+  }
+
+  async revokeToken(id: string, actor: string): Promise<void> {
+    await this.store.revokeToken(id, this.clock.now(), { actor, action: 'token.revoke', target: id });
+  }
+
+  listTokens(): Promise<ApiTokenRecord[]> {
+    return this.store.listTokens();
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The data directory's config file, fleetpki.json: where the store and keys
+ * are, the URLs written into certificates, listener addresses and profile
+ * overrides. Validated on load so a typo fails at start, not mid-issuance.
+ */
+import { promises as fs } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ProblemError } from '../errors.js';
+import { resolveProfiles, type Profile } from '../authority/profiles.js';
+import { writeFileAtomic } from '../keys/software_key_store.js';
+
+export const CONFIG_FILE = 'fleetpki.json';
+
+export interface FleetConfig {
+  version: 1;
+  org: string;
+  /** SQLite file (relative to the data directory) or a postgres:// URL. */
+  store: string;
+  keyStore: { type: 'software'; dir: string; passphraseFile?: string; pbkdf2Iterations?: number };
+  defaultCa: string;
+  /** Base URL of the plain-HTTP listener as relying parties reach it. */
+  publicUrl: string;
+  server: {
+    listen: string;
+    httpListen: string;
+    /** DNS names for the HTTPS listener's certificate, besides the listen address. */
+    hostnames: string[];
+    bodyLimitBytes: number;
+    /** Renew the listener certificate when less than this share of its life is left. */
+    renewAtRemaining: number;
+  };
+  issuance: { backdateSeconds: number };
+  profiles: Record<string, Partial<Profile>>;
+}
+
+export function defaultConfig(org: string): FleetConfig {
+  return {
+    version: 1,
+    org,
+    store: 'fleetpki.db',
+    keyStore: { type: 'software', dir: 'keys' },
+    defaultCa: 'issuing',
+    publicUrl: 'http://127.0.0.1:8080',
+    server: { listen: '127.0.0.1:8443', httpListen: '127.0.0.1:8080', hostnames: ['localhost'], bodyLimitBytes: 64 * 1024, renewAtRemaining: 1 / 3 },
+    issuance: { backdateSeconds: 300 },
+    profiles: {},
+  };
+}
+
+export function resolveDataDir(dir?: string): string {
+  return resolve(dir ?? process.env.FLEETPKI_DIR ?? './fleetpki-data');
+}
+
+export async function loadConfig(dir: string): Promise<FleetConfig> {
+  let text: string;
+  try {
+    text = await fs.readFile(join(dir, CONFIG_FILE), 'utf8');
+  } catch {
+    throw new ProblemError('not_found', `no fleetpki data directory at ${dir} (run: fleetpki init --dir ${dir} --org NAME)`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ProblemError('config_error', `${join(dir, CONFIG_FILE)} is not valid JSON: ${(e as Error).message}`);
+  }
+  return validateConfig(raw);
+}
+
+export function validateConfig(raw: unknown): FleetConfig {
+  const bad = (why: string) => new ProblemError('config_error', `${CONFIG_FILE}: ${why}`);
+  if (!raw || typeof raw !== 'object') throw bad('must be a JSON object');
+  const c = raw as FleetConfig;
+  const base = defaultConfig(typeof c.org === 'string' ? c.org : '');
+  const merged: FleetConfig = {
+    ...base,
+    ...c,
+    keyStore: { ...base.keyStore, ...c.keyStore },
+    server: { ...base.server, ...c.server },
+    issuance: { ...base.issuance, ...c.issuance },
+    profiles: c.profiles ?? {},
+  };
+  if (merged.version !== 1) throw bad(`unsupported version ${String(merged.version)}`);
+  if (!merged.org) throw bad('"org" is required');
+  if (merged.keyStore.type !== 'software') throw bad(`key store type "${merged.keyStore.type}" is not supported`);
+  try {
+    new URL(merged.publicUrl);
+  } catch {
+    throw bad(`publicUrl "${merged.publicUrl}" is not a URL`);
+  }
+  parseHostPort(merged.server.listen);
+  parseHostPort(merged.server.httpListen);
+  if (!(merged.server.bodyLimitBytes > 0)) throw bad('server.bodyLimitBytes must be positive');
+  if (!(merged.server.renewAtRemaining > 0 && merged.server.renewAtRemaining < 1)) throw bad('server.renewAtRemaining must be between 0 and 1');
+  if (!(merged.issuance.backdateSeconds >= 0 && merged.issuance.backdateSeconds <= 86400)) throw bad('issuance.backdateSeconds must be 0..86400');
+  resolveProfiles(merged.profiles); // throws config_error on a bad profile
+  return merged;
+}
+
+export async function saveConfig(dir: string, config: FleetConfig): Promise<void> {
+  await writeFileAtomic(join(dir, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`, 0o600);
+}
+
+export function parseHostPort(s: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ProblemError('config_error', `"${s}" is not HOST:PORT`);
+  return { host: m[1] ?? m[2], port };
+}

@@ -1,0 +1,77 @@
+/**
+ * ProblemError codes → HTTP status and RFC 9457 problem details. Internal
+ * faults reach the client as a generic 500 and the log in full.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ProblemError, type ProblemCode } from '../errors.js';
+
+export const STATUS_OF: Record<ProblemCode, number> = {
+  bad_request: 400,
+  bad_csr: 400,
+  bad_signature: 400,
+  bad_key: 400,
+  policy_violation: 403,
+  not_found: 404,
+  already_exists: 409,
+  already_revoked: 409,
+  conflict: 409,
+  unauthorized: 401,
+  forbidden: 403,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  key_unavailable: 503,
+  config_error: 500,
+  internal: 500,
+};
+
+export interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ProblemCode;
+}
+
+export function problemBody(e: ProblemError): ProblemBody {
+  const status = STATUS_OF[e.code];
+  return { type: `urn:fleetpki:problem:${e.code}`, title: e.code.replace(/_/g, ' '), status, detail: e.detail, code: e.code };
+}
+
+/** Maps Fastify's own errors (parsing, validation, limits) onto ProblemErrors. */
+export function toProblem(err: FastifyError | Error): ProblemError | undefined {
+  if (err instanceof ProblemError) return err;
+  const fe = err as FastifyError;
+  if (fe.validation) return new ProblemError('bad_request', `invalid request: ${fe.message}`);
+  switch (fe.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ProblemError('payload_too_large', 'the request body is larger than this endpoint accepts');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ProblemError('unsupported_media_type', 'unsupported content type');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new ProblemError('bad_request', 'the request body is not valid JSON');
+  }
+  if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) return new ProblemError('bad_request', fe.message);
+  return undefined;
+}
+
+export function sendProblem(reply: FastifyReply, e: ProblemError): FastifyReply {
+  const body = problemBody(e);
+  if (e.code === 'unauthorized') reply.header('www-authenticate', 'Bearer realm="fleetpki"');
+  return reply.code(body.status).type('application/problem+json').send(body);
+}
+
+/** Installs the error and not-found handlers every fleetpki listener uses. */
+export function installProblemHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+    const p = toProblem(err);
+    if (p) {
+      req.log.info({ code: p.code, detail: p.detail }, 'request refused');
+      return sendProblem(reply, p);
+    }
+    req.log.error({ err }, 'internal error');
+    return sendProblem(reply, new ProblemError('internal', 'internal error; the server log has the details'));
+  });
+  app.setNotFoundHandler((req, reply) => sendProblem(reply, new ProblemError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`)));
+}

@@ -1,0 +1,54 @@
+import { createHash } from 'node:crypto';
+import type { AuditEntry } from './store.js';
+
+/** The hash that precedes the first entry. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/**
+ * JSON with object keys sorted at every level, so the same entry always hashes
+ * the same way whichever backend stored it.
+ */
+export function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v ?? null);
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v instanceof Date) return JSON.stringify(v.toISOString());
+  const keys = Object.keys(v as object).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
+}
+
+/** hash_n = sha256(hash_{n-1} || canonical(seq, at, actor, action, target, details)). */
+export function auditEntryHash(prevHash: string, e: Omit<AuditEntry, 'hash' | 'prevHash'>): string {
+  const body = canonicalJson({
+    seq: e.seq,
+    at: e.at.getTime(),
+    actor: e.actor,
+    action: e.action,
+    target: e.target ?? null,
+    details: e.details,
+  });
+  return createHash('sha256').update(prevHash).update('\n').update(body).digest('hex');
+}
+
+export interface ChainCheck {
+  ok: boolean;
+  entries: number;
+  /** First sequence number where the chain breaks, with the reason. */
+  brokenAt?: number;
+  reason?: string;
+}
+
+/** Checks a complete, seq-ordered audit log from its first entry. */
+export function verifyAuditChain(entries: Iterable<AuditEntry>): ChainCheck {
+  let prev = GENESIS_HASH;
+  let expectSeq = 1;
+  let n = 0;
+  for (const e of entries) {
+    n++;
+    if (e.seq !== expectSeq) return { ok: false, entries: n, brokenAt: e.seq, reason: `expected entry ${expectSeq}, found ${e.seq} (an entry was deleted or inserted)` };
+    if (e.prevHash !== prev) return { ok: false, entries: n, brokenAt: e.seq, reason: 'prevHash does not match the previous entry' };
+    if (auditEntryHash(prev, e) !== e.hash) return { ok: false, entries: n, brokenAt: e.seq, reason: 'entry content does not match its hash (edited)' };
+    prev = e.hash;
+    expectSeq++;
+  }
+  return { ok: true, entries: n };
+}

@@ -1,0 +1,147 @@
+/**
+ * One list of schema migrations for both backends, and the runner that
+ * applies the missing ones.
+ *
+ * Not Kysely's Migrator: on SQLite it takes no lock and runs DDL outside a
+ * transaction, so two processes opening a fresh file at once (the server and a
+ * CLI) could both apply the same migration. Here every pending migration, and
+ * the bookkeeping row that records it, runs inside one write transaction that
+ * holds the store's migration lock (BEGIN IMMEDIATE on SQLite, an advisory
+ * lock on PostgreSQL); both dialects have transactional DDL.
+ */
+import { sql, type ColumnDataType, type Expression, type Kysely } from 'kysely';
+import { ProblemError } from '../errors.js';
+import type { Database, SqlDialect } from './schema.js';
+import { REVOCATION_REASONS } from './store.js';
+
+export interface Migration {
+  version: number;
+  name: string;
+  /** Uses the schema builder only: table types in schema.ts describe the latest version. */
+  up(db: Kysely<Database>, dialect: SqlDialect): Promise<void>;
+}
+
+/** Runs `fn` in a write transaction that holds the migration lock. */
+export type LockedWrite = <T>(fn: (trx: Kysely<Database>) => Promise<T>) => Promise<T>;
+
+type ColumnType = ColumnDataType | Expression<unknown>;
+
+/** Column types that differ between the dialects. */
+function columnTypes(dialect: SqlDialect): { int64: ColumnType; bytes: ColumnType; key: ColumnType } {
+  if (dialect === 'postgres') {
+    // Keys sort bytewise ("C") so keyset paging and listings order the same
+    // way as SQLite's BINARY collation, whatever the database locale.
+    return { int64: 'bigint', bytes: 'bytea', key: sql`text collate "C"` };
+  }
+  return { int64: 'integer', bytes: 'blob', key: 'text' };
+}
+
+function quotedList(values: readonly string[]): Expression<unknown> {
+  return sql.join(values.map((v) => sql.lit(v)));
+}
+
+async function createInitialSchema(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  const reasons = quotedList(Object.keys(REVOCATION_REASONS));
+
+  await db.schema
+    .createTable('cas')
+    .addColumn('name', t.key, (c) => c.primaryKey())
+    .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('root', 'issuing')`))
+    .addColumn('parent_name', t.key, (c) => c.references('cas.name'))
+    .addColumn('subject', 'text', (c) => c.notNull())
+    .addColumn('cert_der', t.bytes, (c) => c.notNull())
+    .addColumn('key_ref', 'text')
+    .addColumn('not_before', t.int64, (c) => c.notNull())
+    .addColumn('not_after', t.int64, (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .execute();
+
+  await db.schema
+    .createTable('certificates')
+    .addColumn('serial', t.key, (c) => c.primaryKey())
+    .addColumn('issuer_ca', t.key, (c) => c.notNull().references('cas.name'))
+    .addColumn('profile', 'text', (c) => c.notNull())
+    .addColumn('subject', 'text', (c) => c.notNull())
+    .addColumn('sans', 'text', (c) => c.notNull())
+    .addColumn('not_before', t.int64, (c) => c.notNull())
+    .addColumn('not_after', t.int64, (c) => c.notNull())
+    .addColumn('spki_sha256', 'text', (c) => c.notNull())
+    .addColumn('der', t.bytes, (c) => c.notNull())
+    .addColumn('status', 'text', (c) => c.notNull())
+    .addColumn('revoked_at', t.int64)
+    .addColumn('revocation_reason', 'text')
+    .addColumn('invalidity_date', t.int64)
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .addColumn('requester', 'text', (c) => c.notNull())
+    // A certificate is either good with no revocation data, or revoked with it.
+    .addCheckConstraint(
+      'certificates_revocation_consistent',
+      sql`(status = 'good' and revoked_at is null and revocation_reason is null and invalidity_date is null)
+        or (status = 'revoked' and revoked_at is not null and revocation_reason in (${reasons}))`,
+    )
+    .execute();
+  await db.schema.createIndex('certificates_issuer_status_serial').on('certificates').columns(['issuer_ca', 'status', 'serial']).execute();
+  await db.schema.createIndex('certificates_not_after').on('certificates').columns(['not_after', 'serial']).execute();
+  await db.schema.createIndex('certificates_spki_sha256').on('certificates').column('spki_sha256').execute();
+
+  await db.schema
+    .createTable('api_tokens')
+    .addColumn('id', t.key, (c) => c.primaryKey())
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('role', 'text', (c) => c.notNull())
+    .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .addColumn('expires_at', t.int64)
+    .addColumn('revoked_at', t.int64)
+    .execute();
+
+  await db.schema
+    .createTable('audit_log')
+    // SQLite: "integer primary key" makes seq the rowid, no extra index.
+    .addColumn('seq', t.int64, (c) => c.primaryKey())
+    .addColumn('at', t.int64, (c) => c.notNull())
+    .addColumn('actor', 'text', (c) => c.notNull())
+    .addColumn('action', 'text', (c) => c.notNull())
+    .addColumn('target', 'text')
+    .addColumn('details', 'text', (c) => c.notNull())
+    .addColumn('prev_hash', 'text', (c) => c.notNull())
+    .addColumn('hash', 'text', (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex('audit_log_action').on('audit_log').columns(['action', 'seq']).execute();
+  await db.schema.createIndex('audit_log_target').on('audit_log').columns(['target', 'seq']).execute();
+}
+
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial schema', up: createInitialSchema }];
+
+/**
+ * Applies every migration newer than the database's version, in order, in one
+ * locked transaction. Returns the versions applied (none when up to date).
+ * Refuses a database written by a newer fleetpki.
+ */
+export async function migrateToLatest(dialect: SqlDialect, lockedWrite: LockedWrite, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+  return lockedWrite(async (trx) => {
+    await trx.schema
+      .createTable('schema_version')
+      .ifNotExists()
+      .addColumn('version', 'integer', (c) => c.primaryKey())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('applied_at', columnTypes(dialect).int64, (c) => c.notNull())
+      .execute();
+    const rows = await trx.selectFrom('schema_version').select('version').execute();
+    const have = new Set(rows.map((r) => Number(r.version)));
+    const known = new Set(migrations.map((m) => m.version));
+    const unknown = [...have].filter((v) => !known.has(v));
+    if (unknown.length > 0) {
+      throw new ProblemError('config_error', `the database has schema version ${Math.max(...unknown)}, newer than this fleetpki knows; upgrade fleetpki`);
+    }
+    const applied: number[] = [];
+    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (have.has(m.version)) continue;
+      await m.up(trx, dialect);
+      await trx.insertInto('schema_version').values({ version: m.version, name: m.name, applied_at: Date.now() }).execute();
+      applied.push(m.version);
+    }
+    return applied;
+  });
+}
