@@ -55,6 +55,9 @@ function findTests(dir) {
 }
 
 ensurePeers();
+// Tests run the `fleetpki` command as users do: through the fresh bundle.
+const b = spawnSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' });
+if (b.status !== 0) process.exit(b.status ?? 1);
 const files = process.argv.slice(2).length ? process.argv.slice(2) : findTests('test');
 const r = spawnSync(
   process.execPath,

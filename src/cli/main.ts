@@ -1,7 +1,7 @@
 /** The `fleetpki` command: thin wrappers over the core, one file per group. */
 import 'reflect-metadata';
 import { Command, CommanderError } from 'commander';
-import { VERSION } from '../server/server.js';
+import { VERSION } from '../version.js';
 import { registerAudit } from './commands/audit.js';
 import { registerCa } from './commands/ca.js';
 import { registerCert } from './commands/cert.js';

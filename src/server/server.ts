@@ -7,7 +7,7 @@
  */
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
-import { readFileSync } from 'node:fs';
+import { VERSION } from '../version.js';
 import { aiaPlugin } from '../protocols/aia/plugin.js';
 import { apiPlugin } from '../protocols/api/plugin.js';
 import { installProblemHandlers } from './http_errors.js';
@@ -15,7 +15,6 @@ import { parseHostPort } from './config.js';
 import type { FleetContext } from './context.js';
 import { ensureTlsIdentity, type TlsIdentity } from './tls_identity.js';
 
-export const VERSION: string = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
 
 export interface BuildOptions {
   logger?: FastifyServerOptions['logger'];
@@ -26,6 +25,9 @@ export async function buildHttpsApp(ctx: FleetContext, o: BuildOptions = {}): Pr
   const app = Fastify({
     logger: o.logger ?? false,
     bodyLimit: ctx.config.server.bodyLimitBytes,
+    // Refuse unknown fields instead of silently dropping them: a typo in a
+    // request must not turn into a certificate issued without it.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     ...(o.tls ? { https: { key: o.tls.keyPem, cert: o.tls.certPem, minVersion: 'TLSv1.2' as const } } : {}),
   }) as unknown as FastifyInstance;
   installProblemHandlers(app);
