@@ -3,7 +3,7 @@ import 'reflect-metadata';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Clock } from '../../src/clock.js';
 import { initDataDir, type FleetContext } from '../../src/server/context.js';
@@ -65,4 +65,20 @@ export function opensslCsr(dir: string, name: string, opts: { subj?: string; san
 
 export function runOpenssl(args: string[], input?: string): SpawnSyncReturns<string> {
   return spawnSync('openssl', args, { encoding: 'utf8', input });
+}
+
+/**
+ * Runs a command without blocking the event loop: needed when the server under
+ * test runs in this same process.
+ */
+export function run(cmd: string, args: string[], input = '', timeoutMs = 30_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { timeout: timeoutMs });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (b) => (stdout += b));
+    p.stderr.on('data', (b) => (stderr += b));
+    p.on('close', (status) => resolve({ status, stdout, stderr }));
+    p.stdin.end(input);
+  });
 }

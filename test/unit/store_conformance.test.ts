@@ -470,6 +470,30 @@ function conformance(name: string, open: Open): void {
       }
     });
 
+    describe('atomicity: an audit entry that cannot be written rolls back the change', () => {
+      // BigInt has no JSON form: the store rejects the entry after the change is made.
+      const unwritable: AuditInput = { actor: 'cli:test', action: 'broken', details: { n: 1n } };
+      const calls: [string, (s: Store) => Promise<unknown>][] = [
+        ['insertCa', (s) => s.insertCa(caRecord('other'), unwritable)],
+        ['setCaKeyRef', (s) => s.setCaKeyRef('root', 'k2', unwritable)],
+        ['insertCertificate', (s) => s.insertCertificate(certRecord('r2'), unwritable)],
+        ['revokeCertificate', (s) => s.revokeCertificate('r1', { revokedAt: at(9), reason: 'superseded' }, unwritable)],
+        ['insertToken', (s) => s.insertToken(tokenRecord('t2'), unwritable)],
+        ['revokeToken', (s) => s.revokeToken('t1', at(9), unwritable)],
+      ];
+      for (const [method, call] of calls) {
+        it(`fail-${method} → bad_request, and nothing changes`, async () => {
+          await withRoot(store);
+          await store.insertCertificate(certRecord('r1'), audit('certificate.issue', 'r1'));
+          await store.insertToken(tokenRecord('t1'), audit('token.create', 't1'));
+          const snapshot = async () => [await store.listCas(), await store.listCertificates(), await store.listTokens(), await readAuditLog(store)];
+          const before = await snapshot();
+          await expectProblem(call(store), 'bad_request');
+          assert.deepEqual(await snapshot(), before);
+        });
+      }
+    });
+
     describe('values', () => {
       const dates: [string, Date][] = [
         ['ok millisecond precision', new Date('2031-02-03T04:05:06.789Z')],
@@ -597,12 +621,15 @@ describe('SQLite store', () => {
 // --- PostgreSQL ---
 
 describe('PostgreSQL store', () => {
+  // Started now, so the cluster boots while the SQLite tests run.
+  const starting = startTestPostgres();
+  starting.catch(() => undefined); // reported by before(), not as an unhandled rejection
   let server: TestPostgres;
   before(async () => {
-    server = await startTestPostgres();
+    server = await starting;
   });
   after(async () => {
-    await server?.stop();
+    await (await starting.catch(() => undefined))?.stop();
   });
 
   conformance('postgres', async (options) => openStore(await server.createTestSchema(), options));

@@ -1,0 +1,38 @@
+/**
+ * The core (authority/, registry/) does no I/O: the ESLint rule in
+ * eslint.config.js forbids HTTP, SQL and file-system imports there. Checks
+ * that the rule fires on such imports and that the tree obeys it.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ESLint } from 'eslint';
+import { REPO } from '../helpers/data_dir.js';
+
+const eslint = new ESLint({ cwd: REPO });
+
+async function forbidden(code: string, filePath: string): Promise<string[]> {
+  const [res] = await eslint.lintText(code, { filePath: `${REPO}/${filePath}` });
+  return res.messages.filter((m) => m.ruleId === 'no-restricted-imports').map((m) => m.message);
+}
+
+describe('core import boundaries', () => {
+  const banned = ['fastify', 'node:http', 'node:https', 'node:fs', 'fs/promises', 'better-sqlite3', 'pg', 'kysely'];
+  for (const mod of banned) {
+    for (const where of ['src/authority/x.ts', 'src/registry/x.ts']) {
+      it(`fail-${where.split('/')[1]}-imports-${mod}`, async () => {
+        const msgs = await forbidden(`import * as m from '${mod}';\nexport const x = m;\n`, where);
+        assert.equal(msgs.length, 1, `${mod} must be refused in ${where}`);
+        assert.match(msgs[0], /pure core/);
+      });
+    }
+  }
+  it('ok-adapters may import them', async () => {
+    assert.deepEqual(await forbidden("import * as m from 'fastify';\nexport const x = m;\n", 'src/protocols/api/x.ts'), []);
+  });
+  it('ok-the tree obeys the rule', async () => {
+    const results = await eslint.lintFiles(['src/authority/**/*.ts', 'src/registry/**/*.ts']);
+    const hits = results.flatMap((r) => r.messages.filter((m) => m.ruleId === 'no-restricted-imports').map((m) => `${r.filePath}: ${m.message}`));
+    assert.deepEqual(hits, []);
+    assert.ok(results.length >= 4, 'core files were linted');
+  });
+});
