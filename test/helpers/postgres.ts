@@ -162,7 +162,8 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     dropped = true;
     spawnSync('pg_dropcluster', ['--stop', version, cluster], { stdio: 'ignore' });
   };
-  // A test run killed before stop() must not leave a cluster running.
+  // A run that ends without stop() (a failing hook, an uncaught error) still
+  // drops the cluster; only a kill by signal leaves one behind.
   process.once('exit', dropNow);
 
   try {
