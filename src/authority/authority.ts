@@ -15,7 +15,7 @@ import { signCertificate, type CertificateTemplate } from '../x509/cert_builder.
 import { parseCertificate, type CertInfo } from '../x509/cert_info.js';
 import { parseCsr, type ParsedCsr } from '../x509/csr.js';
 import * as x from '../x509/extensions.js';
-import { formatSan, type San } from '../x509/general_names.js';
+import { formatSan, normaliseSan, type San } from '../x509/general_names.js';
 import { lintCertificate } from '../x509/lint.js';
 import { encodeName, formatDn, type DnAttribute } from '../x509/names.js';
 import { pemEncode } from '../x509/pem.js';
@@ -167,24 +167,29 @@ export class Authority {
     this.checkCaName(req.name);
     if (await this.store.getCa(req.name)) throw new ProblemError('already_exists', `a CA named "${req.name}" exists`);
     const keyRef = await this.keys.generate(req.keyAlgorithm, `${req.name}-ca`);
-    const signer = await this.keys.signer(keyRef);
-    const subject = encodeName(req.subject);
-    const ski = x.keyIdentifierOf(signer.spki);
-    const { notBefore, notAfter } = this.validity(req.validityDays);
-    const template: CertificateTemplate = {
-      serial: newSerial(),
-      issuer: subject,
-      subject,
-      notBefore,
-      notAfter,
-      spki: signer.spki,
-      // RFC 5280 §4.2.1.1: AKI may be omitted from a self-signed root.
-      extensions: [x.basicConstraints(true), x.keyUsage(['keyCertSign', 'cRLSign', 'digitalSignature']), x.subjectKeyIdentifier(ski)],
-    };
-    const { der: certDer, info } = await this.lintAndSign(template, signer, undefined);
-    const record: CaRecord = { name: req.name, kind: 'root', subject: info.subjectText, certDer, keyRef, notBefore: info.notBefore, notAfter: info.notAfter, createdAt: this.clock.now() };
-    await this.store.insertCa(record, this.audit(req.actor, 'ca.create', req.name, { kind: 'root', subject: info.subjectText, keyAlgorithm: req.keyAlgorithm, serial: info.serial, fingerprintSha256: info.fingerprintSha256 }));
-    return record;
+    try {
+      const signer = await this.keys.signer(keyRef);
+      const subject = encodeName(req.subject);
+      const ski = x.keyIdentifierOf(signer.spki);
+      const { notBefore, notAfter } = this.validity(req.validityDays);
+      const template: CertificateTemplate = {
+        serial: newSerial(),
+        issuer: subject,
+        subject,
+        notBefore,
+        notAfter,
+        spki: signer.spki,
+        // RFC 5280 §4.2.1.1: AKI may be omitted from a self-signed root.
+        extensions: [x.basicConstraints(true), x.keyUsage(['keyCertSign', 'cRLSign', 'digitalSignature']), x.subjectKeyIdentifier(ski)],
+      };
+      const { der: certDer, info } = await this.lintAndSign(template, signer, undefined);
+      const record: CaRecord = { name: req.name, kind: 'root', subject: info.subjectText, certDer, keyRef, notBefore: info.notBefore, notAfter: info.notAfter, createdAt: this.clock.now() };
+      await this.store.insertCa(record, this.audit(req.actor, 'ca.create', req.name, { kind: 'root', subject: info.subjectText, keyAlgorithm: req.keyAlgorithm, serial: info.serial, fingerprintSha256: info.fingerprintSha256 }));
+      return record;
+    } catch (e) {
+      await this.keys.remove(keyRef).catch(() => undefined);
+      throw e;
+    }
   }
 
   async createIssuingCa(req: CreateIssuingCaRequest): Promise<CaRecord> {
@@ -224,11 +229,11 @@ export class Authority {
   }
 
   /**
-   * Issues a certificate from a CSR under a profile. The CSR's signature is
-   * its proof of possession; names and key are checked against the profile;
-   * the certificate is committed to the store before it is returned.
+   * Checks a request against the profile and RFC 5280, and signs. Nothing is
+   * stored: the caller commits `record` (issue() or the registry's enrollment
+   * transaction) before it hands the certificate to anyone.
    */
-  async issue(req: IssueRequest): Promise<IssueResult> {
+  async prepare(req: IssueRequest): Promise<IssueResult> {
     const profile = this.profile(req.profile);
     const csr = requestedKey(req);
     const ca = await this.ca(req.ca ?? this.config.defaultCa);
@@ -243,7 +248,8 @@ export class Authority {
     if (!req.sans && csr.unsupportedSans.length) {
       throw new ProblemError('policy_violation', `the CSR asks for names fleetpki does not issue: ${csr.unsupportedSans.join(', ')}`);
     }
-    const sans = dedupeSans(req.sans ?? csr.sans);
+    // Names from a CSR get the same syntax checks as names an operator types.
+    const sans = dedupeSans((req.sans ?? csr.sans).map(normaliseSan));
     checkSans(profile, req.profile, sans);
 
     const days = req.validityDays ?? profile.validityDays;
@@ -263,11 +269,24 @@ export class Authority {
     };
     const { der: certDer, info } = await this.lintAndSign(template, signer, ca.info);
     const record = this.certRecord(info, ca.record.name, req.profile, req.actor);
-    await this.store.insertCertificate(
-      record,
-      this.audit(req.actor, 'certificate.issue', info.serial, { ca: ca.record.name, profile: req.profile, subject: info.subjectText, sans: record.sans, notAfter: info.notAfter.toISOString() }),
-    );
     return { record, der: certDer, pem: pemEncode('CERTIFICATE', certDer), chain: await this.chain(ca.record.name), capped };
+  }
+
+  /** The audit entry of an issuance, shared by every path that commits one. */
+  issueAudit(r: IssueResult, actor: string, extra: Record<string, unknown> = {}): AuditInput {
+    const rec = r.record;
+    return this.audit(actor, 'certificate.issue', rec.serial, { ca: rec.issuerCa, profile: rec.profile, subject: rec.subject, sans: rec.sans, notAfter: rec.notAfter.toISOString(), ...extra });
+  }
+
+  /**
+   * Issues a certificate from a CSR under a profile. The CSR's signature is
+   * its proof of possession; names and key are checked against the profile;
+   * the certificate is committed to the store before it is returned.
+   */
+  async issue(req: IssueRequest): Promise<IssueResult> {
+    const r = await this.prepare(req);
+    await this.store.insertCertificate(r.record, this.issueAudit(r, req.actor));
+    return r;
   }
 
   private leafExtensions(profile: Profile, csr: ParsedCsr, sans: San[], emptySubject: boolean, ca: LoadedCa): x.Ext[] {
@@ -311,7 +330,7 @@ export class Authority {
   }
 
   async revoke(serial: string, reason: RevocationReason, actor: string, invalidityDate?: Date): Promise<CertificateRecord> {
-    if (!(reason in REVOCATION_REASONS) || reason === 'removeFromCRL') {
+    if (!Object.hasOwn(REVOCATION_REASONS, reason) || reason === 'removeFromCRL') {
       const valid = Object.keys(REVOCATION_REASONS).filter((r) => r !== 'removeFromCRL');
       throw new ProblemError('bad_request', `"${reason}" is not a revocation reason (use one of ${valid.join(', ')})`);
     }

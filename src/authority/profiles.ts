@@ -54,6 +54,14 @@ export interface Profile {
   ocspNoCheck?: boolean;
   /** Write CRL distribution point and AIA (OCSP, caIssuers) URLs. Default true. */
   revocationInfo?: boolean;
+  /**
+   * Enrollment (EST, CMP): the registry decides the names. A CSR that asks
+   * for names the registry did not give is trimmed to the registry's
+   * ('trim', default) or refused ('refuse').
+   */
+  csrNames?: 'trim' | 'refuse';
+  /** Allow server-side key generation (EST serverkeygen). Default false. */
+  serverKeyGen?: boolean;
 }
 
 const ALL_KEYS: KeyAlgorithm[] = [...KEY_ALGORITHMS];
@@ -128,7 +136,7 @@ export function resolveProfiles(overrides: Record<string, Partial<Profile>> = {}
   const out: ProfileSet = { ...DEFAULT_PROFILES };
   for (const [name, o] of Object.entries(overrides)) {
     const base = DEFAULT_PROFILES[name];
-    const merged = (base ? { ...base, ...o } : o) as Profile;
+    const merged = (base ? { ...base, ...o, subject: { ...base.subject, ...o.subject }, san: { ...base.san, ...o.san } } : o) as Profile;
     validateProfile(name, merged);
     out[name] = merged;
   }
@@ -143,12 +151,19 @@ export function validateProfile(name: string, p: Profile): void {
   for (const k of p.keyAlgorithms) if (!isKeyAlgorithm(k)) throw bad(`unknown key algorithm "${k}" (known: ${KEY_ALGORITHMS.join(', ')})`);
   if (!Number.isInteger(p.validityDays) || p.validityDays < 1) throw bad('validityDays must be a positive whole number');
   if (p.maxValidityDays !== undefined && (!Number.isInteger(p.maxValidityDays) || p.maxValidityDays < p.validityDays)) throw bad('maxValidityDays must be >= validityDays');
+  if (!Array.isArray(p.keyUsage)) throw bad('keyUsage must be a list');
+  if (!Array.isArray(p.extendedKeyUsage)) throw bad('extendedKeyUsage must be a list (empty for none)');
+  if (!p.subject || !Array.isArray(p.subject.allowed)) throw bad('subject.allowed must list the subject attributes');
+  if (p.subject.required !== undefined && !Array.isArray(p.subject.required)) throw bad('subject.required must be a list');
+  if (!p.san || !Array.isArray(p.san.allowed)) throw bad('san.allowed must list the SAN types (empty for none)');
   for (const u of p.keyUsage ?? []) if (!(KEY_USAGES as readonly string[]).includes(u)) throw bad(`unknown keyUsage "${u}"`);
   for (const e of p.extendedKeyUsage ?? []) if (!EKU_OIDS[e] && !/^\d+(\.\d+)+$/.test(e)) throw bad(`unknown extendedKeyUsage "${e}"`);
   if (!p.ca && p.keyUsage.includes('keyCertSign')) throw bad('keyCertSign is only for CA profiles (RFC 5280 §4.2.1.3)');
   if (p.ca && !p.keyUsage.includes('keyCertSign')) throw bad('a CA profile needs keyCertSign');
   for (const a of [...(p.subject?.allowed ?? []), ...(p.subject?.required ?? [])]) if (!DN_ATTRIBUTES[a]) throw bad(`unknown subject attribute "${a}"`);
   for (const t of p.san?.allowed ?? []) if (!SAN_TYPES.includes(t)) throw bad(`unknown SAN type "${t}"`);
+  if (p.csrNames !== undefined && p.csrNames !== 'trim' && p.csrNames !== 'refuse') throw bad('csrNames is "trim" or "refuse"');
+  if (p.serverKeyGen !== undefined && typeof p.serverKeyGen !== 'boolean') throw bad('serverKeyGen is true or false');
   for (const [t, pats] of Object.entries(p.san?.patterns ?? {})) {
     for (const pat of pats ?? []) {
       try {

@@ -19,5 +19,7 @@ export function normaliseSerial(text: string): string {
   // Canonical: even length, no redundant leading zero octets (DER INTEGER).
   let h = hex.length % 2 ? `0${hex}` : hex;
   while (h.length > 2 && h.startsWith('00') && parseInt(h[2], 16) < 8) h = h.slice(2);
+  // openssl prints 80FF for the positive INTEGER whose content octets are 00 80 FF.
+  if (parseInt(h[0], 16) >= 8) h = `00${h}`;
   return h;
 }

@@ -55,7 +55,7 @@ export function storeSpec(dir: string, config: FleetConfig): string {
 }
 
 async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Store): Promise<FleetContext> {
-  const s = store ?? (await openStore(storeSpec(dir, config)));
+  const s = store ?? (await openStore(storeSpec(dir, config), { clock }));
   const keys = new SoftwareKeyStore({ dir: resolve(dir, config.keyStore.dir), passphrase: passphraseSource(dir, config), pbkdf2Iterations: config.keyStore.pbkdf2Iterations });
   const authority = new Authority(s, keys, clock, {
     profiles: resolveProfiles(config.profiles),

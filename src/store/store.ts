@@ -71,6 +71,8 @@ export interface CertificateRecord {
   createdAt: Date;
   /** Who asked: operator token name, device id, "cli:<user>". */
   requester: string;
+  /** The registry device this certificate was issued to, if any. */
+  deviceId?: string;
 }
 
 export interface CertificateQuery {
@@ -80,6 +82,7 @@ export interface CertificateQuery {
   /** Case-insensitive substring of the subject. */
   subjectContains?: string;
   spkiSha256?: string;
+  deviceId?: string;
   /** Return certificates whose serial sorts after this one (keyset paging). */
   afterSerial?: string;
   /** Default 100, at most 1000. */
@@ -126,6 +129,122 @@ export interface AuditQuery {
   limit?: number;
 }
 
+
+// ---------------------------------------------------------------- registry
+
+/** Lifecycle (issue 3): registered → active → suspended | revoked | retired. */
+export type DeviceState = 'registered' | 'active' | 'suspended' | 'revoked' | 'retired';
+export const DEVICE_STATES: readonly DeviceState[] = ['registered', 'active', 'suspended', 'revoked', 'retired'];
+
+export interface DeviceRecord {
+  /** The device serial number: unique, becomes CN and serialNumber. */
+  id: string;
+  profile: string;
+  model?: string;
+  /** Operational domain (site, building, tenant): becomes a URI SAN. */
+  domain?: string;
+  owner?: string;
+  state: DeviceState;
+  /** Extra names certified for the device: "dns:..." / "ip:..." strings. */
+  sans: string[];
+  /** Enrollment order whose quota the device's first enrollment redeems. */
+  orderId?: string;
+  /** Enrollments wait for an ra-officer's approval. */
+  requireApproval: boolean;
+  /** Serial of the device's current certificate. */
+  currentSerial?: string;
+  attributes: Record<string, string>;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface DeviceQuery {
+  state?: DeviceState;
+  domain?: string;
+  model?: string;
+  profile?: string;
+  owner?: string;
+  /** Keyset paging: ids sorting after this one. */
+  afterId?: string;
+  /** Default 100, at most 1000. */
+  limit?: number;
+}
+
+export interface DevicePatch {
+  state?: DeviceState;
+  domain?: string | null;
+  owner?: string | null;
+  model?: string | null;
+  profile?: string;
+  sans?: string[];
+  requireApproval?: boolean;
+  attributes?: Record<string, string>;
+}
+
+/** A one-time enrollment secret; only its hash is kept. */
+export interface EnrollmentSecretRecord {
+  deviceId: string;
+  /** sha256 (hex) of the secret. */
+  secretHash: string;
+  createdAt: Date;
+  expiresAt: Date;
+  usedAt?: Date;
+}
+
+/** A CA trusted for one purpose, e.g. manufacturer (IDevID) bootstrap. */
+export interface TrustAnchorRecord {
+  /** sha256 (hex) of the certificate DER. */
+  fingerprint: string;
+  purpose: 'manufacturer';
+  subject: string;
+  der: Uint8Array;
+  addedAt: Date;
+}
+
+/** An entitlement: N certificates of a profile for a model and/or domain. */
+export interface OrderRecord {
+  id: string;
+  profile: string;
+  model?: string;
+  domain?: string;
+  quantity: number;
+  used: number;
+  expiresAt?: Date;
+  createdAt: Date;
+}
+
+export type PendingStatus = 'pending' | 'approved' | 'rejected' | 'issued';
+
+/** An enrollment waiting for approval (EST answers 202 + Retry-After meanwhile). */
+export interface PendingEnrollmentRecord {
+  id: string;
+  deviceId: string;
+  /** sha256 (hex) of the requested key's SPKI: the retry must carry the same key. */
+  spkiSha256: string;
+  csrDer: Uint8Array;
+  status: PendingStatus;
+  createdAt: Date;
+  decidedAt?: Date;
+  decidedBy?: string;
+}
+
+/** Everything one enrollment changes, committed together or not at all. */
+export interface EnrollmentCommit {
+  cert: CertificateRecord & { deviceId: string };
+  /**
+   * Mark the device's one-time secret used. Fails with `unauthorized` if it is
+   * already used, expired, or its hash is not this one (a replay or a race).
+   */
+  consumeSecretHash?: string;
+  /** Take one from this order; fails with `policy_violation` if none is left or it expired. */
+  redeemOrderId?: string;
+  /** The approved pending enrollment this completes; set to 'issued'. */
+  pendingId?: string;
+  /** The certificate this one replaces (re-enrollment); nothing is revoked here. */
+  replacesSerial?: string;
+  now: Date;
+}
+
 export interface Store {
   /** Creates or upgrades the schema; idempotent. */
   migrate(): Promise<void>;
@@ -166,4 +285,46 @@ export interface Store {
   /** Appends an entry on its own (actions with no other record). */
   appendAudit(entry: AuditInput): Promise<AuditEntry>;
   listAudit(q?: AuditQuery): Promise<AuditEntry[]>;
+
+  // --- devices (registry) ---
+  /** Throws already_exists for a taken id. */
+  insertDevice(d: DeviceRecord, audit: AuditInput): Promise<void>;
+  /**
+   * Bulk registration in one transaction: devices whose id exists already are
+   * skipped and returned; the rest are inserted. One audit entry for the batch.
+   */
+  insertDevices(ds: DeviceRecord[], audit: AuditInput): Promise<{ inserted: number; existing: string[] }>;
+  getDevice(id: string): Promise<DeviceRecord | undefined>;
+  listDevices(q?: DeviceQuery): Promise<DeviceRecord[]>;
+  /** Throws not_found; sets updatedAt to `at`. */
+  updateDevice(id: string, patch: DevicePatch, at: Date, audit: AuditInput): Promise<DeviceRecord>;
+
+  /** Replaces the device's secret (at most one per device). Throws not_found for an unknown device. */
+  putEnrollmentSecret(s: EnrollmentSecretRecord, audit: AuditInput): Promise<void>;
+  getEnrollmentSecret(deviceId: string): Promise<EnrollmentSecretRecord | undefined>;
+
+  /** Throws already_exists for the same fingerprint and purpose. */
+  insertTrustAnchor(t: TrustAnchorRecord, audit: AuditInput): Promise<void>;
+  listTrustAnchors(purpose?: TrustAnchorRecord['purpose']): Promise<TrustAnchorRecord[]>;
+  removeTrustAnchor(fingerprint: string, audit: AuditInput): Promise<void>;
+
+  insertOrder(o: OrderRecord, audit: AuditInput): Promise<void>;
+  getOrder(id: string): Promise<OrderRecord | undefined>;
+  listOrders(): Promise<OrderRecord[]>;
+
+  insertPendingEnrollment(p: PendingEnrollmentRecord, audit: AuditInput): Promise<void>;
+  /** The newest pending/approved/rejected enrollment of a device for this key. */
+  findPendingEnrollment(deviceId: string, spkiSha256: string): Promise<PendingEnrollmentRecord | undefined>;
+  getPendingEnrollment(id: string): Promise<PendingEnrollmentRecord | undefined>;
+  listPendingEnrollments(status?: PendingStatus): Promise<PendingEnrollmentRecord[]>;
+  /** pending → approved | rejected; throws conflict if it is not pending. */
+  decidePendingEnrollment(id: string, status: 'approved' | 'rejected', by: string, at: Date, audit: AuditInput): Promise<PendingEnrollmentRecord>;
+
+  /**
+   * Commits an enrollment: consumes the secret, redeems the order, inserts the
+   * certificate linked to the device, sets the device active with this
+   * certificate as current, completes the pending enrollment — one
+   * transaction with its audit entry. Any refusal changes nothing.
+   */
+  recordEnrollment(c: EnrollmentCommit, audit: AuditInput): Promise<void>;
 }

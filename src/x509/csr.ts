@@ -7,7 +7,7 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { CertificationRequest } from '@peculiar/asn1-csr';
 import { Extensions, SubjectAlternativeName, id_ce_subjectAltName } from '@peculiar/asn1-x509';
 import * as der from '../asn1/der.js';
-import { ProblemError, rethrowAs } from '../errors.js';
+import { isProblem, ProblemError, rethrowAs } from '../errors.js';
 import { keyInfoOf, publicKeyFromSpki, verifySignature, type KeyInfo } from './algorithms.js';
 import { fromGeneralName, type San } from './general_names.js';
 import { nameAttributes, type DnAttribute } from './names.js';
@@ -34,16 +34,28 @@ export interface ParsedCsr {
  * anything malformed and bad_signature when the proof of possession fails.
  */
 export function parseCsr(input: Uint8Array | string): ParsedCsr {
-  const csrDer = derFromPemOrDer(input, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'], 'bad_csr');
-  return rethrowAs('bad_csr', 'not a valid PKCS#10 request', () => parseCsrDer(csrDer));
+  try {
+    const csrDer = derFromPemOrDer(input, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'], 'bad_csr');
+    return rethrowAs('bad_csr', 'not a valid PKCS#10 request', () => parseCsrDer(csrDer));
+  } catch (e) {
+    // The shared DER/PEM readers say bad_request; for a CSR the answer is bad_csr.
+    if (isProblem(e, 'bad_request')) throw new ProblemError('bad_csr', `not a valid PKCS#10 request: ${e.detail}`);
+    throw e;
+  }
 }
 
 function parseCsrDer(csrDer: Uint8Array): ParsedCsr {
   // Raw slices first: the signature covers the exact bytes of the request info.
   const outer = der.expectSingleTlv(csrDer, 'CSR');
-  const [infoTlv, algTlv, sigTlv] = der.readChildren(csrDer, outer);
-  if (!infoTlv || !algTlv || !sigTlv || infoTlv.tag !== der.TAG.SEQUENCE) throw new ProblemError('bad_csr', 'CSR is not a CertificationRequest SEQUENCE');
+  const outerChildren = der.readChildren(csrDer, outer);
+  const [infoTlv, algTlv, sigTlv] = outerChildren;
+  // RFC 2986 §4.2: exactly SEQUENCE (info), SEQUENCE (algorithm), BIT STRING.
+  if (outer.tag !== der.TAG.SEQUENCE || outerChildren.length !== 3 || infoTlv.tag !== der.TAG.SEQUENCE || algTlv.tag !== der.TAG.SEQUENCE || sigTlv.tag !== der.TAG.BIT_STRING) {
+    throw new ProblemError('bad_csr', 'CSR is not a CertificationRequest (SEQUENCE of info, algorithm, signature)');
+  }
   const infoChildren = der.readChildren(csrDer, infoTlv);
+  // §4.1: version, subject, subjectPKInfo, [0] attributes — nothing more.
+  if (infoChildren.length > 4) throw new ProblemError('bad_csr', 'CertificationRequestInfo has extra elements');
   const spkiTlv = infoChildren[2];
   if (!spkiTlv || spkiTlv.tag !== der.TAG.SEQUENCE) throw new ProblemError('bad_csr', 'CSR has no SubjectPublicKeyInfo');
 

@@ -35,8 +35,15 @@ export function normaliseSan(s: San): San {
       return { type: 'dns', value: v };
     }
     case 'ip': {
-      if (!isIP(s.value)) throw bad('not an IPv4 or IPv6 address');
-      return { type: 'ip', value: s.value.toLowerCase() };
+      // Keep exactly what will be encoded: IPv4 as is, IPv6 in the canonical
+      // RFC 5952 form. Zones (fe80::1%eth0) have no meaning in a certificate,
+      // and the encoder cannot write IPv6 with an embedded IPv4 part.
+      const v = isIP(s.value);
+      if (v === 4) return { type: 'ip', value: s.value };
+      if (v !== 6 || s.value.includes('%')) throw bad('not an IPv4 or IPv6 address');
+      const canonical = new URL(`http://[${s.value}]`).hostname.slice(1, -1);
+      if (canonical.includes('.')) throw bad('IPv6 with an embedded IPv4 address is not supported');
+      return { type: 'ip', value: canonical };
     }
     case 'uri': {
       // RFC 5280 §4.2.1.6: an absolute URI with a scheme.

@@ -104,6 +104,7 @@ describe('parseCsr: refusals', () => {
     { name: 'fail-random-text', in: () => 'this is not a CSR', code: 'bad_csr' },
     { name: 'fail-random-bytes', in: () => Uint8Array.from({ length: 64 }, (_, i) => (i * 73 + 11) & 0xff), code: 'bad_csr' },
     { name: 'fail-pem-wrong-label', in: () => pemEncode('CERTIFICATE', fixtureDer('p256.csr')), code: 'bad_csr' },
+    { name: 'fail-pem-invalid-base64', in: () => '-----BEGIN CERTIFICATE REQUEST-----\nMII*\n-----END CERTIFICATE REQUEST-----\n', code: 'bad_csr' },
     { name: 'fail-pem-of-garbage', in: () => pemEncode('CERTIFICATE REQUEST', Uint8Array.of(1, 2, 3, 4)), code: 'bad_csr' },
     { name: 'fail-sequence-of-garbage', in: () => der.seq(der.integer(1), der.integer(2), der.integer(3)), code: 'bad_csr' },
     { name: 'fail-empty-sequence', in: () => der.seq(), code: 'bad_csr' },

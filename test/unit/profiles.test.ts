@@ -98,11 +98,25 @@ describe('resolveProfiles', () => {
     { name: 'fail-new-profile-without-extendedKeyUsage', overrides: { 'gw-x': { ...full, extendedKeyUsage: undefined } }, why: /extendedKeyUsage/ },
     { name: 'fail-new-profile-without-subject-rules', overrides: { 'gw-x': { ...full, subject: undefined } }, why: /subject/ },
     { name: 'fail-new-profile-without-san-rules', overrides: { 'gw-x': { ...full, san: undefined } }, why: /SAN|san/ },
-    { name: 'fail-override-san-rules-without-allowed', overrides: { 'device-tls': { san: { max: 5 } as never } }, why: /SAN|san/ },
   ];
   for (const c of bad) {
     it(c.name, () => assert.throws(() => resolveProfiles(c.overrides), configError(c.why)));
   }
+
+  it('ok-or-fail-partial-nested-override-never-yields-a-broken-profile', () => {
+    // Overriding only san.max: a deep merge (allowed kept from the default) or
+    // a config_error are both fine; a profile with no san.allowed is not (the
+    // issuer would throw a TypeError on every request).
+    let r: ReturnType<typeof resolveProfiles>;
+    try {
+      r = resolveProfiles({ 'device-tls': { san: { max: 5 } as never } });
+    } catch (e) {
+      configError(/san|SAN/)(e);
+      return;
+    }
+    assert.deepEqual(r['device-tls'].san.allowed, DEFAULT_PROFILES['device-tls'].san.allowed);
+    assert.equal(r['device-tls'].san.max, 5);
+  });
 
   it('fail-one-bad-override-rejects-the-whole-set', () => {
     assert.throws(() => resolveProfiles({ 'server-tls': { validityDays: 30 }, 'device-tls': { validityDays: -1 } }), configError(/device-tls/));

@@ -1,0 +1,236 @@
+/**
+ * The device registry (RA): which devices may get which certificate. Devices,
+ * one-time enrollment secrets, manufacturer trust anchors, enrollment orders
+ * and approvals. No I/O of its own: it takes a Store.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { Authority } from '../authority/authority.js';
+import type { Clock } from '../clock.js';
+import { ProblemError } from '../errors.js';
+import type { AuditInput, DevicePatch, DeviceQuery, DeviceRecord, DeviceState, OrderRecord, PendingEnrollmentRecord, Store, TrustAnchorRecord } from '../store/store.js';
+import { parseCertificate } from '../x509/cert_info.js';
+import { formatSan, parseSan } from '../x509/general_names.js';
+import { pemDecodeAll } from '../x509/pem.js';
+
+export interface RegistryConfig {
+  /** Hours a one-time enrollment secret stays valid. */
+  secretTtlHours: number;
+}
+
+/** What an operator (or an import row) gives to register a device. */
+export interface DeviceInput {
+  id: string;
+  profile: string;
+  model?: string;
+  domain?: string;
+  owner?: string;
+  /** Extra names: "dns:..." / "ip:..." */
+  sans?: string[];
+  orderId?: string;
+  requireApproval?: boolean;
+  attributes?: Record<string, string>;
+}
+
+// serialNumber is a PrintableString (X.520): keep ids to a safe subset.
+const DEVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+const DOMAIN_RE = /^[a-z0-9][a-z0-9.-]{0,62}$/;
+const LABEL_RE = /^[A-Za-z0-9 ._@-]{1,128}$/;
+
+export const DOMAIN_URI_PREFIX = 'urn:fleetpki:domain:';
+
+export function domainUri(domain: string): string {
+  return `${DOMAIN_URI_PREFIX}${domain}`;
+}
+
+export const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('hex');
+
+export class Registry {
+  constructor(
+    private readonly store: Store,
+    private readonly authority: Authority,
+    private readonly clock: Clock,
+    private readonly config: RegistryConfig,
+  ) {}
+
+  /** Validates and normalises a registration; throws bad_request / not_found. */
+  validateDevice(input: DeviceInput): DeviceRecord {
+    const bad = (why: string) => new ProblemError('bad_request', `device "${input.id ?? ''}": ${why}`);
+    if (typeof input.id !== 'string' || !DEVICE_ID_RE.test(input.id)) throw bad('the id must be 1-64 letters, digits, dots, colons, dashes or underscores, starting with a letter or digit');
+    this.authority.profile(input.profile); // not_found for an unknown profile
+    if (input.domain !== undefined && !DOMAIN_RE.test(input.domain)) throw bad('the domain must be lowercase letters, digits, dots and dashes');
+    for (const [k, v] of [['model', input.model], ['owner', input.owner]] as const) {
+      if (v !== undefined && !LABEL_RE.test(v)) throw bad(`${k} may hold letters, digits, spaces and ._@- (1-128)`);
+    }
+    const sans = (input.sans ?? []).map((s) => {
+      const san = parseSan(s);
+      if (san.type !== 'dns' && san.type !== 'ip') throw bad(`extra names are dns: or ip: (the domain gives the URI); got ${s}`);
+      return formatSan(san);
+    });
+    const now = this.clock.now();
+    return {
+      id: input.id,
+      profile: input.profile,
+      model: input.model,
+      domain: input.domain,
+      owner: input.owner,
+      state: 'registered',
+      sans,
+      orderId: input.orderId,
+      requireApproval: input.requireApproval ?? false,
+      attributes: input.attributes ?? {},
+      createdAt: now,
+      updatedAt: now,
+    };
+  }
+
+  private async checkOrderFits(d: DeviceRecord): Promise<void> {
+    if (!d.orderId) return;
+    const o = await this.store.getOrder(d.orderId);
+    if (!o) throw new ProblemError('not_found', `no enrollment order ${d.orderId}`);
+    if (o.profile !== d.profile) throw new ProblemError('policy_violation', `order ${o.id} is for profile ${o.profile}, not ${d.profile}`);
+    if (o.model && o.model !== d.model) throw new ProblemError('policy_violation', `order ${o.id} is for model ${o.model}`);
+    if (o.domain && o.domain !== d.domain) throw new ProblemError('policy_violation', `order ${o.id} is for domain ${o.domain}`);
+  }
+
+  /** Registers one device; with `withSecret`, returns a one-time enrollment secret (shown once). */
+  async register(input: DeviceInput, actor: string, withSecret = false): Promise<{ device: DeviceRecord; secret?: string }> {
+    const device = this.validateDevice(input);
+    await this.checkOrderFits(device);
+    await this.store.insertDevice(device, { actor, action: 'device.register', target: device.id, details: { profile: device.profile, model: device.model, domain: device.domain, owner: device.owner } });
+    const secret = withSecret ? await this.newSecret(device.id, actor) : undefined;
+    return { device, secret };
+  }
+
+  /**
+   * Registers many devices; bad rows are reported, not fatal. Rows are
+   * inserted in batches of `batchSize`, one transaction each.
+   */
+  async importDevices(
+    rows: Array<{ line: number; input: DeviceInput }>,
+    actor: string,
+    onProgress?: (done: number, total: number) => void,
+    batchSize = 1000,
+  ): Promise<{ inserted: number; existing: string[]; rejected: Array<{ line: number; id?: string; reason: string }> }> {
+    const rejected: Array<{ line: number; id?: string; reason: string }> = [];
+    const existing: string[] = [];
+    let inserted = 0;
+    const seen = new Set<string>();
+    const orders = new Map<string, OrderRecord | undefined>();
+    for (let i = 0; i < rows.length; i += batchSize) {
+      const batch: DeviceRecord[] = [];
+      for (const { line, input } of rows.slice(i, i + batchSize)) {
+        try {
+          const d = this.validateDevice(input);
+          if (seen.has(d.id)) throw new ProblemError('bad_request', `device "${d.id}" appears twice in the file`);
+          if (d.orderId && !orders.has(d.orderId)) orders.set(d.orderId, await this.store.getOrder(d.orderId));
+          if (d.orderId) await this.checkOrderFits(d);
+          seen.add(d.id);
+          batch.push(d);
+        } catch (e) {
+          if (!(e instanceof ProblemError)) throw e;
+          rejected.push({ line, id: typeof input?.id === 'string' ? input.id : undefined, reason: e.detail });
+        }
+      }
+      if (batch.length) {
+        const r = await this.store.insertDevices(batch, { actor, action: 'device.import', details: { count: batch.length, first: batch[0].id, last: batch[batch.length - 1].id } });
+        inserted += r.inserted;
+        existing.push(...r.existing);
+      }
+      onProgress?.(Math.min(i + batchSize, rows.length), rows.length);
+    }
+    return { inserted, existing, rejected };
+  }
+
+  /** A new one-time enrollment secret for a device; replaces any earlier one. */
+  async newSecret(deviceId: string, actor: string): Promise<string> {
+    const device = await this.device(deviceId);
+    if (device.state === 'retired' || device.state === 'revoked') throw new ProblemError('forbidden', `device ${deviceId} is ${device.state}`);
+    const secret = randomBytes(18).toString('base64url');
+    const now = this.clock.now();
+    await this.store.putEnrollmentSecret(
+      { deviceId, secretHash: hashSecret(secret), createdAt: now, expiresAt: new Date(now.getTime() + this.config.secretTtlHours * 3_600_000) },
+      { actor, action: 'device.secret.create', target: deviceId, details: { expiresInHours: this.config.secretTtlHours } },
+    );
+    return secret;
+  }
+
+  async device(id: string): Promise<DeviceRecord> {
+    const d = await this.store.getDevice(id);
+    if (!d) throw new ProblemError('not_found', `no device ${id}`);
+    return d;
+  }
+
+  listDevices(q: DeviceQuery): Promise<DeviceRecord[]> {
+    return this.store.listDevices(q);
+  }
+
+  async updateDevice(id: string, patch: DevicePatch, actor: string): Promise<DeviceRecord> {
+    if (patch.domain && !DOMAIN_RE.test(patch.domain)) throw new ProblemError('bad_request', 'the domain must be lowercase letters, digits, dots and dashes');
+    return this.store.updateDevice(id, patch, this.clock.now(), { actor, action: 'device.update', target: id, details: { ...patch } });
+  }
+
+  async setState(id: string, state: DeviceState, actor: string): Promise<DeviceRecord> {
+    return this.updateDevice(id, { state }, actor);
+  }
+
+  /**
+   * Trusts the CA certificates in `pem` to vouch for devices (IDevID
+   * bootstrap). Every certificate must be a CA; returns the anchors added.
+   */
+  async addManufacturerCa(pem: string, actor: string): Promise<TrustAnchorRecord[]> {
+    const blocks = pemDecodeAll(pem).filter((b) => b.label === 'CERTIFICATE');
+    if (blocks.length === 0) throw new ProblemError('bad_request', 'no PEM CERTIFICATE in the file');
+    const out: TrustAnchorRecord[] = [];
+    for (const b of blocks) {
+      const info = parseCertificate(b.der);
+      if (!info.isCa || !info.keyUsage.includes('keyCertSign')) throw new ProblemError('bad_request', `${info.subjectText} is not a CA certificate (basicConstraints cA and keyCertSign)`);
+      const rec: TrustAnchorRecord = { fingerprint: info.fingerprintSha256, purpose: 'manufacturer', subject: info.subjectText, der: info.der, addedAt: this.clock.now() };
+      await this.store.insertTrustAnchor(rec, { actor, action: 'trust.add', target: rec.fingerprint, details: { purpose: 'manufacturer', subject: rec.subject, notAfter: info.notAfter.toISOString() } });
+      out.push(rec);
+    }
+    return out;
+  }
+
+  listManufacturerCas(): Promise<TrustAnchorRecord[]> {
+    return this.store.listTrustAnchors('manufacturer');
+  }
+
+  async removeManufacturerCa(fingerprint: string, actor: string): Promise<void> {
+    await this.store.removeTrustAnchor(fingerprint.toLowerCase().replace(/:/g, ''), { actor, action: 'trust.remove', target: fingerprint });
+  }
+
+  async createOrder(o: { profile: string; quantity: number; model?: string; domain?: string; validDays?: number }, actor: string): Promise<OrderRecord> {
+    this.authority.profile(o.profile);
+    if (!Number.isInteger(o.quantity) || o.quantity < 1) throw new ProblemError('bad_request', 'quantity must be a positive whole number');
+    if (o.domain !== undefined && !DOMAIN_RE.test(o.domain)) throw new ProblemError('bad_request', 'bad domain');
+    if (o.model !== undefined && !LABEL_RE.test(o.model)) throw new ProblemError('bad_request', 'bad model');
+    const now = this.clock.now();
+    const rec: OrderRecord = {
+      id: randomUUID(),
+      profile: o.profile,
+      model: o.model,
+      domain: o.domain,
+      quantity: o.quantity,
+      used: 0,
+      expiresAt: o.validDays ? new Date(now.getTime() + o.validDays * 86_400_000) : undefined,
+      createdAt: now,
+    };
+    await this.store.insertOrder(rec, { actor, action: 'order.create', target: rec.id, details: { profile: rec.profile, quantity: rec.quantity, model: rec.model, domain: rec.domain } });
+    return rec;
+  }
+
+  listOrders(): Promise<OrderRecord[]> {
+    return this.store.listOrders();
+  }
+
+  listPending(status?: PendingEnrollmentRecord['status']): Promise<PendingEnrollmentRecord[]> {
+    return this.store.listPendingEnrollments(status);
+  }
+
+  /** An ra-officer's decision on a waiting enrollment; the device's next retry is issued (or refused). */
+  decide(id: string, approve: boolean, actor: string): Promise<PendingEnrollmentRecord> {
+    const status = approve ? 'approved' : 'rejected';
+    const audit: AuditInput = { actor, action: `enrollment.${approve ? 'approve' : 'reject'}`, target: id };
+    return this.store.decidePendingEnrollment(id, status, actor, this.clock.now(), audit);
+  }
+}
