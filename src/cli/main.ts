@@ -8,6 +8,8 @@ import { registerCert } from './commands/cert.js';
 import { registerInit } from './commands/init.js';
 import { registerServe } from './commands/serve.js';
 import { registerToken } from './commands/token.js';
+import { registerDevice } from './commands/device.js';
+import { registerRegistryAdmin } from './commands/registry_admin.js';
 import { reportError } from './output.js';
 
 export function buildProgram(): Command {
@@ -21,6 +23,8 @@ export function buildProgram(): Command {
   registerCa(program);
   registerCert(program);
   registerToken(program);
+  registerDevice(program);
+  registerRegistryAdmin(program);
   registerAudit(program);
   return program;
 }

@@ -8,14 +8,14 @@ import type { Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
 import { ROLES, type ApiTokenRecord, type Role, type Store } from '../store/store.js';
 
-export const PERMISSIONS = ['ca:read', 'ca:admin', 'cert:read', 'cert:issue', 'cert:revoke', 'token:admin', 'audit:read'] as const;
+export const PERMISSIONS = ['ca:read', 'ca:admin', 'cert:read', 'cert:issue', 'cert:revoke', 'token:admin', 'audit:read', 'device:read', 'device:register', 'enrollment:approve', 'trust:admin'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   admin: PERMISSIONS,
-  'ra-officer': ['ca:read', 'cert:read', 'cert:issue', 'cert:revoke'],
-  auditor: ['ca:read', 'cert:read', 'audit:read'],
-  'key-recovery': ['ca:read', 'cert:read'],
+  'ra-officer': ['ca:read', 'cert:read', 'cert:issue', 'cert:revoke', 'device:read', 'device:register', 'enrollment:approve'],
+  auditor: ['ca:read', 'cert:read', 'audit:read', 'device:read'],
+  'key-recovery': ['ca:read', 'cert:read', 'device:read'],
   'firmware-signer': ['ca:read'],
 };
 

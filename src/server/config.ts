@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { ProblemError } from '../errors.js';
 import { resolveProfiles, type Profile } from '../authority/profiles.js';
 import { writeFileAtomic } from '../keys/software_key_store.js';
+import type { ManufacturerIdRule } from '../registry/enrollment.js';
 
 export const CONFIG_FILE = 'fleetpki.json';
 
@@ -30,6 +31,20 @@ export interface FleetConfig {
     renewAtRemaining: number;
   };
   issuance: { backdateSeconds: number };
+  registry: {
+    /** Hours a one-time enrollment secret stays valid. */
+    secretTtlHours: number;
+    /** Where manufacturer certificates carry the device id. */
+    manufacturerId: ManufacturerIdRule;
+  };
+  est: {
+    /** Profile whose key type /csrattrs describes when no label names one. */
+    defaultProfile: string;
+    /** Seconds a device waits before retrying while its enrollment awaits approval. */
+    retryAfterSeconds: number;
+    /** /.well-known/est/<label>/...: the CA to issue from and the profile the device must have. */
+    labels: Record<string, { ca?: string; profile?: string }>;
+  };
   profiles: Record<string, Partial<Profile>>;
 }
 
@@ -43,6 +58,8 @@ export function defaultConfig(org: string): FleetConfig {
     publicUrl: 'http://127.0.0.1:8080',
     server: { listen: '127.0.0.1:8443', httpListen: '127.0.0.1:8080', hostnames: ['localhost'], bodyLimitBytes: 64 * 1024, renewAtRemaining: 1 / 3 },
     issuance: { backdateSeconds: 300 },
+    registry: { secretTtlHours: 168, manufacturerId: { from: 'serialNumber' } },
+    est: { defaultProfile: 'device-tls', retryAfterSeconds: 60, labels: {} },
     profiles: {},
   };
 }
@@ -78,6 +95,8 @@ export function validateConfig(raw: unknown): FleetConfig {
     keyStore: { ...base.keyStore, ...c.keyStore },
     server: { ...base.server, ...c.server },
     issuance: { ...base.issuance, ...c.issuance },
+    registry: { ...base.registry, ...c.registry },
+    est: { ...base.est, ...c.est, labels: { ...c.est?.labels } },
     profiles: c.profiles ?? {},
   };
   if (merged.version !== 1) throw bad(`unsupported version ${String(merged.version)}`);
@@ -93,7 +112,16 @@ export function validateConfig(raw: unknown): FleetConfig {
   if (!(merged.server.bodyLimitBytes > 0)) throw bad('server.bodyLimitBytes must be positive');
   if (!(merged.server.renewAtRemaining > 0 && merged.server.renewAtRemaining < 1)) throw bad('server.renewAtRemaining must be between 0 and 1');
   if (!(merged.issuance.backdateSeconds >= 0 && merged.issuance.backdateSeconds <= 86400)) throw bad('issuance.backdateSeconds must be 0..86400');
-  resolveProfiles(merged.profiles); // throws config_error on a bad profile
+  const profiles = resolveProfiles(merged.profiles); // throws config_error on a bad profile
+  if (!(merged.registry.secretTtlHours > 0)) throw bad('registry.secretTtlHours must be positive');
+  const rule = merged.registry.manufacturerId;
+  if (!rule || !['serialNumber', 'cn', 'uri'].includes(rule.from) || (rule.from === 'uri' && !rule.prefix)) throw bad('registry.manufacturerId is {"from":"serialNumber"}, {"from":"cn"} or {"from":"uri","prefix":"..."}');
+  if (!profiles[merged.est.defaultProfile]) throw bad(`est.defaultProfile "${merged.est.defaultProfile}" is not a profile`);
+  if (!(merged.est.retryAfterSeconds > 0)) throw bad('est.retryAfterSeconds must be positive');
+  for (const [label, l] of Object.entries(merged.est.labels)) {
+    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(label) || ['cacerts', 'simpleenroll', 'simplereenroll', 'csrattrs', 'serverkeygen', 'fullcmc'].includes(label)) throw bad(`est label "${label}" must be lowercase letters, digits and dashes, and not an EST operation name`);
+    if (l.profile && !profiles[l.profile]) throw bad(`est label "${label}": no profile "${l.profile}"`);
+  }
   return merged;
 }
 

@@ -13,6 +13,8 @@ import { systemClock, type Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
 import { SoftwareKeyStore, writeFileAtomic } from '../keys/software_key_store.js';
 import { Operators } from '../registry/operators.js';
+import { Enrollment } from '../registry/enrollment.js';
+import { Registry } from '../registry/registry.js';
 import { openStore } from '../store/open_store.js';
 import type { Store } from '../store/store.js';
 import type { KeyAlgorithm } from '../x509/algorithms.js';
@@ -26,6 +28,8 @@ export interface FleetContext {
   keys: SoftwareKeyStore;
   authority: Authority;
   operators: Operators;
+  registry: Registry;
+  enrollment: Enrollment;
   clock: Clock;
   close(): Promise<void>;
 }
@@ -63,7 +67,9 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
     publicUrl: config.publicUrl,
     backdateSeconds: config.issuance.backdateSeconds,
   });
-  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), clock, close: () => s.close() };
+  const registry = new Registry(s, authority, clock, { secretTtlHours: config.registry.secretTtlHours });
+  const enrollment = new Enrollment(s, authority, clock, { org: config.org, manufacturerId: config.registry.manufacturerId, retryAfterSeconds: config.est.retryAfterSeconds });
+  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, clock, close: () => s.close() };
 }
 
 export async function openContext(dirOpt?: string, opts: { clock?: Clock; storeOverride?: string } = {}): Promise<FleetContext> {

@@ -10,6 +10,8 @@ import type { Server as HttpsServer } from 'node:https';
 import { VERSION } from '../version.js';
 import { aiaPlugin } from '../protocols/aia/plugin.js';
 import { apiPlugin } from '../protocols/api/plugin.js';
+import { estPlugin } from '../protocols/est/plugin.js';
+import { pemEncode } from '../x509/pem.js';
 import { installProblemHandlers } from './http_errors.js';
 import { parseHostPort } from './config.js';
 import type { FleetContext } from './context.js';
@@ -19,6 +21,23 @@ import { ensureTlsIdentity, type TlsIdentity } from './tls_identity.js';
 export interface BuildOptions {
   logger?: FastifyServerOptions['logger'];
   tls?: TlsIdentity;
+  /** PEM certificates client certificates may chain to (our CAs, manufacturer CAs). */
+  clientTrust?: string[];
+}
+
+/**
+ * Certificates a TLS client certificate may chain to: every CA of ours
+ * (re-enrollment, operators) and every trusted manufacturer CA (bootstrap).
+ * Issuing CAs are included so a client that sends only its leaf still chains.
+ */
+export async function clientTrustPems(ctx: FleetContext): Promise<string[]> {
+  const ours = (await ctx.store.listCas()).map((c) => pemEncode('CERTIFICATE', c.certDer));
+  const mfr = (await ctx.store.listTrustAnchors('manufacturer')).map((t) => pemEncode('CERTIFICATE', t.der));
+  return [...ours, ...mfr];
+}
+
+function secureContext(id: TlsIdentity, clientTrust: string[]) {
+  return { key: id.keyPem, cert: id.certPem, ca: clientTrust.length ? clientTrust : undefined, minVersion: 'TLSv1.2' as const };
 }
 
 export async function buildHttpsApp(ctx: FleetContext, o: BuildOptions = {}): Promise<FastifyInstance> {
@@ -28,11 +47,14 @@ export async function buildHttpsApp(ctx: FleetContext, o: BuildOptions = {}): Pr
     // Refuse unknown fields instead of silently dropping them: a typo in a
     // request must not turn into a certificate issued without it.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
-    ...(o.tls ? { https: { key: o.tls.keyPem, cert: o.tls.certPem, minVersion: 'TLSv1.2' as const } } : {}),
+    // Ask for a client certificate without requiring one (RFC 7030 §3.3.2):
+    // EST devices may use HTTP Basic instead. The application decides.
+    ...(o.tls ? { https: { ...secureContext(o.tls, o.clientTrust ?? []), requestCert: true, rejectUnauthorized: false } } : {}),
   }) as unknown as FastifyInstance;
   installProblemHandlers(app);
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   await app.register(apiPlugin, { ctx, version: VERSION });
+  await app.register(estPlugin, { ctx });
   return app;
 }
 
@@ -50,6 +72,8 @@ export interface RunningServer {
   close(): Promise<void>;
   /** Checks the listener certificate now and swaps it in if it was renewed. */
   renewTlsIfDue(): Promise<boolean>;
+  /** Reloads the CAs client certificates may chain to; true if they changed. */
+  refreshTrust(): Promise<boolean>;
 }
 
 export interface StartOptions {
@@ -58,11 +82,14 @@ export interface StartOptions {
   logger?: FastifyServerOptions['logger'];
   /** How often to check the listener certificate; default hourly. */
   renewCheckMs?: number;
+  /** How often to reload client trust anchors; default 10 s. */
+  trustRefreshMs?: number;
 }
 
 export async function startServer(ctx: FleetContext, o: StartOptions = {}): Promise<RunningServer> {
-  const { identity } = await ensureTlsIdentity(ctx);
-  const https = await buildHttpsApp(ctx, { logger: o.logger, tls: identity });
+  let { identity } = await ensureTlsIdentity(ctx);
+  let trust = await clientTrustPems(ctx);
+  const https = await buildHttpsApp(ctx, { logger: o.logger, tls: identity, clientTrust: trust });
   const http = await buildHttpApp(ctx, { logger: o.logger });
   const l = parseHostPort(o.listen ?? ctx.config.server.listen);
   const h = parseHostPort(o.httpListen ?? ctx.config.server.httpListen);
@@ -79,23 +106,41 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
     return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
   };
 
+  // New connections get the new context; open ones keep theirs.
+  const applyContext = () => (https.server as unknown as HttpsServer).setSecureContext(secureContext(identity, trust));
   const renewTlsIfDue = async () => {
-    const { identity: id, renewed } = await ensureTlsIdentity(ctx);
-    // New connections get the new certificate; open ones keep theirs.
-    if (renewed) (https.server as unknown as HttpsServer).setSecureContext({ key: id.keyPem, cert: id.certPem, minVersion: 'TLSv1.2' });
-    return renewed;
+    const r = await ensureTlsIdentity(ctx);
+    if (r.renewed) {
+      identity = r.identity;
+      applyContext();
+    }
+    return r.renewed;
+  };
+  /** CAs and manufacturer anchors may change from another process (the CLI). */
+  const refreshTrust = async () => {
+    const next = await clientTrustPems(ctx);
+    if (next.join() === trust.join()) return false;
+    trust = next;
+    applyContext();
+    return true;
   };
   const timer = setInterval(() => {
     renewTlsIfDue().catch((err) => https.log.error({ err }, 'listener certificate renewal failed; will retry'));
   }, o.renewCheckMs ?? 3_600_000);
+  const trustTimer = setInterval(() => {
+    refreshTrust().catch((err) => https.log.error({ err }, 'reloading client trust failed; will retry'));
+  }, o.trustRefreshMs ?? 10_000);
   timer.unref();
+  trustTimer.unref();
 
   return {
     httpsUrl: `https://${addr(https)}`,
     httpUrl: `http://${addr(http)}`,
     renewTlsIfDue,
+    refreshTrust,
     async close() {
       clearInterval(timer);
+      clearInterval(trustTimer);
       await Promise.allSettled([https.close(), http.close()]);
     },
   };

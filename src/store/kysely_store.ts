@@ -9,7 +9,19 @@ import { systemClock, type Clock } from '../clock.js';
 import { ProblemError, rethrowAs } from '../errors.js';
 import { auditEntryHash, GENESIS_HASH } from './audit_chain.js';
 import { migrateToLatest } from './migrations.js';
-import type { ApiTokenTable, AuditLogTable, CaTable, CertificateTable, Database, SqlDialect } from './schema.js';
+import type {
+  ApiTokenTable,
+  AuditLogTable,
+  CaTable,
+  CertificateTable,
+  Database,
+  DeviceTable,
+  EnrollmentSecretTable,
+  OrderTable,
+  PendingEnrollmentTable,
+  SqlDialect,
+  TrustAnchorTable,
+} from './schema.js';
 import {
   ROLES,
   type ApiTokenRecord,
@@ -19,8 +31,17 @@ import {
   type CaRecord,
   type CertificateQuery,
   type CertificateRecord,
+  type DevicePatch,
+  type DeviceQuery,
+  type DeviceRecord,
+  type EnrollmentCommit,
+  type EnrollmentSecretRecord,
+  type OrderRecord,
+  type PendingEnrollmentRecord,
+  type PendingStatus,
   type Revocation,
   type Store,
+  type TrustAnchorRecord,
 } from './store.js';
 
 export type StoreLock = 'audit' | 'migrate';
@@ -43,6 +64,11 @@ export interface StoreOptions {
 
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;
+/**
+ * Rows per INSERT in a bulk registration: 13 bound values each stays far
+ * below SQLite's (32766) and PostgreSQL's (65535) parameter limits.
+ */
+const BULK_ROWS = 500;
 
 export class KyselyStore implements Store {
   readonly kind: SqlDialect;
@@ -124,6 +150,7 @@ export class KyselyStore implements Store {
     if (q.status !== undefined) query = query.where('status', '=', q.status);
     if (q.profile !== undefined) query = query.where('profile', '=', q.profile);
     if (q.spkiSha256 !== undefined) query = query.where('spki_sha256', '=', q.spkiSha256);
+    if (q.deviceId !== undefined) query = query.where('device_id', '=', q.deviceId);
     if (q.subjectContains !== undefined) {
       const pattern = `%${escapeLike(q.subjectContains.toLowerCase())}%`;
       query = query.where(sql<boolean>`lower(subject) like ${pattern} escape '\\'`);
@@ -222,6 +249,283 @@ export class KyselyStore implements Store {
     return rows.map(rowToAudit);
   }
 
+  // --- devices (registry) ---
+
+  insertDevice(d: DeviceRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      const row = deviceToRow(d);
+      await translateConstraintErrors(() => trx.insertInto('devices').values(row).execute(), {
+        unique: `a device with id "${d.id}" exists`,
+        foreignKey: `enrollment order ${d.orderId} is not in the store`,
+        check: `device "${d.id}" has an invalid state "${d.state}"`,
+      });
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  insertDevices(ds: DeviceRecord[], audit: AuditInput): Promise<{ inserted: number; existing: string[] }> {
+    return this.write(async (trx) => {
+      const rows = ds.map(deviceToRow);
+      // ON CONFLICT DO NOTHING rather than select-then-insert: on PostgreSQL a
+      // concurrent registration of the same id waits and is then skipped.
+      const insertedIds = new Set<string>();
+      for (let i = 0; i < rows.length; i += BULK_ROWS) {
+        const chunk = rows.slice(i, i + BULK_ROWS);
+        const r = await translateConstraintErrors(
+          () => trx.insertInto('devices').values(chunk).onConflict((oc) => oc.column('id').doNothing()).returning('id').execute(),
+          {
+            foreignKey: `an enrollment order named by a device in the batch is not in the store`,
+            check: 'a device in the batch has an invalid state',
+          },
+        );
+        for (const { id } of r) insertedIds.add(id);
+      }
+      // A device is "existing" if its id was taken before, or earlier in this batch.
+      const existing: string[] = [];
+      const counted = new Set<string>();
+      for (const { id } of rows) {
+        if (insertedIds.has(id) && !counted.has(id)) counted.add(id);
+        else existing.push(id);
+      }
+      await this.appendAuditIn(trx, audit);
+      return { inserted: counted.size, existing };
+    });
+  }
+
+  async getDevice(id: string): Promise<DeviceRecord | undefined> {
+    const row = await this.db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && rowToDevice(row);
+  }
+
+  async listDevices(q: DeviceQuery = {}): Promise<DeviceRecord[]> {
+    let query = this.db.selectFrom('devices').selectAll();
+    if (q.state !== undefined) query = query.where('state', '=', q.state);
+    if (q.domain !== undefined) query = query.where('domain', '=', q.domain);
+    if (q.model !== undefined) query = query.where('model', '=', q.model);
+    if (q.profile !== undefined) query = query.where('profile', '=', q.profile);
+    if (q.owner !== undefined) query = query.where('owner', '=', q.owner);
+    if (q.afterId !== undefined) query = query.where('id', '>', q.afterId);
+    const rows = await query.orderBy('id').limit(pageSize(q.limit)).execute();
+    return rows.map(rowToDevice);
+  }
+
+  updateDevice(id: string, patch: DevicePatch, at: Date, audit: AuditInput): Promise<DeviceRecord> {
+    return this.write(async (trx) => {
+      const change = devicePatchToRow(patch, at);
+      const r = await translateConstraintErrors(() => trx.updateTable('devices').set(change).where('id', '=', id).executeTakeFirst(), {
+        check: `"${patch.state}" is not a device state`,
+      });
+      if (Number(r.numUpdatedRows) === 0) throw noDevice(id);
+      const row = await trx.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+      await this.appendAuditIn(trx, audit);
+      return rowToDevice(row);
+    });
+  }
+
+  putEnrollmentSecret(s: EnrollmentSecretRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      const row = secretToRow(s);
+      await translateConstraintErrors(
+        () =>
+          trx
+            .insertInto('enrollment_secrets')
+            .values(row)
+            .onConflict((oc) =>
+              oc.column('device_id').doUpdateSet({ secret_hash: row.secret_hash, created_at: row.created_at, expires_at: row.expires_at, used_at: row.used_at }),
+            )
+            .execute(),
+        { foreignKey: `no device with id "${s.deviceId}"` },
+      );
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async getEnrollmentSecret(deviceId: string): Promise<EnrollmentSecretRecord | undefined> {
+    const row = await this.db.selectFrom('enrollment_secrets').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
+    return row && rowToSecret(row);
+  }
+
+  insertTrustAnchor(t: TrustAnchorRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      const row = trustAnchorToRow(t);
+      await translateConstraintErrors(() => trx.insertInto('trust_anchors').values(row).execute(), {
+        unique: `trust anchor ${t.fingerprint} is trusted for ${t.purpose} already`,
+        check: `"${t.purpose}" is not a trust anchor purpose`,
+      });
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async listTrustAnchors(purpose?: TrustAnchorRecord['purpose']): Promise<TrustAnchorRecord[]> {
+    let query = this.db.selectFrom('trust_anchors').selectAll();
+    if (purpose !== undefined) query = query.where('purpose', '=', purpose);
+    const rows = await query.orderBy('added_at').orderBy('fingerprint').orderBy('purpose').execute();
+    return rows.map(rowToTrustAnchor);
+  }
+
+  /** Removes the anchor for every purpose it is trusted for. */
+  removeTrustAnchor(fingerprint: string, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      const r = await trx.deleteFrom('trust_anchors').where('fingerprint', '=', fingerprint).executeTakeFirst();
+      if (Number(r.numDeletedRows) === 0) throw new ProblemError('not_found', `no trust anchor with fingerprint ${fingerprint}`);
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  insertOrder(o: OrderRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      const row = orderToRow(o);
+      await translateConstraintErrors(() => trx.insertInto('orders').values(row).execute(), {
+        unique: `an enrollment order with id ${o.id} exists`,
+        check: `order ${o.id}: quantity must be positive and used between 0 and quantity`,
+      });
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async getOrder(id: string): Promise<OrderRecord | undefined> {
+    const row = await this.db.selectFrom('orders').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && rowToOrder(row);
+  }
+
+  async listOrders(): Promise<OrderRecord[]> {
+    const rows = await this.db.selectFrom('orders').selectAll().orderBy('created_at').orderBy('id').execute();
+    return rows.map(rowToOrder);
+  }
+
+  insertPendingEnrollment(p: PendingEnrollmentRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      const row = pendingToRow(p);
+      await translateConstraintErrors(() => trx.insertInto('pending_enrollments').values(row).execute(), {
+        unique: `a pending enrollment with id ${p.id} exists`,
+        foreignKey: `no device with id "${p.deviceId}"`,
+        check: `"${p.status}" is not a pending enrollment status`,
+      });
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async findPendingEnrollment(deviceId: string, spkiSha256: string): Promise<PendingEnrollmentRecord | undefined> {
+    const row = await this.db
+      .selectFrom('pending_enrollments')
+      .selectAll()
+      .where('device_id', '=', deviceId)
+      .where('spki_sha256', '=', spkiSha256)
+      .where('status', 'in', ['pending', 'approved', 'rejected'])
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row && rowToPending(row);
+  }
+
+  async getPendingEnrollment(id: string): Promise<PendingEnrollmentRecord | undefined> {
+    const row = await this.db.selectFrom('pending_enrollments').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && rowToPending(row);
+  }
+
+  async listPendingEnrollments(status?: PendingStatus): Promise<PendingEnrollmentRecord[]> {
+    let query = this.db.selectFrom('pending_enrollments').selectAll();
+    if (status !== undefined) query = query.where('status', '=', status);
+    const rows = await query.orderBy('created_at').orderBy('id').execute();
+    return rows.map(rowToPending);
+  }
+
+  decidePendingEnrollment(id: string, status: 'approved' | 'rejected', by: string, at: Date, audit: AuditInput): Promise<PendingEnrollmentRecord> {
+    if (status !== 'approved' && status !== 'rejected') {
+      return Promise.reject(new ProblemError('bad_request', `a decision is "approved" or "rejected", not "${String(status)}"`));
+    }
+    return this.write(async (trx) => {
+      const decidedAt = toMs(at, 'at');
+      // `status = 'pending'` in the update itself: two officers deciding at once cannot both win.
+      const r = await trx
+        .updateTable('pending_enrollments')
+        .set({ status, decided_at: decidedAt, decided_by: by })
+        .where('id', '=', id)
+        .where('status', '=', 'pending')
+        .executeTakeFirst();
+      const row = await trx.selectFrom('pending_enrollments').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!row) throw new ProblemError('not_found', `no pending enrollment with id ${id}`);
+      if (Number(r.numUpdatedRows) === 0) throw new ProblemError('conflict', `enrollment ${id} is ${row.status}, not pending`);
+      await this.appendAuditIn(trx, audit);
+      return rowToPending(row);
+    });
+  }
+
+  /**
+   * Every step is a conditional statement whose row count is checked, in a
+   * fixed order (secret, order, certificate, device, pending, audit), so two
+   * enrollments racing for one secret or the last of an order cannot both
+   * commit: on PostgreSQL the loser waits on the row lock and then sees the
+   * winner's update; on SQLite writers are serialised. Any throw rolls back.
+   */
+  recordEnrollment(c: EnrollmentCommit, audit: AuditInput): Promise<void> {
+    const { cert } = c;
+    const deviceId = cert.deviceId;
+    if (typeof deviceId !== 'string') return Promise.reject(new ProblemError('bad_request', 'an enrollment certificate needs a deviceId'));
+    return this.write(async (trx) => {
+      const now = toMs(c.now, 'now');
+      const certRow = certificateToRow(cert);
+      if (c.consumeSecretHash !== undefined) {
+        const r = await trx
+          .updateTable('enrollment_secrets')
+          .set({ used_at: now })
+          .where('device_id', '=', deviceId)
+          .where('secret_hash', '=', c.consumeSecretHash)
+          .where('used_at', 'is', null)
+          .where('expires_at', '>', now)
+          .executeTakeFirst();
+        if (Number(r.numUpdatedRows) === 0) throw new ProblemError('unauthorized', 'the enrollment secret is unknown, used or expired');
+      }
+
+      if (c.redeemOrderId !== undefined) {
+        const r = await trx
+          .updateTable('orders')
+          .set((eb) => ({ used: eb('used', '+', 1) }))
+          .where('id', '=', c.redeemOrderId)
+          .whereRef('used', '<', 'quantity')
+          .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+          .executeTakeFirst();
+        if (Number(r.numUpdatedRows) === 0) throw new ProblemError('policy_violation', `enrollment order ${c.redeemOrderId} is exhausted or expired`);
+      }
+
+      await translateConstraintErrors(() => trx.insertInto('certificates').values(certRow).execute(), {
+        unique: `a certificate with serial ${cert.serial} exists`,
+        foreignKey: `issuer CA "${cert.issuerCa}" is not in the store`,
+      });
+
+      const d = await trx
+        .updateTable('devices')
+        .set({ state: 'active', current_serial: cert.serial, updated_at: now })
+        .where('id', '=', deviceId)
+        .where('state', 'in', ['registered', 'active'])
+        .executeTakeFirst();
+      if (Number(d.numUpdatedRows) === 0) {
+        const device = await trx.selectFrom('devices').select('state').where('id', '=', deviceId).executeTakeFirst();
+        if (!device) throw noDevice(deviceId);
+        throw new ProblemError('forbidden', `device ${deviceId} is ${device.state}`);
+      }
+
+      if (c.pendingId !== undefined) {
+        const p = await trx
+          .updateTable('pending_enrollments')
+          .set({ status: 'issued' })
+          .where('id', '=', c.pendingId)
+          .where('device_id', '=', deviceId)
+          .where('status', '=', 'approved')
+          .executeTakeFirst();
+        if (Number(p.numUpdatedRows) === 0) {
+          const pending = await trx.selectFrom('pending_enrollments').select(['status', 'device_id']).where('id', '=', c.pendingId).executeTakeFirst();
+          if (!pending) throw new ProblemError('not_found', `no pending enrollment with id ${c.pendingId}`);
+          if (pending.device_id !== deviceId) throw new ProblemError('conflict', `enrollment ${c.pendingId} belongs to device ${pending.device_id}, not ${deviceId}`);
+          throw new ProblemError('conflict', `enrollment ${c.pendingId} is ${pending.status}, not approved`);
+        }
+      }
+
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
   private write<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
     return this.hooks.writeTransaction(this.db, fn);
   }
@@ -255,6 +559,10 @@ export class KyselyStore implements Store {
 }
 
 // --- errors ---
+
+function noDevice(id: string): ProblemError {
+  return new ProblemError('not_found', `no device with id "${id}"`);
+}
 
 function alreadyRevoked(serial: string): ProblemError {
   return new ProblemError('already_revoked', `certificate ${serial} is revoked already`);
@@ -324,6 +632,20 @@ function optionalDate(ms: number | null): Date | undefined {
   return ms === null ? undefined : new Date(Number(ms));
 }
 
+function optionalText(v: string | null | undefined): string | null {
+  return v ?? null;
+}
+
+/** JSON text of a record's structured field; a value JSON cannot hold is a bad request. */
+function toJson(value: unknown, field: string): string {
+  return rethrowAs('bad_request', `${field} must be JSON`, () => JSON.stringify(value));
+}
+
+function count(n: number, field: string): number {
+  if (!Number.isSafeInteger(n)) throw new ProblemError('bad_request', `${field} must be a whole number, got ${n}`);
+  return n;
+}
+
 /** Binds without copying; both drivers take a Buffer. */
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -387,6 +709,7 @@ function certificateToRow(c: CertificateRecord): CertificateTable {
     invalidity_date: optionalMs(c.revocation?.invalidityDate, 'invalidityDate'),
     created_at: toMs(c.createdAt, 'createdAt'),
     requester: c.requester,
+    device_id: c.deviceId ?? null,
   };
 }
 
@@ -409,6 +732,7 @@ function rowToCertificate(r: Selectable<CertificateTable>): CertificateRecord {
     revocation,
     createdAt: new Date(Number(r.created_at)),
     requester: r.requester,
+    deviceId: r.device_id ?? undefined,
   });
 }
 
@@ -446,5 +770,149 @@ function rowToAudit(r: Selectable<AuditLogTable>): AuditEntry {
     details: JSON.parse(r.details) as Record<string, unknown>,
     prevHash: r.prev_hash,
     hash: r.hash,
+  });
+}
+
+function deviceToRow(d: DeviceRecord): DeviceTable {
+  return {
+    id: d.id,
+    profile: d.profile,
+    model: optionalText(d.model),
+    domain: optionalText(d.domain),
+    owner: optionalText(d.owner),
+    state: d.state,
+    sans: toJson(d.sans, 'sans'),
+    order_id: optionalText(d.orderId),
+    require_approval: d.requireApproval ? 1 : 0,
+    current_serial: optionalText(d.currentSerial),
+    attributes: toJson(d.attributes, 'attributes'),
+    created_at: toMs(d.createdAt, 'createdAt'),
+    updated_at: toMs(d.updatedAt, 'updatedAt'),
+  };
+}
+
+/** The columns a patch changes (null clears), always with updated_at. */
+function devicePatchToRow(p: DevicePatch, at: Date): Partial<DeviceTable> & { updated_at: number } {
+  return compact({
+    state: p.state,
+    domain: p.domain,
+    owner: p.owner,
+    model: p.model,
+    profile: p.profile,
+    sans: p.sans === undefined ? undefined : toJson(p.sans, 'sans'),
+    require_approval: p.requireApproval === undefined ? undefined : p.requireApproval ? 1 : 0,
+    attributes: p.attributes === undefined ? undefined : toJson(p.attributes, 'attributes'),
+    updated_at: toMs(at, 'at'),
+  });
+}
+
+function rowToDevice(r: Selectable<DeviceTable>): DeviceRecord {
+  return compact({
+    id: r.id,
+    profile: r.profile,
+    model: r.model ?? undefined,
+    domain: r.domain ?? undefined,
+    owner: r.owner ?? undefined,
+    state: r.state,
+    sans: JSON.parse(r.sans) as string[],
+    orderId: r.order_id ?? undefined,
+    // 0/1 from SQLite, false/true from PostgreSQL.
+    requireApproval: Boolean(r.require_approval),
+    currentSerial: r.current_serial ?? undefined,
+    attributes: JSON.parse(r.attributes) as Record<string, string>,
+    createdAt: new Date(Number(r.created_at)),
+    updatedAt: new Date(Number(r.updated_at)),
+  });
+}
+
+function secretToRow(s: EnrollmentSecretRecord): EnrollmentSecretTable {
+  return {
+    device_id: s.deviceId,
+    secret_hash: s.secretHash,
+    created_at: toMs(s.createdAt, 'createdAt'),
+    expires_at: toMs(s.expiresAt, 'expiresAt'),
+    used_at: optionalMs(s.usedAt, 'usedAt'),
+  };
+}
+
+function rowToSecret(r: Selectable<EnrollmentSecretTable>): EnrollmentSecretRecord {
+  return compact({
+    deviceId: r.device_id,
+    secretHash: r.secret_hash,
+    createdAt: new Date(Number(r.created_at)),
+    expiresAt: new Date(Number(r.expires_at)),
+    usedAt: optionalDate(r.used_at),
+  });
+}
+
+function trustAnchorToRow(t: TrustAnchorRecord): TrustAnchorTable {
+  return {
+    fingerprint: t.fingerprint,
+    purpose: t.purpose,
+    subject: t.subject,
+    der: toBuffer(t.der),
+    added_at: toMs(t.addedAt, 'addedAt'),
+  };
+}
+
+function rowToTrustAnchor(r: Selectable<TrustAnchorTable>): TrustAnchorRecord {
+  return {
+    fingerprint: r.fingerprint,
+    purpose: r.purpose,
+    subject: r.subject,
+    der: fromBuffer(r.der),
+    addedAt: new Date(Number(r.added_at)),
+  };
+}
+
+function orderToRow(o: OrderRecord): OrderTable {
+  return {
+    id: o.id,
+    profile: o.profile,
+    model: optionalText(o.model),
+    domain: optionalText(o.domain),
+    quantity: count(o.quantity, 'quantity'),
+    used: count(o.used, 'used'),
+    expires_at: optionalMs(o.expiresAt, 'expiresAt'),
+    created_at: toMs(o.createdAt, 'createdAt'),
+  };
+}
+
+function rowToOrder(r: Selectable<OrderTable>): OrderRecord {
+  return compact({
+    id: r.id,
+    profile: r.profile,
+    model: r.model ?? undefined,
+    domain: r.domain ?? undefined,
+    quantity: Number(r.quantity),
+    used: Number(r.used),
+    expiresAt: optionalDate(r.expires_at),
+    createdAt: new Date(Number(r.created_at)),
+  });
+}
+
+function pendingToRow(p: PendingEnrollmentRecord): PendingEnrollmentTable {
+  return {
+    id: p.id,
+    device_id: p.deviceId,
+    spki_sha256: p.spkiSha256,
+    csr_der: toBuffer(p.csrDer),
+    status: p.status,
+    created_at: toMs(p.createdAt, 'createdAt'),
+    decided_at: optionalMs(p.decidedAt, 'decidedAt'),
+    decided_by: optionalText(p.decidedBy),
+  };
+}
+
+function rowToPending(r: Selectable<PendingEnrollmentTable>): PendingEnrollmentRecord {
+  return compact({
+    id: r.id,
+    deviceId: r.device_id,
+    spkiSha256: r.spki_sha256,
+    csrDer: fromBuffer(r.csr_der),
+    status: r.status,
+    createdAt: new Date(Number(r.created_at)),
+    decidedAt: optionalDate(r.decided_at),
+    decidedBy: r.decided_by ?? undefined,
   });
 }

@@ -12,7 +12,7 @@
 import { sql, type ColumnDataType, type Expression, type Kysely } from 'kysely';
 import { ProblemError } from '../errors.js';
 import type { Database, SqlDialect } from './schema.js';
-import { REVOCATION_REASONS } from './store.js';
+import { DEVICE_STATES, REVOCATION_REASONS, type PendingStatus } from './store.js';
 
 export interface Migration {
   version: number;
@@ -27,13 +27,14 @@ export type LockedWrite = <T>(fn: (trx: Kysely<Database>) => Promise<T>) => Prom
 type ColumnType = ColumnDataType | Expression<unknown>;
 
 /** Column types that differ between the dialects. */
-function columnTypes(dialect: SqlDialect): { int64: ColumnType; bytes: ColumnType; key: ColumnType } {
+function columnTypes(dialect: SqlDialect): { int64: ColumnType; bytes: ColumnType; key: ColumnType; bool: ColumnType } {
   if (dialect === 'postgres') {
     // Keys sort bytewise ("C") so keyset paging and listings order the same
     // way as SQLite's BINARY collation, whatever the database locale.
-    return { int64: 'bigint', bytes: 'bytea', key: sql`text collate "C"` };
+    return { int64: 'bigint', bytes: 'bytea', key: sql`text collate "C"`, bool: 'boolean' };
   }
-  return { int64: 'integer', bytes: 'blob', key: 'text' };
+  // SQLite has no boolean type: 0/1, checked.
+  return { int64: 'integer', bytes: 'blob', key: 'text', bool: 'integer' };
 }
 
 function quotedList(values: readonly string[]): Expression<unknown> {
@@ -112,7 +113,96 @@ async function createInitialSchema(db: Kysely<Database>, dialect: SqlDialect): P
   await db.schema.createIndex('audit_log_target').on('audit_log').columns(['target', 'seq']).execute();
 }
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial schema', up: createInitialSchema }];
+const PENDING_STATUSES: readonly PendingStatus[] = ['pending', 'approved', 'rejected', 'issued'];
+
+/**
+ * The device registry: devices, their one-time enrollment secrets, trust
+ * anchors, enrollment orders and enrollments waiting for approval; and the
+ * link from a certificate to the device it was issued to.
+ */
+async function createRegistry(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+
+  await db.schema
+    .createTable('orders')
+    .addColumn('id', t.key, (c) => c.primaryKey())
+    .addColumn('profile', 'text', (c) => c.notNull())
+    .addColumn('model', 'text')
+    .addColumn('domain', 'text')
+    .addColumn('quantity', 'integer', (c) => c.notNull())
+    .addColumn('used', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('expires_at', t.int64)
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    // Redemption is `used = used + 1 where used < quantity`: this check is the backstop.
+    .addCheckConstraint('orders_quantity_used', sql`quantity > 0 and used >= 0 and used <= quantity`)
+    .execute();
+
+  await db.schema
+    .createTable('devices')
+    .addColumn('id', t.key, (c) => c.primaryKey())
+    .addColumn('profile', 'text', (c) => c.notNull())
+    .addColumn('model', 'text')
+    .addColumn('domain', 'text')
+    .addColumn('owner', 'text')
+    .addColumn('state', 'text', (c) => c.notNull().check(sql`state in (${quotedList(DEVICE_STATES)})`))
+    .addColumn('sans', 'text', (c) => c.notNull())
+    .addColumn('order_id', t.key, (c) => c.references('orders.id'))
+    .addColumn('require_approval', t.bool, (c) =>
+      dialect === 'postgres' ? c.notNull() : c.notNull().check(sql`require_approval in (0, 1)`),
+    )
+    .addColumn('current_serial', t.key)
+    .addColumn('attributes', 'text', (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .addColumn('updated_at', t.int64, (c) => c.notNull())
+    .execute();
+  // id last: a filtered listing pages by id along the index.
+  await db.schema.createIndex('devices_state').on('devices').columns(['state', 'id']).execute();
+  await db.schema.createIndex('devices_domain').on('devices').columns(['domain', 'id']).execute();
+  await db.schema.createIndex('devices_model').on('devices').columns(['model', 'id']).execute();
+
+  await db.schema
+    .createTable('enrollment_secrets')
+    .addColumn('device_id', t.key, (c) => c.primaryKey().references('devices.id').onDelete('cascade'))
+    .addColumn('secret_hash', 'text', (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .addColumn('expires_at', t.int64, (c) => c.notNull())
+    .addColumn('used_at', t.int64)
+    .execute();
+
+  await db.schema
+    .createTable('trust_anchors')
+    .addColumn('fingerprint', t.key, (c) => c.notNull())
+    .addColumn('purpose', 'text', (c) => c.notNull().check(sql`purpose in ('manufacturer')`))
+    .addColumn('subject', 'text', (c) => c.notNull())
+    .addColumn('der', t.bytes, (c) => c.notNull())
+    .addColumn('added_at', t.int64, (c) => c.notNull())
+    .addPrimaryKeyConstraint('trust_anchors_pk', ['fingerprint', 'purpose'])
+    .execute();
+
+  await db.schema
+    .createTable('pending_enrollments')
+    .addColumn('id', t.key, (c) => c.primaryKey())
+    .addColumn('device_id', t.key, (c) => c.notNull().references('devices.id').onDelete('cascade'))
+    .addColumn('spki_sha256', 'text', (c) => c.notNull())
+    .addColumn('csr_der', t.bytes, (c) => c.notNull())
+    .addColumn('status', 'text', (c) => c.notNull().check(sql`status in (${quotedList(PENDING_STATUSES)})`))
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .addColumn('decided_at', t.int64)
+    .addColumn('decided_by', 'text')
+    .execute();
+  await db.schema.createIndex('pending_enrollments_device_spki').on('pending_enrollments').columns(['device_id', 'spki_sha256', 'created_at']).execute();
+  await db.schema.createIndex('pending_enrollments_status').on('pending_enrollments').columns(['status', 'created_at']).execute();
+
+  // Nullable, no default: existing certificates keep device_id null. No foreign
+  // key, so a certificate may name a device the registry does not hold.
+  await db.schema.alterTable('certificates').addColumn('device_id', t.key).execute();
+  await db.schema.createIndex('certificates_device_id').on('certificates').columns(['device_id', 'serial']).execute();
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial schema', up: createInitialSchema },
+  { version: 2, name: 'device registry', up: createRegistry },
+];
 
 /**
  * Applies every migration newer than the database's version, in order, in one

@@ -1,9 +1,11 @@
 /**
  * Row types of the store's tables, as Kysely sees them. Both backends share
  * them: times are integer epoch milliseconds, binary columns come back as
- * Buffer (a Uint8Array), `sans` and audit `details` are JSON text.
+ * Buffer (a Uint8Array), `sans`, `attributes` and audit `details` are JSON
+ * text, booleans are written as 0/1 (SQLite keeps the integer, PostgreSQL a
+ * boolean: read them with Boolean()).
  */
-import type { CaKind, CertificateStatus, RevocationReason, Role } from './store.js';
+import type { CaKind, CertificateStatus, DeviceState, PendingStatus, RevocationReason, Role, TrustAnchorRecord } from './store.js';
 
 export type SqlDialect = 'sqlite' | 'postgres';
 
@@ -36,6 +38,8 @@ export interface CertificateTable {
   invalidity_date: number | null;
   created_at: number;
   requester: string;
+  /** Since migration 2; null for certificates not issued to a registry device. */
+  device_id: string | null;
 }
 
 export interface ApiTokenTable {
@@ -60,6 +64,63 @@ export interface AuditLogTable {
   hash: string;
 }
 
+export interface DeviceTable {
+  id: string;
+  profile: string;
+  model: string | null;
+  domain: string | null;
+  owner: string | null;
+  state: DeviceState;
+  /** JSON array of "type:value" strings. */
+  sans: string;
+  order_id: string | null;
+  /** Written 0/1; read back as 0/1 (SQLite) or false/true (PostgreSQL). */
+  require_approval: number | boolean;
+  current_serial: string | null;
+  /** JSON object of string values. */
+  attributes: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface EnrollmentSecretTable {
+  device_id: string;
+  secret_hash: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+}
+
+export interface TrustAnchorTable {
+  fingerprint: string;
+  purpose: TrustAnchorRecord['purpose'];
+  subject: string;
+  der: Uint8Array;
+  added_at: number;
+}
+
+export interface OrderTable {
+  id: string;
+  profile: string;
+  model: string | null;
+  domain: string | null;
+  quantity: number;
+  used: number;
+  expires_at: number | null;
+  created_at: number;
+}
+
+export interface PendingEnrollmentTable {
+  id: string;
+  device_id: string;
+  spki_sha256: string;
+  csr_der: Uint8Array;
+  status: PendingStatus;
+  created_at: number;
+  decided_at: number | null;
+  decided_by: string | null;
+}
+
 export interface SchemaVersionTable {
   version: number;
   name: string;
@@ -71,5 +132,10 @@ export interface Database {
   certificates: CertificateTable;
   api_tokens: ApiTokenTable;
   audit_log: AuditLogTable;
+  devices: DeviceTable;
+  enrollment_secrets: EnrollmentSecretTable;
+  trust_anchors: TrustAnchorTable;
+  orders: OrderTable;
+  pending_enrollments: PendingEnrollmentTable;
   schema_version: SchemaVersionTable;
 }

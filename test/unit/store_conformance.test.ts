@@ -6,6 +6,7 @@
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,11 +16,29 @@ import { FakeClock } from '../../src/clock.js';
 import { isProblem, type ProblemCode } from '../../src/errors.js';
 import { verifyAuditChain } from '../../src/store/audit_chain.js';
 import { KyselyStore, type StoreOptions } from '../../src/store/kysely_store.js';
+import { MIGRATIONS, migrateToLatest } from '../../src/store/migrations.js';
 import { openStore } from '../../src/store/open_store.js';
 import { openPostgresStore } from '../../src/store/postgres_store.js';
 import type { Database } from '../../src/store/schema.js';
 import { openSqliteStore } from '../../src/store/sqlite_store.js';
-import type { ApiTokenRecord, AuditEntry, AuditInput, CaRecord, CertificateQuery, CertificateRecord, Store } from '../../src/store/store.js';
+import {
+  DEVICE_STATES,
+  type ApiTokenRecord,
+  type AuditEntry,
+  type AuditInput,
+  type CaRecord,
+  type CertificateQuery,
+  type CertificateRecord,
+  type DevicePatch,
+  type DeviceQuery,
+  type DeviceRecord,
+  type EnrollmentCommit,
+  type EnrollmentSecretRecord,
+  type OrderRecord,
+  type PendingEnrollmentRecord,
+  type Store,
+  type TrustAnchorRecord,
+} from '../../src/store/store.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 
 // --- fixtures ---
@@ -57,6 +76,35 @@ function tokenRecord(id: string, over: Partial<ApiTokenRecord> = {}): ApiTokenRe
 
 const audit = (action: string, target?: string, details?: Record<string, unknown>): AuditInput => ({ actor: 'cli:test', action, target, details });
 
+const HOUR = 3_600_000;
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+
+function deviceRecord(id: string, over: Partial<DeviceRecord> = {}): DeviceRecord {
+  return { id, profile: 'device', state: 'registered', sans: [], requireApproval: false, attributes: {}, createdAt: at(10), updatedAt: at(10), ...over };
+}
+
+function orderRecord(id: string, over: Partial<OrderRecord> = {}): OrderRecord {
+  return { id, profile: 'device', quantity: 3, used: 0, createdAt: at(20), ...over };
+}
+
+/** The secret's hash is sha(deviceId) unless overridden. */
+function secretRecord(deviceId: string, over: Partial<EnrollmentSecretRecord> = {}): EnrollmentSecretRecord {
+  return { deviceId, secretHash: sha(deviceId), createdAt: at(30), expiresAt: at(DAY), ...over };
+}
+
+function anchorRecord(name: string, over: Partial<TrustAnchorRecord> = {}): TrustAnchorRecord {
+  return { fingerprint: sha(`anchor-${name}`), purpose: 'manufacturer', subject: `CN=${name} Manufacturing CA`, der: Uint8Array.of(0x30, 0x01, name.length), addedAt: at(40), ...over };
+}
+
+function pendingRecord(id: string, deviceId: string, over: Partial<PendingEnrollmentRecord> = {}): PendingEnrollmentRecord {
+  return { id, deviceId, spkiSha256: 'ab'.repeat(32), csrDer: Uint8Array.of(0x30, 0x02, id.length), status: 'pending', createdAt: at(50), ...over };
+}
+
+/** An enrollment of certificate `serial` for `deviceId` at T0 + 1 h, changing nothing else unless told. */
+function enrollment(serial: string, deviceId: string, over: Partial<EnrollmentCommit> = {}): EnrollmentCommit {
+  return { cert: { ...certRecord(serial), deviceId }, now: at(HOUR), ...over };
+}
+
 /** serial n as a fixed-width lowercase hex string, so numeric and text order agree. */
 const serialOf = (n: number) => n.toString(16).padStart(32, '0');
 
@@ -86,11 +134,40 @@ async function withRoot(store: Store): Promise<void> {
   await store.insertCa(caRecord('root'), audit('ca.create', 'root'));
 }
 
+/**
+ * A CA, order o1 (3 certificates), device dev-1 on that order with a secret
+ * (hash sha('dev-1')), trust anchor "a", and enrollment p1 of dev-1 pending.
+ */
+async function withRegistry(store: Store): Promise<void> {
+  if (!(await store.getCa('root'))) await withRoot(store);
+  await store.insertOrder(orderRecord('o1'), audit('order.create', 'o1'));
+  await store.insertDevice(deviceRecord('dev-1', { orderId: 'o1' }), audit('device.register', 'dev-1'));
+  await store.putEnrollmentSecret(secretRecord('dev-1'), audit('device.secret', 'dev-1'));
+  await store.insertTrustAnchor(anchorRecord('a'), audit('trust.add', 'a'));
+  await store.insertPendingEnrollment(pendingRecord('p1', 'dev-1'), audit('enrollment.wait', 'p1'));
+}
+
+/** Everything the registry methods can change, to show that a failure changed nothing. */
+async function registrySnapshot(store: Store): Promise<unknown> {
+  const devices = await store.listDevices({ limit: 1000 });
+  return {
+    devices,
+    secrets: await Promise.all(devices.map((d) => store.getEnrollmentSecret(d.id))),
+    certificates: await store.listCertificates({ limit: 1000 }),
+    orders: await store.listOrders(),
+    pending: await store.listPendingEnrollments(),
+    anchors: await store.listTrustAnchors(),
+    audit: await readAuditLog(store),
+  };
+}
+
 type Open = (options?: StoreOptions) => Promise<Store>;
+/** Opens a fresh, empty store without migrating it. */
+type OpenUnmigrated = () => Promise<Store>;
 
 // --- the suite every backend passes ---
 
-function conformance(name: string, open: Open): void {
+function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): void {
   describe(`Store conformance: ${name}`, () => {
     let store: Store;
     beforeEach(async () => {
@@ -108,6 +185,53 @@ function conformance(name: string, open: Open): void {
         assert.equal((await store.listCas()).length, 1);
         assert.equal((await readAuditLog(store)).length, 1);
         assert.equal(store.kind, name);
+        const versions = await rawDb(store).selectFrom('schema_version').select('version').orderBy('version').execute();
+        assert.deepEqual(versions.map((v) => Number(v.version)), MIGRATIONS.map((m) => m.version));
+      });
+
+      it('ok migrating a database created at version 1 keeps its rows, which have no deviceId', async () => {
+        const old = await openUnmigrated();
+        try {
+          const db = rawDb(old);
+          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 1)), [1]);
+          await withRoot(old);
+          // As fleetpki 0.1 wrote it: version 1 has no device_id column.
+          const v1 = certRecord('0001');
+          await db
+            .insertInto('certificates')
+            .values({
+              serial: v1.serial,
+              issuer_ca: v1.issuerCa,
+              profile: v1.profile,
+              subject: v1.subject,
+              sans: JSON.stringify(v1.sans),
+              not_before: v1.notBefore.getTime(),
+              not_after: v1.notAfter.getTime(),
+              spki_sha256: v1.spkiSha256,
+              der: Buffer.from(v1.der),
+              status: 'good',
+              revoked_at: null,
+              revocation_reason: null,
+              invalidity_date: null,
+              created_at: v1.createdAt.getTime(),
+              requester: v1.requester,
+            })
+            .execute();
+          await old.migrate();
+          const versions = await db.selectFrom('schema_version').select('version').orderBy('version').execute();
+          assert.deepEqual(versions.map((v) => Number(v.version)), [1, 2]);
+          const cert = await old.getCertificate('0001');
+          assert.deepEqual(cert, v1);
+          assert.ok(cert && !('deviceId' in cert));
+          assert.deepEqual((await old.listCertificates({ deviceId: 'dev-1' })).length, 0);
+          // The new tables work on the upgraded database.
+          await old.insertDevice(deviceRecord('dev-1'), audit('device.register', 'dev-1'));
+          await old.recordEnrollment(enrollment('0002', 'dev-1'), audit('certificate.enroll', '0002'));
+          assert.deepEqual((await old.listCertificates()).map((c) => [c.serial, c.deviceId]), [['0001', undefined], ['0002', 'dev-1']]);
+          assert.deepEqual(verifyAuditChain(await readAuditLog(old)), { ok: true, entries: 3 });
+        } finally {
+          await old.close();
+        }
       });
     });
 
@@ -170,6 +294,7 @@ function conformance(name: string, open: Open): void {
         ['ok no SANs, binary DER with every byte value', certRecord('0a1c', { sans: [], der: ALL_BYTES })],
         ['ok unicode subject and SANs', certRecord('0a1d', { subject: 'CN=Gerät "7", O=Müller', sans: ['dns:a.example', 'uri:urn:x:ü', 'ip:2001:db8::1'] })],
         ['ok inserted revoked with invalidity date', certRecord('0a1e', { status: 'revoked', revocation: { revokedAt: at(9), reason: 'keyCompromise', invalidityDate: at(7) } })],
+        ['ok linked to a registry device', certRecord('0a1f', { deviceId: 'dev-1' })],
       ];
       for (const [title, cert] of roundTrips) {
         it(`insertCertificate ${title} round-trips`, async () => {
@@ -252,9 +377,9 @@ function conformance(name: string, open: Open): void {
         beforeEach(async () => {
           await store.insertCa(caRecord('issuing', { kind: 'issuing', parentName: 'root' }), audit('ca.create', 'issuing'));
           const certs = [
-            certRecord('a1', { issuerCa: 'root', profile: 'device', subject: 'CN=Pump 1, O=Acme' }),
-            certRecord('a2', { issuerCa: 'issuing', profile: 'device', subject: 'CN=pump 2, O=ACME', spkiSha256: 'cd'.repeat(32) }),
-            certRecord('a3', { issuerCa: 'issuing', profile: 'server', subject: 'CN=broker, O=Acme' }),
+            certRecord('a1', { issuerCa: 'root', profile: 'device', subject: 'CN=Pump 1, O=Acme', deviceId: 'dev-1' }),
+            certRecord('a2', { issuerCa: 'issuing', profile: 'device', subject: 'CN=pump 2, O=ACME', spkiSha256: 'cd'.repeat(32), deviceId: 'dev-1' }),
+            certRecord('a3', { issuerCa: 'issuing', profile: 'server', subject: 'CN=broker, O=Acme', deviceId: 'dev-2' }),
             certRecord('a4', { issuerCa: 'issuing', profile: 'device', subject: 'CN=valve_100%, O=Other' }),
             certRecord('a5', { issuerCa: 'root', profile: 'server', subject: 'CN=valve 1000, O=Other' }),
           ];
@@ -271,6 +396,9 @@ function conformance(name: string, open: Open): void {
           ['ok subjectContains is case-insensitive', { subjectContains: 'PUMP' }, ['a1', 'a2']],
           ['ok subjectContains treats % and _ literally', { subjectContains: 'valve_100%' }, ['a4']],
           ['ok spkiSha256', { spkiSha256: 'cd'.repeat(32) }, ['a2']],
+          ['ok deviceId', { deviceId: 'dev-1' }, ['a1', 'a2']],
+          ['ok deviceId + status', { deviceId: 'dev-1', status: 'good' }, ['a1']],
+          ['ok deviceId with no certificates', { deviceId: 'dev-9' }, []],
           ['ok combined issuerCa + status + profile', { issuerCa: 'issuing', status: 'good', profile: 'device' }, ['a4']],
           ['ok afterSerial', { afterSerial: 'a3' }, ['a4', 'a5']],
           ['ok limit', { limit: 2 }, ['a1', 'a2']],
@@ -384,6 +512,8 @@ function conformance(name: string, open: Open): void {
       }
     });
 
+    registryConformance(() => store);
+
     describe('audit log', () => {
       it('seq starts at 1 and increments; entries chain and match what listAudit returns', async () => {
         const clock = new FakeClock(at(0));
@@ -418,11 +548,24 @@ function conformance(name: string, open: Open): void {
           ['token.create', () => store.insertToken(tokenRecord('t1'), audit('token.create', 't1'))],
           ['token.revoke', () => store.revokeToken('t1', at(4), audit('token.revoke', 't1'))],
           ['operator.note', () => store.appendAudit(audit('operator.note', 'x'))],
+          ['order.create', () => store.insertOrder(orderRecord('o1'), audit('order.create', 'o1'))],
+          ['device.register', () => store.insertDevice(deviceRecord('dev-1', { orderId: 'o1' }), audit('device.register', 'dev-1'))],
+          ['device.import', () => store.insertDevices([deviceRecord('dev-1'), deviceRecord('dev-2'), deviceRecord('dev-3')], audit('device.import'))],
+          ['device.update', () => store.updateDevice('dev-2', { owner: 'acme' }, at(5), audit('device.update', 'dev-2'))],
+          ['device.secret', () => store.putEnrollmentSecret(secretRecord('dev-1'), audit('device.secret', 'dev-1'))],
+          ['trust.add', () => store.insertTrustAnchor(anchorRecord('a'), audit('trust.add', 'a'))],
+          ['trust.remove', () => store.removeTrustAnchor(anchorRecord('a').fingerprint, audit('trust.remove', 'a'))],
+          ['enrollment.wait', () => store.insertPendingEnrollment(pendingRecord('p1', 'dev-1'), audit('enrollment.wait', 'p1'))],
+          ['enrollment.approve', () => store.decidePendingEnrollment('p1', 'approved', 'token:officer', at(6), audit('enrollment.approve', 'p1'))],
+          [
+            'certificate.enroll',
+            () => store.recordEnrollment(enrollment('c2', 'dev-1', { consumeSecretHash: sha('dev-1'), redeemOrderId: 'o1', pendingId: 'p1' }), audit('certificate.enroll', 'c2')),
+          ],
         ];
         for (const [, step] of steps) await step();
         const log = await readAuditLog(store);
         assert.deepEqual(log.map((e) => e.action), steps.map(([a]) => a));
-        assert.deepEqual(log.map((e) => e.seq), [1, 2, 3, 4, 5, 6, 7]);
+        assert.deepEqual(log.map((e) => e.seq), Array.from({ length: steps.length }, (_, i) => i + 1));
         assert.ok(verifyAuditChain(log).ok);
       });
 
@@ -480,13 +623,24 @@ function conformance(name: string, open: Open): void {
         ['revokeCertificate', (s) => s.revokeCertificate('r1', { revokedAt: at(9), reason: 'superseded' }, unwritable)],
         ['insertToken', (s) => s.insertToken(tokenRecord('t2'), unwritable)],
         ['revokeToken', (s) => s.revokeToken('t1', at(9), unwritable)],
+        ['insertDevice', (s) => s.insertDevice(deviceRecord('dev-9'), unwritable)],
+        ['insertDevices', (s) => s.insertDevices([deviceRecord('dev-1'), deviceRecord('dev-9')], unwritable)],
+        ['updateDevice', (s) => s.updateDevice('dev-1', { state: 'suspended' }, at(9), unwritable)],
+        ['putEnrollmentSecret', (s) => s.putEnrollmentSecret(secretRecord('dev-1', { secretHash: sha('other') }), unwritable)],
+        ['insertTrustAnchor', (s) => s.insertTrustAnchor(anchorRecord('b'), unwritable)],
+        ['removeTrustAnchor', (s) => s.removeTrustAnchor(anchorRecord('a').fingerprint, unwritable)],
+        ['insertOrder', (s) => s.insertOrder(orderRecord('o2'), unwritable)],
+        ['insertPendingEnrollment', (s) => s.insertPendingEnrollment(pendingRecord('p2', 'dev-1'), unwritable)],
+        ['decidePendingEnrollment', (s) => s.decidePendingEnrollment('p1', 'approved', 'x', at(9), unwritable)],
+        ['recordEnrollment', (s) => s.recordEnrollment(enrollment('r3', 'dev-1', { consumeSecretHash: sha('dev-1'), redeemOrderId: 'o1' }), unwritable)],
       ];
       for (const [method, call] of calls) {
         it(`fail-${method} → bad_request, and nothing changes`, async () => {
           await withRoot(store);
           await store.insertCertificate(certRecord('r1'), audit('certificate.issue', 'r1'));
           await store.insertToken(tokenRecord('t1'), audit('token.create', 't1'));
-          const snapshot = async () => [await store.listCas(), await store.listCertificates(), await store.listTokens(), await readAuditLog(store)];
+          await withRegistry(store);
+          const snapshot = async () => [await store.listCas(), await store.listTokens(), await registrySnapshot(store)];
           const before = await snapshot();
           await expectProblem(call(store), 'bad_request');
           assert.deepEqual(await snapshot(), before);
@@ -527,6 +681,549 @@ function conformance(name: string, open: Open): void {
   });
 }
 
+// --- the registry part of the suite ---
+
+function registryConformance(current: () => Store): void {
+  describe('registry: devices', () => {
+    let store: Store;
+    beforeEach(() => {
+      store = current();
+    });
+
+    const roundTrips: [string, DeviceRecord, boolean][] = [
+      ['ok minimal device', deviceRecord('dev-1'), false],
+      [
+        'ok every optional field, unicode attributes',
+        deviceRecord('dev-2', {
+          model: 'PX-200',
+          domain: 'plant-7.example',
+          owner: 'Müller GmbH',
+          sans: ['dns:dev-2.plant-7.example', 'ip:10.0.0.7'],
+          orderId: 'o1',
+          requireApproval: true,
+          currentSerial: '0abc',
+          attributes: { line: '3', note: 'Gerät "7" ✓' },
+        }),
+        true,
+      ],
+      ...DEVICE_STATES.map((state): [string, DeviceRecord, boolean] => [`ok state ${state}`, deviceRecord(`dev-${state}`, { state }), false]),
+    ];
+    for (const [title, d, needsOrder] of roundTrips) {
+      it(`insertDevice ${title} round-trips`, async () => {
+        if (needsOrder) await store.insertOrder(orderRecord('o1'), audit('order.create', 'o1'));
+        await store.insertDevice(d, audit('device.register', d.id));
+        assert.deepEqual(await store.getDevice(d.id), d);
+        assert.deepEqual(await store.listDevices(), [d]);
+        assert.deepEqual((await readAuditLog(store)).at(-1)?.target, d.id);
+      });
+    }
+
+    it('insertDevice leaves absent optional fields absent', async () => {
+      await store.insertDevice({ ...deviceRecord('dev-1'), model: undefined, orderId: undefined }, audit('device.register', 'dev-1'));
+      const d = await store.getDevice('dev-1');
+      assert.ok(d);
+      for (const k of ['model', 'domain', 'owner', 'orderId', 'currentSerial']) assert.ok(!(k in d), `${k} is absent`);
+    });
+
+    it('getDevice of an unknown id is undefined', async () => {
+      assert.equal(await store.getDevice('nope'), undefined);
+    });
+
+    const failures: [string, DeviceRecord, ProblemCode][] = [
+      ['fail-duplicate id', deviceRecord('dev-1', { model: 'other' }), 'already_exists'],
+      ['fail-unknown enrollment order', deviceRecord('dev-2', { orderId: 'ghost' }), 'not_found'],
+      ['fail-unknown state', deviceRecord('dev-3', { state: 'lost' as DeviceRecord['state'] }), 'bad_request'],
+      ['fail-attributes that are not JSON', deviceRecord('dev-4', { attributes: { n: 1n } as unknown as Record<string, string> }), 'bad_request'],
+      ['fail-invalid date', deviceRecord('dev-5', { createdAt: new Date(NaN) }), 'bad_request'],
+    ];
+    for (const [title, d, code] of failures) {
+      it(`insertDevice ${title} → ${code}, and writes nothing`, async () => {
+        await store.insertDevice(deviceRecord('dev-1'), audit('device.register', 'dev-1'));
+        await expectProblem(store.insertDevice(d, audit('device.register', d.id)), code);
+        assert.deepEqual(await store.listDevices(), [deviceRecord('dev-1')]);
+        assert.equal((await readAuditLog(store)).length, 1);
+      });
+    }
+
+    describe('insertDevices', () => {
+      it('ok inserts the new, skips and reports the existing (and repeats within the batch), one audit entry', async () => {
+        await store.insertDevice(deviceRecord('dev-2', { owner: 'first' }), audit('device.register', 'dev-2'));
+        const batch = [deviceRecord('dev-1'), deviceRecord('dev-2', { owner: 'second' }), deviceRecord('dev-3'), deviceRecord('dev-1', { owner: 'again' })];
+        assert.deepEqual(await store.insertDevices(batch, audit('device.import', undefined, { count: 4 })), { inserted: 2, existing: ['dev-2', 'dev-1'] });
+        assert.deepEqual(await store.listDevices(), [deviceRecord('dev-1'), deviceRecord('dev-2', { owner: 'first' }), deviceRecord('dev-3')]);
+        assert.deepEqual((await readAuditLog(store)).map((e) => [e.action, e.details]), [
+          ['device.register', {}],
+          ['device.import', { count: 4 }],
+        ]);
+      });
+
+      it('ok an empty batch inserts nothing and is still audited', async () => {
+        assert.deepEqual(await store.insertDevices([], audit('device.import')), { inserted: 0, existing: [] });
+        assert.equal((await readAuditLog(store)).length, 1);
+      });
+
+      it('ok 5,000 devices in one call, quickly', async () => {
+        const ds = Array.from({ length: 5000 }, (_, i) => deviceRecord(`bulk-${String(i).padStart(5, '0')}`, { model: 'PX-200', sans: [`dns:d${i}.example`], attributes: { i: String(i) } }));
+        const started = performance.now();
+        assert.deepEqual(await store.insertDevices(ds, audit('device.import')), { inserted: 5000, existing: [] });
+        const ms = performance.now() - started;
+        assert.ok(ms < 2000, `5,000 devices took ${Math.round(ms)} ms`);
+        assert.equal((await store.listDevices({ limit: 1000, afterId: 'bulk-03999' })).length, 1000);
+        assert.deepEqual(await store.getDevice('bulk-04321'), ds[4321]);
+        assert.deepEqual(await store.insertDevices(ds.slice(0, 3), audit('device.import')), { inserted: 0, existing: ['bulk-00000', 'bulk-00001', 'bulk-00002'] });
+      });
+
+      const batchFailures: [string, DeviceRecord, ProblemCode][] = [
+        ['fail-unknown enrollment order', deviceRecord('dev-9', { orderId: 'ghost' }), 'not_found'],
+        ['fail-unknown state', deviceRecord('dev-9', { state: 'lost' as DeviceRecord['state'] }), 'bad_request'],
+        ['fail-invalid date', deviceRecord('dev-9', { updatedAt: new Date(NaN) }), 'bad_request'],
+      ];
+      for (const [title, bad, code] of batchFailures) {
+        it(`${title} anywhere in the batch → ${code}, and nothing of the batch is stored`, async () => {
+          const batch = [...Array.from({ length: 700 }, (_, i) => deviceRecord(`ok-${String(i).padStart(3, '0')}`)), bad];
+          await expectProblem(store.insertDevices(batch, audit('device.import')), code);
+          assert.deepEqual(await store.listDevices(), []);
+          assert.equal((await readAuditLog(store)).length, 0);
+        });
+      }
+    });
+
+    describe('listDevices', () => {
+      beforeEach(async () => {
+        await store.insertDevices(
+          [
+            deviceRecord('d1', { model: 'PX-200', domain: 'plant-1', owner: 'acme', state: 'active' }),
+            deviceRecord('d2', { model: 'PX-200', domain: 'plant-2', owner: 'acme' }),
+            deviceRecord('d3', { model: 'GW-1', domain: 'plant-1', profile: 'gateway', state: 'active' }),
+            deviceRecord('d4', { model: 'PX-300', owner: 'other', state: 'retired' }),
+            deviceRecord('D0', { model: 'PX-200', domain: 'plant-1' }),
+          ],
+          audit('device.import'),
+        );
+      });
+
+      const filters: [string, DeviceQuery, string[]][] = [
+        ['ok no filter: all, sorted by id bytewise', {}, ['D0', 'd1', 'd2', 'd3', 'd4']],
+        ['ok state', { state: 'active' }, ['d1', 'd3']],
+        ['ok domain', { domain: 'plant-1' }, ['D0', 'd1', 'd3']],
+        ['ok model', { model: 'PX-200' }, ['D0', 'd1', 'd2']],
+        ['ok profile', { profile: 'gateway' }, ['d3']],
+        ['ok owner', { owner: 'acme' }, ['d1', 'd2']],
+        ['ok combined', { model: 'PX-200', domain: 'plant-1', state: 'registered' }, ['D0']],
+        ['ok afterId', { afterId: 'd2' }, ['d3', 'd4']],
+        ['ok afterId + filter + limit', { afterId: 'D0', domain: 'plant-1', limit: 1 }, ['d1']],
+        ['ok limit', { limit: 2 }, ['D0', 'd1']],
+        ['ok no match', { state: 'suspended' }, []],
+      ];
+      for (const [title, q, ids] of filters) {
+        it(title, async () => {
+          assert.deepEqual((await store.listDevices(q)).map((d) => d.id), ids);
+        });
+      }
+
+      for (const limit of [0, -1, 2.5]) {
+        it(`fail-limit ${limit} → bad_request`, async () => {
+          await expectProblem(store.listDevices({ limit }), 'bad_request');
+        });
+      }
+    });
+
+    it('listDevices returns 100 by default, caps limit at 1000, and keyset paging visits every device once', async () => {
+      await store.insertDevices(Array.from({ length: 1005 }, (_, i) => deviceRecord(serialOf(i))), audit('device.import'));
+      assert.equal((await store.listDevices()).length, 100);
+      assert.equal((await store.listDevices({ limit: 5000 })).length, 1000);
+      const seen: string[] = [];
+      for (let page = await store.listDevices({ limit: 333 }); page.length > 0; page = await store.listDevices({ limit: 333, afterId: seen.at(-1) })) {
+        seen.push(...page.map((d) => d.id));
+      }
+      assert.deepEqual(seen, Array.from({ length: 1005 }, (_, i) => serialOf(i)));
+    });
+
+    describe('updateDevice', () => {
+      const full = deviceRecord('dev-1', { model: 'PX-200', domain: 'plant-1', owner: 'acme', sans: ['dns:a.example'], attributes: { k: 'v' } });
+      const patches: [string, DevicePatch, Partial<DeviceRecord>][] = [
+        ['ok state', { state: 'suspended' }, { state: 'suspended' }],
+        ['ok set domain, owner, model, profile', { domain: 'plant-2', owner: 'other', model: 'PX-300', profile: 'gateway' }, { domain: 'plant-2', owner: 'other', model: 'PX-300', profile: 'gateway' }],
+        ['ok null clears domain, owner and model', { domain: null, owner: null, model: null }, { domain: undefined, owner: undefined, model: undefined }],
+        ['ok sans, requireApproval, attributes', { sans: [], requireApproval: true, attributes: { a: '1', b: '2' } }, { sans: [], requireApproval: true, attributes: { a: '1', b: '2' } }],
+        ['ok requireApproval back to false', { requireApproval: false }, {}],
+        ['ok empty patch only moves updatedAt', {}, {}],
+      ];
+      for (const [title, patch, change] of patches) {
+        it(title, async () => {
+          await store.insertDevice(full, audit('device.register', 'dev-1'));
+          const updated = await store.updateDevice('dev-1', patch, at(DAY), audit('device.update', 'dev-1', { patch: 1 }));
+          const expected = compactRecord({ ...full, ...change, updatedAt: at(DAY) });
+          assert.deepEqual(updated, expected);
+          assert.deepEqual(await store.getDevice('dev-1'), expected);
+          assert.deepEqual((await readAuditLog(store)).map((e) => e.action), ['device.register', 'device.update']);
+        });
+      }
+
+      const failures: [string, string, DevicePatch, ProblemCode][] = [
+        ['fail-unknown device', 'nope', { state: 'active' }, 'not_found'],
+        ['fail-unknown state', 'dev-1', { state: 'lost' as DeviceRecord['state'], owner: 'x' }, 'bad_request'],
+        ['fail-attributes that are not JSON', 'dev-1', { attributes: { n: 1n } as unknown as Record<string, string> }, 'bad_request'],
+      ];
+      for (const [title, id, patch, code] of failures) {
+        it(`${title} → ${code}, and nothing changes`, async () => {
+          await store.insertDevice(full, audit('device.register', 'dev-1'));
+          await expectProblem(store.updateDevice(id, patch, at(DAY), audit('device.update', id)), code);
+          assert.deepEqual(await store.listDevices(), [full]);
+          assert.equal((await readAuditLog(store)).length, 1);
+        });
+      }
+    });
+  });
+
+  describe('registry: enrollment secrets', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await store.insertDevice(deviceRecord('dev-1'), audit('device.register', 'dev-1'));
+    });
+
+    it('ok put, get, and replace (a new secret is unused again)', async () => {
+      assert.equal(await store.getEnrollmentSecret('dev-1'), undefined);
+      const first = secretRecord('dev-1', { usedAt: at(HOUR) });
+      await store.putEnrollmentSecret(first, audit('device.secret', 'dev-1'));
+      assert.deepEqual(await store.getEnrollmentSecret('dev-1'), first);
+      const second = secretRecord('dev-1', { secretHash: sha('second'), createdAt: at(2 * HOUR), expiresAt: at(2 * DAY) });
+      await store.putEnrollmentSecret(second, audit('device.secret', 'dev-1'));
+      assert.deepEqual(await store.getEnrollmentSecret('dev-1'), second);
+      assert.equal((await store.listAudit({ action: 'device.secret' })).length, 2);
+    });
+
+    const failures: [string, EnrollmentSecretRecord, ProblemCode][] = [
+      ['fail-unknown device', secretRecord('nope'), 'not_found'],
+      ['fail-invalid date', secretRecord('dev-1', { expiresAt: new Date(NaN) }), 'bad_request'],
+    ];
+    for (const [title, secret, code] of failures) {
+      it(`putEnrollmentSecret ${title} → ${code}, and writes nothing`, async () => {
+        await expectProblem(store.putEnrollmentSecret(secret, audit('device.secret', secret.deviceId)), code);
+        assert.equal(await store.getEnrollmentSecret(secret.deviceId), undefined);
+        assert.equal((await readAuditLog(store)).length, 1);
+      });
+    }
+  });
+
+  describe('registry: trust anchors', () => {
+    let store: Store;
+    beforeEach(() => {
+      store = current();
+    });
+
+    it('ok insert, list (by addedAt, then fingerprint), filter by purpose, remove', async () => {
+      const a = anchorRecord('a', { addedAt: at(2), der: ALL_BYTES });
+      const b = anchorRecord('b', { addedAt: at(1) });
+      const c = anchorRecord('c', { addedAt: at(2) });
+      for (const t of [a, b, c]) await store.insertTrustAnchor(t, audit('trust.add', t.fingerprint));
+      const byTime = [b, ...[a, c].sort((x, y) => (x.fingerprint < y.fingerprint ? -1 : 1))];
+      assert.deepEqual(await store.listTrustAnchors(), byTime);
+      assert.deepEqual(await store.listTrustAnchors('manufacturer'), byTime);
+      await store.removeTrustAnchor(a.fingerprint, audit('trust.remove', a.fingerprint));
+      assert.deepEqual(await store.listTrustAnchors(), byTime.filter((t) => t !== a));
+      assert.deepEqual((await readAuditLog(store)).map((e) => e.action), ['trust.add', 'trust.add', 'trust.add', 'trust.remove']);
+    });
+
+    const failures: [string, TrustAnchorRecord, ProblemCode][] = [
+      ['fail-duplicate fingerprint and purpose', anchorRecord('a', { subject: 'CN=other', addedAt: at(99) }), 'already_exists'],
+      ['fail-unknown purpose', anchorRecord('b', { purpose: 'tls' as TrustAnchorRecord['purpose'] }), 'bad_request'],
+    ];
+    for (const [title, t, code] of failures) {
+      it(`insertTrustAnchor ${title} → ${code}, and writes nothing`, async () => {
+        await store.insertTrustAnchor(anchorRecord('a'), audit('trust.add'));
+        await expectProblem(store.insertTrustAnchor(t, audit('trust.add')), code);
+        assert.deepEqual(await store.listTrustAnchors(), [anchorRecord('a')]);
+        assert.equal((await readAuditLog(store)).length, 1);
+      });
+    }
+
+    it('removeTrustAnchor fail-unknown fingerprint → not_found, and writes nothing', async () => {
+      await store.insertTrustAnchor(anchorRecord('a'), audit('trust.add'));
+      await expectProblem(store.removeTrustAnchor(sha('nope'), audit('trust.remove')), 'not_found');
+      assert.deepEqual(await store.listTrustAnchors(), [anchorRecord('a')]);
+      assert.equal((await readAuditLog(store)).length, 1);
+    });
+  });
+
+  describe('registry: orders', () => {
+    let store: Store;
+    beforeEach(() => {
+      store = current();
+    });
+
+    it('ok insert, get, list (by createdAt, then id)', async () => {
+      const orders = [
+        orderRecord('o3', { createdAt: at(1) }),
+        orderRecord('o2', { createdAt: at(2), model: 'PX-200', domain: 'plant-1', quantity: 1_000_000, used: 999_999, expiresAt: at(DAY) }),
+        orderRecord('o1', { createdAt: at(2) }),
+      ];
+      for (const o of orders) await store.insertOrder(o, audit('order.create', o.id));
+      assert.deepEqual(await store.getOrder('o2'), orders[1]);
+      assert.equal(await store.getOrder('nope'), undefined);
+      assert.deepEqual(await store.listOrders(), [orders[0], orders[2], orders[1]]);
+      assert.equal((await readAuditLog(store)).length, 3);
+    });
+
+    const failures: [string, OrderRecord, ProblemCode][] = [
+      ['fail-duplicate id', orderRecord('o1', { quantity: 9 }), 'already_exists'],
+      ['fail-quantity 0', orderRecord('o2', { quantity: 0 }), 'bad_request'],
+      ['fail-used above quantity', orderRecord('o2', { quantity: 2, used: 3 }), 'bad_request'],
+      ['fail-negative used', orderRecord('o2', { used: -1 }), 'bad_request'],
+      ['fail-fractional quantity', orderRecord('o2', { quantity: 2.5 }), 'bad_request'],
+    ];
+    for (const [title, o, code] of failures) {
+      it(`insertOrder ${title} → ${code}, and writes nothing`, async () => {
+        await store.insertOrder(orderRecord('o1'), audit('order.create', 'o1'));
+        await expectProblem(store.insertOrder(o, audit('order.create', o.id)), code);
+        assert.deepEqual(await store.listOrders(), [orderRecord('o1')]);
+        assert.equal((await readAuditLog(store)).length, 1);
+      });
+    }
+  });
+
+  describe('registry: pending enrollments', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await store.insertDevices([deviceRecord('dev-1'), deviceRecord('dev-2')], audit('device.import'));
+    });
+
+    it('ok insert, get, list by createdAt and by status, find the newest open one for a key', async () => {
+      const key = 'cd'.repeat(32);
+      const ps = [
+        pendingRecord('p1', 'dev-1', { spkiSha256: key, createdAt: at(1), status: 'rejected', decidedAt: at(2), decidedBy: 'token:officer' }),
+        pendingRecord('p2', 'dev-1', { spkiSha256: key, createdAt: at(3), csrDer: ALL_BYTES }),
+        pendingRecord('p3', 'dev-1', { spkiSha256: key, createdAt: at(5), status: 'issued' }),
+        pendingRecord('p4', 'dev-2', { spkiSha256: key, createdAt: at(4), status: 'approved', decidedAt: at(6), decidedBy: 'token:officer' }),
+      ];
+      for (const p of ps) await store.insertPendingEnrollment(p, audit('enrollment.wait', p.id));
+      assert.deepEqual(await store.getPendingEnrollment('p2'), ps[1]);
+      assert.deepEqual(await store.getPendingEnrollment('p1'), ps[0]);
+      assert.equal(await store.getPendingEnrollment('nope'), undefined);
+      assert.deepEqual(await store.listPendingEnrollments(), [ps[0], ps[1], ps[3], ps[2]]);
+      assert.deepEqual(await store.listPendingEnrollments('pending'), [ps[1]]);
+      assert.deepEqual(await store.listPendingEnrollments('issued'), [ps[2]]);
+      // p3 is newer but issued: done, not open.
+      assert.deepEqual(await store.findPendingEnrollment('dev-1', key), ps[1]);
+      assert.deepEqual(await store.findPendingEnrollment('dev-2', key), ps[3]);
+      assert.equal(await store.findPendingEnrollment('dev-1', 'ef'.repeat(32)), undefined);
+    });
+
+    it('ok decide: pending → approved or rejected, recorded with who and when; deciding again → conflict', async () => {
+      await store.insertPendingEnrollment(pendingRecord('p1', 'dev-1'), audit('enrollment.wait', 'p1'));
+      await store.insertPendingEnrollment(pendingRecord('p2', 'dev-2'), audit('enrollment.wait', 'p2'));
+      const approved = await store.decidePendingEnrollment('p1', 'approved', 'token:alice', at(HOUR), audit('enrollment.approve', 'p1'));
+      const rejected = await store.decidePendingEnrollment('p2', 'rejected', 'token:bob', at(2 * HOUR), audit('enrollment.reject', 'p2'));
+      assert.deepEqual(approved, pendingRecord('p1', 'dev-1', { status: 'approved', decidedAt: at(HOUR), decidedBy: 'token:alice' }));
+      assert.deepEqual(rejected, pendingRecord('p2', 'dev-2', { status: 'rejected', decidedAt: at(2 * HOUR), decidedBy: 'token:bob' }));
+      assert.deepEqual(await store.getPendingEnrollment('p1'), approved);
+      const logBefore = await readAuditLog(store);
+      for (const [id, status] of [['p1', 'rejected'], ['p1', 'approved'], ['p2', 'approved']] as const) {
+        await expectProblem(store.decidePendingEnrollment(id, status, 'token:mallory', at(DAY), audit('enrollment.decide', id)), 'conflict');
+      }
+      assert.deepEqual(await store.getPendingEnrollment('p1'), approved);
+      assert.deepEqual(await store.getPendingEnrollment('p2'), rejected);
+      assert.deepEqual(await readAuditLog(store), logBefore);
+    });
+
+    it('concurrent decisions on one enrollment: exactly one wins', async () => {
+      await store.insertPendingEnrollment(pendingRecord('p1', 'dev-1'), audit('enrollment.wait', 'p1'));
+      const results = await Promise.allSettled(
+        Array.from({ length: 6 }, (_, i) => store.decidePendingEnrollment('p1', i % 2 ? 'approved' : 'rejected', `token:${i}`, at(i), audit('enrollment.decide', 'p1'))),
+      );
+      assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+      for (const r of results) if (r.status === 'rejected') assert.ok(isProblem(r.reason, 'conflict'), String(r.reason));
+      assert.equal((await store.listAudit({ action: 'enrollment.decide' })).length, 1);
+    });
+
+    const decideFailures: [string, string, string, ProblemCode][] = [
+      ['fail-unknown id', 'nope', 'approved', 'not_found'],
+      ['fail-not a decision', 'p1', 'issued', 'bad_request'],
+    ];
+    for (const [title, id, status, code] of decideFailures) {
+      it(`decidePendingEnrollment ${title} → ${code}, and nothing changes`, async () => {
+        await store.insertPendingEnrollment(pendingRecord('p1', 'dev-1'), audit('enrollment.wait', 'p1'));
+        await expectProblem(store.decidePendingEnrollment(id, status as 'approved', 'token:x', at(1), audit('enrollment.decide', id)), code);
+        assert.deepEqual(await store.listPendingEnrollments(), [pendingRecord('p1', 'dev-1')]);
+        assert.equal((await readAuditLog(store)).length, 2);
+      });
+    }
+
+    const insertFailures: [string, PendingEnrollmentRecord, ProblemCode][] = [
+      ['fail-duplicate id', pendingRecord('p1', 'dev-2'), 'already_exists'],
+      ['fail-unknown device', pendingRecord('p2', 'nope'), 'not_found'],
+      ['fail-unknown status', pendingRecord('p3', 'dev-1', { status: 'waiting' as PendingEnrollmentRecord['status'] }), 'bad_request'],
+    ];
+    for (const [title, p, code] of insertFailures) {
+      it(`insertPendingEnrollment ${title} → ${code}, and writes nothing`, async () => {
+        await store.insertPendingEnrollment(pendingRecord('p1', 'dev-1'), audit('enrollment.wait', 'p1'));
+        await expectProblem(store.insertPendingEnrollment(p, audit('enrollment.wait', p.id)), code);
+        assert.deepEqual(await store.listPendingEnrollments(), [pendingRecord('p1', 'dev-1')]);
+        assert.equal((await readAuditLog(store)).length, 2);
+      });
+    }
+  });
+
+  describe('registry: recordEnrollment', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await withRegistry(store);
+    });
+
+    it('ok consumes the secret, redeems the order, links the certificate, activates the device, completes the approval — one audit entry', async () => {
+      await store.decidePendingEnrollment('p1', 'approved', 'token:officer', at(60), audit('enrollment.approve', 'p1'));
+      const c = enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1'), redeemOrderId: 'o1', pendingId: 'p1' });
+      const logBefore = await readAuditLog(store);
+      await store.recordEnrollment(c, audit('certificate.enroll', 'e1', { device: 'dev-1' }));
+      assert.deepEqual(await store.getCertificate('e1'), c.cert);
+      assert.deepEqual(await store.listCertificates({ deviceId: 'dev-1' }), [c.cert]);
+      assert.deepEqual(await store.getDevice('dev-1'), deviceRecord('dev-1', { orderId: 'o1', state: 'active', currentSerial: 'e1', updatedAt: c.now }));
+      assert.deepEqual(await store.getEnrollmentSecret('dev-1'), secretRecord('dev-1', { usedAt: c.now }));
+      assert.deepEqual(await store.getOrder('o1'), orderRecord('o1', { used: 1 }));
+      assert.equal((await store.getPendingEnrollment('p1'))?.status, 'issued');
+      const log = await readAuditLog(store);
+      assert.deepEqual(log.slice(0, -1), logBefore);
+      assert.deepEqual([log.at(-1)?.action, log.at(-1)?.target, log.at(-1)?.details], ['certificate.enroll', 'e1', { device: 'dev-1' }]);
+      assert.ok(verifyAuditChain(log).ok);
+    });
+
+    it('ok re-enrollment of an active device with nothing to consume replaces its current certificate', async () => {
+      await store.recordEnrollment(enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1') }), audit('certificate.enroll', 'e1'));
+      const later = at(2 * HOUR);
+      await store.recordEnrollment(enrollment('e2', 'dev-1', { replacesSerial: 'e1', now: later }), audit('certificate.enroll', 'e2'));
+      const device = await store.getDevice('dev-1');
+      assert.equal(device?.state, 'active');
+      assert.equal(device?.currentSerial, 'e2');
+      assert.deepEqual(device?.updatedAt, later);
+      assert.deepEqual((await store.listCertificates({ deviceId: 'dev-1' })).map((c) => [c.serial, c.status]), [['e1', 'good'], ['e2', 'good']]);
+      assert.deepEqual(await store.getOrder('o1'), orderRecord('o1'), 'no order redeemed');
+    });
+
+    const failures: [string, (s: Store) => Promise<unknown>, EnrollmentCommit, ProblemCode][] = [
+      ['fail-wrong secret', async () => undefined, enrollment('e1', 'dev-1', { consumeSecretHash: sha('guess'), redeemOrderId: 'o1' }), 'unauthorized'],
+      ['fail-secret of another device', (s) => s.insertDevice(deviceRecord('dev-2'), audit('device.register', 'dev-2')), enrollment('e1', 'dev-2', { consumeSecretHash: sha('dev-1') }), 'unauthorized'],
+      ['fail-no secret at all', (s) => s.insertDevice(deviceRecord('dev-2'), audit('device.register', 'dev-2')), enrollment('e1', 'dev-2', { consumeSecretHash: sha('dev-2') }), 'unauthorized'],
+      ['fail-expired secret', async () => undefined, enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1'), now: at(DAY) }), 'unauthorized'],
+      [
+        'fail-used secret',
+        (s) => s.recordEnrollment(enrollment('e0', 'dev-1', { consumeSecretHash: sha('dev-1') }), audit('certificate.enroll', 'e0')),
+        enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1') }),
+        'unauthorized',
+      ],
+      ['fail-unknown order', async () => undefined, enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1'), redeemOrderId: 'ghost' }), 'policy_violation'],
+      [
+        'fail-exhausted order',
+        (s) => s.insertOrder(orderRecord('o2', { quantity: 2, used: 2 }), audit('order.create', 'o2')),
+        enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1'), redeemOrderId: 'o2' }),
+        'policy_violation',
+      ],
+      [
+        'fail-expired order',
+        (s) => s.insertOrder(orderRecord('o2', { expiresAt: at(HOUR) }), audit('order.create', 'o2')),
+        enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1'), redeemOrderId: 'o2' }),
+        'policy_violation',
+      ],
+      [
+        'fail-duplicate serial',
+        (s) => s.insertCertificate(certRecord('e1'), audit('certificate.issue', 'e1')),
+        enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1'), redeemOrderId: 'o1' }),
+        'already_exists',
+      ],
+      ['fail-unknown issuer', async () => undefined, { ...enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1') }), cert: { ...certRecord('e1', { issuerCa: 'ghost' }), deviceId: 'dev-1' } }, 'not_found'],
+      ['fail-unknown device', async () => undefined, enrollment('e1', 'ghost', { redeemOrderId: 'o1' }), 'not_found'],
+      ...(['suspended', 'revoked', 'retired'] as const).map((state): [string, (s: Store) => Promise<unknown>, EnrollmentCommit, ProblemCode] => [
+        `fail-${state} device`,
+        (s) => s.updateDevice('dev-1', { state }, at(70), audit('device.update', 'dev-1')),
+        enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1'), redeemOrderId: 'o1' }),
+        'forbidden',
+      ]),
+      ['fail-enrollment still pending', async () => undefined, enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1'), redeemOrderId: 'o1', pendingId: 'p1' }), 'conflict'],
+      [
+        'fail-enrollment rejected',
+        (s) => s.decidePendingEnrollment('p1', 'rejected', 'token:officer', at(60), audit('enrollment.reject', 'p1')),
+        enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1'), pendingId: 'p1' }),
+        'conflict',
+      ],
+      [
+        'fail-enrollment issued already',
+        async (s) => {
+          await s.decidePendingEnrollment('p1', 'approved', 'token:officer', at(60), audit('enrollment.approve', 'p1'));
+          await s.recordEnrollment(enrollment('e0', 'dev-1', { pendingId: 'p1' }), audit('certificate.enroll', 'e0'));
+        },
+        enrollment('e1', 'dev-1', { pendingId: 'p1' }),
+        'conflict',
+      ],
+      [
+        'fail-approved enrollment of another device',
+        async (s) => {
+          await s.insertDevice(deviceRecord('dev-2'), audit('device.register', 'dev-2'));
+          await s.decidePendingEnrollment('p1', 'approved', 'token:officer', at(60), audit('enrollment.approve', 'p1'));
+        },
+        enrollment('e1', 'dev-2', { pendingId: 'p1' }),
+        'conflict',
+      ],
+      ['fail-unknown pending enrollment', async () => undefined, enrollment('e1', 'dev-1', { pendingId: 'nope' }), 'not_found'],
+      ['fail-invalid date', async () => undefined, enrollment('e1', 'dev-1', { now: new Date(NaN) }), 'bad_request'],
+    ];
+    for (const [title, setUp, commit, code] of failures) {
+      it(`${title} → ${code}, and nothing is stored`, async () => {
+        await setUp(store);
+        const before = await registrySnapshot(store);
+        await expectProblem(store.recordEnrollment(commit, audit('certificate.enroll', commit.cert.serial)), code);
+        assert.deepEqual(await registrySnapshot(store), before);
+      });
+    }
+
+    it('10 concurrent enrollments with one secret: exactly one succeeds, the others are unauthorized and store nothing', async () => {
+      const serials = Array.from({ length: 10 }, (_, i) => `race-${i}`);
+      const results = await Promise.allSettled(
+        serials.map((serial) => store.recordEnrollment(enrollment(serial, 'dev-1', { consumeSecretHash: sha('dev-1'), redeemOrderId: 'o1' }), audit('certificate.enroll', serial))),
+      );
+      const winners = serials.filter((_, i) => results[i].status === 'fulfilled');
+      assert.equal(winners.length, 1, `winners: ${winners.join(', ')}`);
+      for (const r of results) if (r.status === 'rejected') assert.ok(isProblem(r.reason, 'unauthorized'), String(r.reason));
+      assert.deepEqual((await store.listCertificates({ deviceId: 'dev-1' })).map((c) => c.serial), winners);
+      assert.equal((await store.getDevice('dev-1'))?.currentSerial, winners[0]);
+      assert.equal((await store.getOrder('o1'))?.used, 1);
+      assert.deepEqual((await store.listAudit({ action: 'certificate.enroll' })).map((e) => e.target), winners);
+      assert.ok(verifyAuditChain(await readAuditLog(store)).ok);
+    });
+
+    it('10 devices redeeming an order of 3 at once: exactly 3 succeed, the others fail policy_violation and store nothing', async () => {
+      await store.insertOrder(orderRecord('o3', { quantity: 3 }), audit('order.create', 'o3'));
+      const ids = Array.from({ length: 10 }, (_, i) => `racer-${i}`);
+      await store.insertDevices(ids.map((id) => deviceRecord(id, { orderId: 'o3' })), audit('device.import'));
+      for (const id of ids) await store.putEnrollmentSecret(secretRecord(id), audit('device.secret', id));
+      const results = await Promise.allSettled(
+        ids.map((id) => store.recordEnrollment(enrollment(`s-${id}`, id, { consumeSecretHash: sha(id), redeemOrderId: 'o3' }), audit('certificate.enroll', `s-${id}`))),
+      );
+      const winners = ids.filter((_, i) => results[i].status === 'fulfilled');
+      assert.equal(winners.length, 3, `winners: ${winners.join(', ')}`);
+      for (const r of results) if (r.status === 'rejected') assert.ok(isProblem(r.reason, 'policy_violation'), String(r.reason));
+      assert.equal((await store.getOrder('o3'))?.used, 3);
+      for (const id of ids) {
+        const won = winners.includes(id);
+        const device = await store.getDevice(id);
+        assert.equal(device?.state, won ? 'active' : 'registered', id);
+        assert.equal(device?.currentSerial, won ? `s-${id}` : undefined, id);
+        // A loser's secret was consumed inside its transaction, and that was rolled back.
+        assert.equal((await store.getEnrollmentSecret(id))?.usedAt?.getTime(), won ? at(HOUR).getTime() : undefined, id);
+        assert.equal((await store.listCertificates({ deviceId: id })).length, won ? 1 : 0, id);
+      }
+      assert.deepEqual((await store.listAudit({ action: 'certificate.enroll' })).map((e) => e.target).sort(), winners.map((id) => `s-${id}`).sort());
+      assert.ok(verifyAuditChain(await readAuditLog(store)).ok);
+    });
+  });
+}
+
+/** Drops members that are undefined, as the store's records do. */
+function compactRecord<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
 // --- SQLite ---
 
 describe('SQLite store', () => {
@@ -535,7 +1232,11 @@ describe('SQLite store', () => {
   const freshPath = () => join(dir, `store-${++n}.db`);
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  conformance('sqlite', (options) => openStore(freshPath(), options));
+  conformance(
+    'sqlite',
+    (options) => openStore(freshPath(), options),
+    () => openSqliteStore(freshPath()),
+  );
 
   it('sets WAL, synchronous=FULL, busy_timeout and foreign keys', async () => {
     const store = await openStore(freshPath());
@@ -632,7 +1333,11 @@ describe('PostgreSQL store', () => {
     await (await starting.catch(() => undefined))?.stop();
   });
 
-  conformance('postgres', async (options) => openStore(await server.createTestSchema(), options));
+  conformance(
+    'postgres',
+    async (options) => openStore(await server.createTestSchema(), options),
+    async () => openPostgresStore(await server.createTestSchema()),
+  );
 
   it('openStore accepts postgresql:// and a database of its own, and int8 comes back as number without touching pg\'s global parsers', async () => {
     const url = (await server.createTestDatabase()).replace(/^postgres:/, 'postgresql:');

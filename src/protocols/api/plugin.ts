@@ -17,6 +17,10 @@ import { parseSan } from '../../x509/general_names.js';
 import { parseDn } from '../../x509/names.js';
 import { pemEncode } from '../../x509/pem.js';
 import * as S from './schemas.js';
+import { caJson, certJson } from './views.js';
+import { registryRoutes } from './registry_routes.js';
+
+export { caJson, certJson };
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -33,43 +37,6 @@ const bearer = (req: FastifyRequest) => {
   const h = req.headers.authorization;
   return h && /^Bearer /i.test(h) ? h.slice(7).trim() : undefined;
 };
-
-export function caJson(ca: CaRecord) {
-  const info = parseCertificate(ca.certDer);
-  return {
-    name: ca.name,
-    kind: ca.kind,
-    parent: ca.parentName ?? null,
-    subject: ca.subject,
-    serial: info.serial,
-    notBefore: ca.notBefore.toISOString(),
-    notAfter: ca.notAfter.toISOString(),
-    keyOnline: !!ca.keyRef,
-    keyAlgorithm: keyInfoName(info.key),
-    pathLen: info.pathLen ?? null,
-    fingerprintSha256: info.fingerprintSha256,
-    pem: pemEncode('CERTIFICATE', ca.certDer),
-  };
-}
-
-export function certJson(c: CertificateRecord, withPem = true) {
-  return {
-    serial: c.serial,
-    issuerCa: c.issuerCa,
-    profile: c.profile,
-    subject: c.subject,
-    sans: c.sans,
-    notBefore: c.notBefore.toISOString(),
-    notAfter: c.notAfter.toISOString(),
-    status: c.status,
-    revokedAt: c.revocation?.revokedAt.toISOString() ?? null,
-    revocationReason: c.revocation?.reason ?? null,
-    invalidityDate: c.revocation?.invalidityDate?.toISOString() ?? null,
-    requester: c.requester,
-    createdAt: c.createdAt.toISOString(),
-    ...(withPem ? { pem: pemEncode('CERTIFICATE', c.der) } : {}),
-  };
-}
 
 export async function apiPlugin(app: FastifyInstance, opts: ApiOptions): Promise<void> {
   const { ctx } = opts;
@@ -91,6 +58,8 @@ export async function apiPlugin(app: FastifyInstance, opts: ApiOptions): Promise
   const actor = (req: FastifyRequest) => req.operator!.actor;
 
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  registryRoutes(app, ctx, guard);
 
   app.get('/api/v1/cas', { onRequest: guard('ca:read'), schema: { tags: ['CAs'], summary: 'List certificate authorities', response: { 200: { type: 'array', items: S.ca } } } }, async () =>
     (await ctx.store.listCas()).map(caJson),

@@ -1,0 +1,135 @@
+import type { Command } from 'commander';
+import { ProblemError } from '../../errors.js';
+import { parseDeviceFile } from '../../registry/device_file.js';
+import { DEVICE_STATES, type DeviceRecord, type DeviceState } from '../../store/store.js';
+import { cliActor } from '../../server/context.js';
+import { deviceJson } from '../../protocols/api/views.js';
+import { withContext, withDir } from '../context.js';
+import { collect, note, positiveInt, printJson, printLine, printTable, readUserFile } from '../output.js';
+
+/** A one-line progress bar on stderr, only when it is a terminal. */
+function progress(done: number, total: number): void {
+  if (!process.stderr.isTTY) return;
+  const width = 30;
+  const filled = Math.round((done / total) * width);
+  process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`);
+  if (done === total) process.stderr.write('\n');
+}
+
+export function registerDevice(program: Command): void {
+  const device = program.command('device').description('the device registry: which devices may get which certificate');
+
+  withDir(device.command('register').description('register one device'))
+    .requiredOption('--id <id>', 'device serial number (becomes CN and serialNumber)')
+    .requiredOption('--profile <name>', 'certificate profile it may enroll for')
+    .option('--domain <domain>', 'operational domain (site, building, tenant): certified as URI SAN urn:fleetpki:domain:<domain>')
+    .option('--model <model>', 'device model')
+    .option('--owner <owner>', 'owner')
+    .option('--san <name>', 'extra name to certify: dns:... or ip:... (repeatable)', collect, [])
+    .option('--order <id>', 'enrollment order whose quota its first certificate uses')
+    .option('--approval', 'its enrollments wait for an ra-officer')
+    .option('--secret', 'print a one-time enrollment secret on stdout, alone on its line (shown once)')
+    .option('--json', 'print as JSON')
+    .action(async (o) =>
+      withContext(o.dir, async (ctx) => {
+        const { device: d, secret } = await ctx.registry.register(
+          { id: o.id, profile: o.profile, domain: o.domain, model: o.model, owner: o.owner, sans: o.san, orderId: o.order, requireApproval: !!o.approval },
+          cliActor(),
+          !!o.secret,
+        );
+        if (o.json) return printJson({ ...deviceJson(d), secret: secret ?? null });
+        note(`registered device ${d.id} (profile ${d.profile}${d.domain ? `, domain ${d.domain}` : ''})`);
+        if (secret) {
+          note(`one-time enrollment secret (valid ${ctx.config.registry.secretTtlHours} h, shown once):`);
+          printLine(secret);
+        }
+      }),
+    );
+
+  withDir(device.command('secret').description('issue a new one-time enrollment secret for a registered device (replaces the old one)').argument('<id>', 'device id'))
+    .action(async (id: string, o) =>
+      withContext(o.dir, async (ctx) => {
+        const secret = await ctx.registry.newSecret(id, cliActor());
+        note(`one-time enrollment secret for ${id} (valid ${ctx.config.registry.secretTtlHours} h, shown once):`);
+        printLine(secret);
+      }),
+    );
+
+  withDir(device.command('import').description('register many devices from a CSV or JSON file').argument('<file>', 'devices.csv or devices.json'))
+    .option('--profile <name>', 'profile for rows that name none')
+    .option('--domain <domain>', 'domain for rows that name none')
+    .option('--model <model>', 'model for rows that name none')
+    .option('--order <id>', 'order for rows that name none')
+    .option('--format <format>', 'csv or json (default: from the file name)')
+    .option('--json', 'print the summary as JSON')
+    .addHelpText('after', `
+CSV: a header row naming the columns id, profile, model, domain, owner, sans
+(dns:/ip: names separated by spaces or semicolons), order, approval; other
+columns become free attributes. JSON: an array of objects with the same keys.
+Rows that are invalid or already registered are reported; the rest are
+registered in batches of 1000.`)
+    .action(async (file: string, o) =>
+      withContext(o.dir, async (ctx) => {
+        const format = o.format ?? (file.toLowerCase().endsWith('.json') ? 'json' : 'csv');
+        if (format !== 'csv' && format !== 'json') throw new ProblemError('bad_request', '--format is csv or json');
+        const text = readUserFile(file, 'device file').toString('utf8');
+        const parsed = parseDeviceFile(text, format, { profile: o.profile, domain: o.domain, model: o.model, orderId: o.order });
+        const r = await ctx.registry.importDevices(parsed.rows, cliActor(), progress);
+        const rejected = [...parsed.rejected, ...r.rejected].sort((a, b) => a.line - b.line);
+        const summary = { registered: r.inserted, alreadyRegistered: r.existing, rejected };
+        if (o.json) return printJson(summary);
+        note(`${r.inserted} registered, ${r.existing.length} already registered, ${rejected.length} rejected`);
+        for (const x of rejected.slice(0, 50)) note(`  line ${x.line}${'id' in x && x.id ? ` (${x.id})` : ''}: ${x.reason}`);
+        if (rejected.length > 50) note(`  ... and ${rejected.length - 50} more (use --json for all)`);
+        if (rejected.length) process.exitCode = 3;
+      }),
+    );
+
+  withDir(device.command('list').description('list devices'))
+    .option('--state <state>', `one of ${DEVICE_STATES.join(', ')}`)
+    .option('--domain <domain>', 'operational domain')
+    .option('--model <model>', 'model')
+    .option('--profile <name>', 'profile')
+    .option('--owner <owner>', 'owner')
+    .option('--after <id>', 'continue after this id')
+    .option('--limit <n>', 'at most this many (max 1000)', positiveInt, 100)
+    .option('--json', 'print as JSON')
+    .action(async (o) =>
+      withContext(o.dir, async (ctx) => {
+        if (o.state && !DEVICE_STATES.includes(o.state)) throw new ProblemError('bad_request', `--state is one of ${DEVICE_STATES.join(', ')}`);
+        const rows = await ctx.registry.listDevices({ state: o.state as DeviceState | undefined, domain: o.domain, model: o.model, profile: o.profile, owner: o.owner, afterId: o.after, limit: Math.min(o.limit, 1000) });
+        if (o.json) return printJson(rows.map(deviceJson));
+        printTable(rows.map((d: DeviceRecord) => [d.id, d.state, d.profile, d.domain ?? '-', d.model ?? '-', d.currentSerial ?? '-']), ['ID', 'STATE', 'PROFILE', 'DOMAIN', 'MODEL', 'CURRENT CERTIFICATE']);
+      }),
+    );
+
+  withDir(device.command('show').description('show a device and its certificates').argument('<id>', 'device id'))
+    .option('--json', 'print as JSON')
+    .action(async (id: string, o) =>
+      withContext(o.dir, async (ctx) => {
+        const d = await ctx.registry.device(id);
+        const certs = await ctx.store.listCertificates({ deviceId: id, limit: 1000 });
+        const secret = await ctx.store.getEnrollmentSecret(id);
+        const j = {
+          ...deviceJson(d),
+          secret: secret ? { createdAt: secret.createdAt.toISOString(), expiresAt: secret.expiresAt.toISOString(), used: !!secret.usedAt } : null,
+          certificates: certs.map((c) => ({ serial: c.serial, status: c.status, notAfter: c.notAfter.toISOString(), current: c.serial === d.currentSerial })),
+        };
+        if (o.json) return printJson(j);
+        for (const [k, v] of Object.entries({ id: d.id, state: d.state, profile: d.profile, model: d.model, domain: d.domain, owner: d.owner, 'extra names': d.sans.join(', '), order: d.orderId, approval: d.requireApproval ? 'required' : 'no' })) {
+          if (v) printLine(`${k.padEnd(14)} ${v}`);
+        }
+        if (j.secret) printLine(`${'secret'.padEnd(14)} ${j.secret.used ? 'used' : `unused, expires ${j.secret.expiresAt}`}`);
+        for (const c of j.certificates) printLine(`${'certificate'.padEnd(14)} ${c.serial} ${c.status} until ${c.notAfter}${c.current ? ' (current)' : ''}`);
+      }),
+    );
+
+  withDir(device.command('set-state').description('change a device\'s lifecycle state (revocation of its certificates is separate: cert revoke)').argument('<id>', 'device id').argument('<state>', DEVICE_STATES.join(' | ')))
+    .action(async (id: string, state: string, o) =>
+      withContext(o.dir, async (ctx) => {
+        if (!DEVICE_STATES.includes(state as DeviceState)) throw new ProblemError('bad_request', `state is one of ${DEVICE_STATES.join(', ')}`);
+        const d = await ctx.registry.setState(id, state as DeviceState, cliActor());
+        note(`device ${d.id} is now ${d.state}`);
+      }),
+    );
+}

@@ -1,0 +1,76 @@
+/**
+ * The JSON shapes of records, shared by the API and the CLI's --json output so
+ * both always print the same fields.
+ */
+import type { CaRecord, CertificateRecord, DeviceRecord, OrderRecord, PendingEnrollmentRecord, TrustAnchorRecord } from '../../store/store.js';
+import { keyInfoName } from '../../x509/algorithms.js';
+import { parseCertificate } from '../../x509/cert_info.js';
+import { pemEncode } from '../../x509/pem.js';
+
+export function caJson(ca: CaRecord) {
+  const info = parseCertificate(ca.certDer);
+  return {
+    name: ca.name,
+    kind: ca.kind,
+    parent: ca.parentName ?? null,
+    subject: ca.subject,
+    serial: info.serial,
+    notBefore: ca.notBefore.toISOString(),
+    notAfter: ca.notAfter.toISOString(),
+    keyOnline: !!ca.keyRef,
+    keyAlgorithm: keyInfoName(info.key),
+    pathLen: info.pathLen ?? null,
+    fingerprintSha256: info.fingerprintSha256,
+    pem: pemEncode('CERTIFICATE', ca.certDer),
+  };
+}
+
+export function certJson(c: CertificateRecord, withPem = true) {
+  return {
+    serial: c.serial,
+    issuerCa: c.issuerCa,
+    profile: c.profile,
+    subject: c.subject,
+    sans: c.sans,
+    notBefore: c.notBefore.toISOString(),
+    notAfter: c.notAfter.toISOString(),
+    status: c.status,
+    revokedAt: c.revocation?.revokedAt.toISOString() ?? null,
+    revocationReason: c.revocation?.reason ?? null,
+    invalidityDate: c.revocation?.invalidityDate?.toISOString() ?? null,
+    requester: c.requester,
+    createdAt: c.createdAt.toISOString(),
+    ...(withPem ? { pem: pemEncode('CERTIFICATE', c.der) } : {}),
+  };
+}
+
+export function deviceJson(d: DeviceRecord) {
+  return {
+    id: d.id,
+    state: d.state,
+    profile: d.profile,
+    model: d.model ?? null,
+    domain: d.domain ?? null,
+    owner: d.owner ?? null,
+    sans: d.sans,
+    orderId: d.orderId ?? null,
+    requireApproval: d.requireApproval,
+    currentSerial: d.currentSerial ?? null,
+    attributes: d.attributes,
+    createdAt: d.createdAt.toISOString(),
+    updatedAt: d.updatedAt.toISOString(),
+  };
+}
+
+export function orderJson(o: OrderRecord) {
+  return { id: o.id, profile: o.profile, model: o.model ?? null, domain: o.domain ?? null, quantity: o.quantity, used: o.used, expiresAt: o.expiresAt?.toISOString() ?? null, createdAt: o.createdAt.toISOString() };
+}
+
+export function pendingJson(p: PendingEnrollmentRecord) {
+  return { id: p.id, deviceId: p.deviceId, status: p.status, spkiSha256: p.spkiSha256, createdAt: p.createdAt.toISOString(), decidedAt: p.decidedAt?.toISOString() ?? null, decidedBy: p.decidedBy ?? null };
+}
+
+export function anchorJson(t: TrustAnchorRecord) {
+  const info = parseCertificate(t.der);
+  return { fingerprint: t.fingerprint, purpose: t.purpose, subject: t.subject, notAfter: info.notAfter.toISOString(), addedAt: t.addedAt.toISOString() };
+}

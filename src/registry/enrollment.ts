@@ -1,0 +1,262 @@
+/**
+ * Enrollment: a device asks for a certificate with some credential. The
+ * registry decides whether it may (registration, state, order, approval),
+ * which names it gets (from the registry, never blindly from the CSR) and
+ * commits everything in one transaction. Every protocol (EST now, CMP later)
+ * calls `enroll`; none decides policy itself.
+ */
+import { createHash, generateKeyPairSync, randomUUID, timingSafeEqual, type KeyObject } from 'node:crypto';
+import type { Authority, IssueResult } from '../authority/authority.js';
+import type { Clock } from '../clock.js';
+import { ProblemError } from '../errors.js';
+import type { DeviceRecord, Store } from '../store/store.js';
+import { isKeyAlgorithm, keyInfoName, nodeKeyGenParams } from '../x509/algorithms.js';
+import type { CertInfo } from '../x509/cert_info.js';
+import { parseCsr, type ParsedCsr } from '../x509/csr.js';
+import { formatSan, parseSan, type San } from '../x509/general_names.js';
+import type { DnAttribute } from '../x509/names.js';
+import { domainUri, hashSecret } from './registry.js';
+
+/** How the device proved who it is. The transport (TLS, HTTP auth) checked the cryptography. */
+export type EnrollmentCredential =
+  /** HTTP Basic: username = device id, password = the one-time secret. */
+  | { kind: 'secret'; deviceId: string; secret: string }
+  /**
+   * A client certificate whose chain the TLS layer verified to `anchor` (sha256
+   * of the anchor DER): a manufacturer CA (bootstrap) or one of our CAs.
+   */
+  | { kind: 'certificate'; leaf: CertInfo; anchor: string };
+
+/** Where in the certificate a manufacturer puts the device serial number. */
+export type ManufacturerIdRule = { from: 'serialNumber' } | { from: 'cn' } | { from: 'uri'; prefix: string };
+
+export interface EnrollmentConfig {
+  org: string;
+  manufacturerId: ManufacturerIdRule;
+  /** Seconds a device should wait before asking again while approval is pending. */
+  retryAfterSeconds: number;
+}
+
+export interface EnrollRequest {
+  credential: EnrollmentCredential;
+  csr: Uint8Array | string;
+  /** simplereenroll: the current certificate, same subject (RFC 7030 §4.2.2). */
+  reenroll?: boolean;
+  /** Server-side key generation: the CSR's key is ignored, a new key of its type is made. */
+  serverKeyGen?: boolean;
+  /** From an EST label: the CA to issue from and the profile the device must be registered for. */
+  ca?: string;
+  profile?: string;
+  /** For the audit log: the transport ("est", "cmp") and the peer address. */
+  via: string;
+  remote?: string;
+}
+
+export type EnrollResult =
+  | { status: 'issued'; device: DeviceRecord; result: IssueResult; privateKey?: KeyObject }
+  | { status: 'pending'; device: DeviceRecord; pendingId: string; retryAfterSeconds: number };
+
+interface Authenticated {
+  device: DeviceRecord;
+  method: 'secret' | 'manufacturer' | 'certificate';
+  secretHash?: string;
+  /** The certificate presented for re-enrollment. */
+  current?: CertInfo;
+}
+
+const sha = (s: string) => Buffer.from(s, 'hex');
+
+export class Enrollment {
+  constructor(
+    private readonly store: Store,
+    private readonly authority: Authority,
+    private readonly clock: Clock,
+    private readonly config: EnrollmentConfig,
+  ) {}
+
+  /** Enrolls, or refuses with a ProblemError after writing an audit entry. */
+  async enroll(req: EnrollRequest): Promise<EnrollResult> {
+    let deviceId: string | undefined = req.credential.kind === 'secret' ? req.credential.deviceId : undefined;
+    try {
+      const auth = await this.authenticate(req.credential);
+      deviceId = auth.device.id;
+      return await this.enrollAuthenticated(req, auth);
+    } catch (e) {
+      if (e instanceof ProblemError) {
+        await this.store.appendAudit({
+          actor: deviceId ? `device:${deviceId}` : `anonymous:${req.via}`,
+          action: 'enrollment.refuse',
+          target: deviceId,
+          details: { code: e.code, detail: e.detail, via: req.via, remote: req.remote, credential: req.credential.kind, reenroll: !!req.reenroll },
+        });
+      }
+      throw e;
+    }
+  }
+
+  private async authenticate(c: EnrollmentCredential): Promise<Authenticated> {
+    if (c.kind === 'secret') {
+      // One answer for every failure: do not reveal which device ids exist.
+      const denied = new ProblemError('unauthorized', 'unknown device or wrong, used or expired enrollment secret');
+      const device = await this.store.getDevice(c.deviceId);
+      const rec = await this.store.getEnrollmentSecret(c.deviceId);
+      const given = hashSecret(c.secret);
+      if (!device || !rec || !timingSafeEqual(sha(given), sha(rec.secretHash)) || rec.usedAt || rec.expiresAt <= this.clock.now()) throw denied;
+      return { device, method: 'secret', secretHash: given };
+    }
+
+    const { leaf, anchor } = c;
+    const now = this.clock.now();
+    if (leaf.notAfter <= now || leaf.notBefore > now) throw new ProblemError('unauthorized', 'the client certificate is expired or not yet valid');
+    const ours = (await this.store.listCas()).find((ca) => caFingerprint(ca.certDer) === anchor);
+    if (ours) {
+      const rec = await this.store.getCertificate(leaf.serial);
+      if (!rec || rec.der.length !== leaf.der.length || Buffer.compare(Buffer.from(rec.der), Buffer.from(leaf.der)) !== 0) throw new ProblemError('unauthorized', 'the client certificate is not one this CA issued');
+      if (rec.status !== 'good') throw new ProblemError('forbidden', `the client certificate ${rec.serial} is revoked (${rec.revocation?.reason})`);
+      if (!rec.deviceId) throw new ProblemError('forbidden', 'the client certificate does not belong to a registered device');
+      const device = await this.store.getDevice(rec.deviceId);
+      if (!device) throw new ProblemError('forbidden', `device ${rec.deviceId} is no longer registered`);
+      return { device, method: 'certificate', current: leaf };
+    }
+    const trusted = (await this.store.listTrustAnchors('manufacturer')).some((t) => t.fingerprint === anchor);
+    if (!trusted) throw new ProblemError('unauthorized', 'the client certificate does not chain to our CA or a trusted manufacturer CA');
+    const id = manufacturerDeviceId(leaf, this.config.manufacturerId);
+    if (!id) throw new ProblemError('forbidden', `the manufacturer certificate carries no device id (${describeRule(this.config.manufacturerId)})`);
+    const device = await this.store.getDevice(id);
+    if (!device) throw new ProblemError('forbidden', `device ${id} is not registered`);
+    return { device, method: 'manufacturer' };
+  }
+
+  private async enrollAuthenticated(req: EnrollRequest, auth: Authenticated): Promise<EnrollResult> {
+    const { device } = auth;
+    if (device.state !== 'registered' && device.state !== 'active') throw new ProblemError('forbidden', `device ${device.id} is ${device.state} and may not enroll`);
+    if (req.profile && req.profile !== device.profile) throw new ProblemError('forbidden', `device ${device.id} is registered for profile ${device.profile}, not ${req.profile}`);
+    if (req.reenroll && auth.method !== 'certificate') throw new ProblemError('unauthorized', 're-enrollment needs the current certificate as the TLS client certificate');
+    const profile = this.authority.profile(device.profile);
+
+    const csr = parseCsr(req.csr); // proof of possession (even for serverkeygen, RFC 7030 §4.4.1)
+    if (req.reenroll && auth.current && !sameSubject(csr.subject, auth.current.subject)) {
+      throw new ProblemError('bad_request', 'RFC 7030 §4.2.2: the CSR subject must be the subject of the certificate being renewed');
+    }
+
+    const { subject, sans } = this.namesFor(device);
+    checkCsrNames(csr, device, subject, sans, profile.csrNames ?? 'trim');
+
+    let privateKey: KeyObject | undefined;
+    let spkiForIssue: Uint8Array | undefined;
+    if (req.serverKeyGen) {
+      if (!profile.serverKeyGen) throw new ProblemError('forbidden', `profile ${device.profile} does not allow server-side key generation`);
+      const alg = keyInfoName(csr.key);
+      if (!isKeyAlgorithm(alg) || !(profile.keyAlgorithms as string[]).includes(alg)) throw new ProblemError('bad_key', `profile ${device.profile} does not allow ${alg} keys`);
+      const { type, options } = nodeKeyGenParams(alg);
+      const pair = generateKeyPairSync(type as 'ec', options as never) as unknown as { privateKey: KeyObject; publicKey: KeyObject };
+      privateKey = pair.privateKey;
+      spkiForIssue = new Uint8Array(pair.publicKey.export({ format: 'der', type: 'spki' }));
+    } else {
+      await this.refuseKeyOfAnotherDevice(csr, device);
+    }
+
+    // Approval gates first enrollments; renewing a certificate the device holds does not wait.
+    let pendingId: string | undefined;
+    if (device.requireApproval && !req.reenroll) {
+      const p = await this.store.findPendingEnrollment(device.id, csr.spkiSha256);
+      if (!p || p.status === 'issued') {
+        const id = randomUUID();
+        await this.store.insertPendingEnrollment(
+          { id, deviceId: device.id, spkiSha256: csr.spkiSha256, csrDer: csr.der, status: 'pending', createdAt: this.clock.now() },
+          { actor: `device:${device.id}`, action: 'enrollment.pending', target: id, details: { via: req.via, method: auth.method } },
+        );
+        return { status: 'pending', device, pendingId: id, retryAfterSeconds: this.config.retryAfterSeconds };
+      }
+      if (p.status === 'pending') return { status: 'pending', device, pendingId: p.id, retryAfterSeconds: this.config.retryAfterSeconds };
+      if (p.status === 'rejected') throw new ProblemError('forbidden', `the enrollment of device ${device.id} was rejected by ${p.decidedBy}`);
+      pendingId = p.id;
+    }
+
+    // Orders are quotas for first certificates; renewals do not spend them.
+    const redeemOrderId = device.orderId && !device.currentSerial ? device.orderId : undefined;
+    if (redeemOrderId) {
+      const o = await this.store.getOrder(redeemOrderId);
+      const now = this.clock.now();
+      if (!o || o.used >= o.quantity || (o.expiresAt && o.expiresAt <= now)) throw new ProblemError('policy_violation', `enrollment order ${redeemOrderId} is exhausted or expired`);
+    }
+
+    const actor = `device:${device.id}`;
+    const result = await this.authority.prepare({
+      csr: spkiForIssue ? undefined : csr.der,
+      serverGeneratedSpki: spkiForIssue,
+      profile: device.profile,
+      ca: req.ca,
+      subject,
+      sans,
+      actor,
+    });
+    await this.store.recordEnrollment(
+      {
+        cert: { ...result.record, deviceId: device.id },
+        consumeSecretHash: auth.secretHash,
+        redeemOrderId,
+        pendingId,
+        replacesSerial: device.currentSerial,
+        now: this.clock.now(),
+      },
+      this.authority.issueAudit(result, actor, { deviceId: device.id, via: req.via, method: auth.method, reenroll: !!req.reenroll, serverKeyGen: !!req.serverKeyGen, replaces: device.currentSerial }),
+    );
+    const updated = await this.store.getDevice(device.id);
+    return { status: 'issued', device: updated ?? device, result: { ...result, record: { ...result.record, deviceId: device.id } }, privateKey };
+  }
+
+  /** The names a device gets: from its registry record, never from the CSR. */
+  namesFor(device: DeviceRecord): { subject: DnAttribute[]; sans: San[] } {
+    const subject: DnAttribute[] = [{ type: 'O', value: this.config.org }, { type: 'serialNumber', value: device.id }, { type: 'CN', value: device.id }];
+    const sans: San[] = device.sans.map(parseSan);
+    if (device.domain) sans.unshift({ type: 'uri', value: domainUri(device.domain) });
+    return { subject, sans };
+  }
+
+  private async refuseKeyOfAnotherDevice(csr: ParsedCsr, device: DeviceRecord): Promise<void> {
+    const holders = await this.store.listCertificates({ spkiSha256: csr.spkiSha256, limit: 10 });
+    const other = holders.find((c) => c.deviceId !== device.id);
+    if (other) throw new ProblemError('bad_key', `this public key is already certified for ${other.deviceId ? `device ${other.deviceId}` : 'another subject'} (certificate ${other.serial})`);
+  }
+}
+
+/** sha256 of a certificate's DER: how anchors are named between TLS and the core. */
+export function caFingerprint(der: Uint8Array): string {
+  return createHash('sha256').update(der).digest('hex');
+}
+
+function sameSubject(a: DnAttribute[], b: DnAttribute[]): boolean {
+  return a.length === b.length && a.every((x, i) => x.type === b[i].type && x.value === b[i].value);
+}
+
+export function manufacturerDeviceId(leaf: CertInfo, rule: ManufacturerIdRule): string | undefined {
+  switch (rule.from) {
+    case 'serialNumber':
+      return leaf.subject.find((a) => a.type === 'serialNumber')?.value;
+    case 'cn':
+      return leaf.subject.find((a) => a.type === 'CN')?.value;
+    case 'uri':
+      return leaf.sans.find((s) => s.type === 'uri' && s.value.startsWith(rule.prefix))?.value.slice(rule.prefix.length) || undefined;
+  }
+}
+
+function describeRule(r: ManufacturerIdRule): string {
+  return r.from === 'uri' ? `expected a URI SAN starting ${r.prefix}` : `expected the subject ${r.from}`;
+}
+
+/**
+ * A CSR may ask for fewer names than the registry gives, never others. With
+ * 'trim' the extra names are dropped; with 'refuse' the request fails.
+ */
+function checkCsrNames(csr: ParsedCsr, device: DeviceRecord, subject: DnAttribute[], sans: San[], policy: 'trim' | 'refuse'): void {
+  if (policy === 'trim') return;
+  const allowed = new Set(sans.map(formatSan));
+  const extra = csr.sans.map(formatSan).filter((s) => !allowed.has(s));
+  extra.push(...csr.unsupportedSans);
+  const cn = csr.subject.find((a) => a.type === 'CN')?.value;
+  if (cn !== undefined && cn !== device.id) extra.push(`CN=${cn}`);
+  const otherAttrs = csr.subject.filter((a) => !subject.some((s) => s.type === a.type && s.value === a.value) && a.type !== 'CN');
+  extra.push(...otherAttrs.map((a) => `${a.type}=${a.value}`));
+  if (extra.length) throw new ProblemError('policy_violation', `the CSR asks for names the registry does not give device ${device.id}: ${extra.join(', ')}`);
+}
