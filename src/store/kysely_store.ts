@@ -641,7 +641,7 @@ function toJson(value: unknown, field: string): string {
   return rethrowAs('bad_request', `${field} must be JSON`, () => JSON.stringify(value));
 }
 
-function count(n: number, field: string): number {
+function wholeNumber(n: number, field: string): number {
   if (!Number.isSafeInteger(n)) throw new ProblemError('bad_request', `${field} must be a whole number, got ${n}`);
   return n;
 }
@@ -871,8 +871,8 @@ function orderToRow(o: OrderRecord): OrderTable {
     profile: o.profile,
     model: optionalText(o.model),
     domain: optionalText(o.domain),
-    quantity: count(o.quantity, 'quantity'),
-    used: count(o.used, 'used'),
+    quantity: wholeNumber(o.quantity, 'quantity'),
+    used: wholeNumber(o.used, 'used'),
     expires_at: optionalMs(o.expiresAt, 'expiresAt'),
     created_at: toMs(o.createdAt, 'createdAt'),
   };
