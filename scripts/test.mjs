@@ -8,22 +8,31 @@
 // Debian packages are installed with apt-get when running as root; otherwise
 // the script stops and prints the exact command to run.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 process.chdir(root);
 
-/** command the tests run -> Debian package that provides it */
+/**
+ * What the tests run -> the Debian package that provides it. A path is a
+ * file that must exist: strongSwan's pki needs its openssl plugin for ECDSA
+ * keys, which lives in a separate package.
+ */
 const PEERS = [
   ['openssl', 'openssl'],
   ['certtool', 'gnutls-bin'],
   ['pg_createcluster', 'postgresql'],
   ['pg_ctlcluster', 'postgresql'],
+  ['curl', 'curl'],
+  ['pki', 'strongswan-pki'],
+  ['/usr/lib/ipsec/plugins/libstrongswan-openssl.so', 'libstrongswan-standard-plugins'],
+  ['/usr/lib/ipsec/plugins/libstrongswan-curl.so', 'libstrongswan-extra-plugins'],
 ];
 
 function have(cmd) {
+  if (cmd.startsWith('/')) return existsSync(cmd);
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 }
 
