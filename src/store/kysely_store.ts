@@ -494,16 +494,21 @@ export class KyselyStore implements Store {
         foreignKey: `issuer CA "${cert.issuerCa}" is not in the store`,
       });
 
+      // Optimistic concurrency: the device must still hold the certificate the
+      // enrollment saw, so two racing enrollments cannot both win (and both
+      // spend an order's quota on one device).
       const d = await trx
         .updateTable('devices')
         .set({ state: 'active', current_serial: cert.serial, updated_at: now })
         .where('id', '=', deviceId)
         .where('state', 'in', ['registered', 'active'])
+        .where((eb) => (c.replacesSerial === undefined ? eb('current_serial', 'is', null) : eb('current_serial', '=', c.replacesSerial!)))
         .executeTakeFirst();
       if (Number(d.numUpdatedRows) === 0) {
-        const device = await trx.selectFrom('devices').select('state').where('id', '=', deviceId).executeTakeFirst();
+        const device = await trx.selectFrom('devices').select(['state', 'current_serial']).where('id', '=', deviceId).executeTakeFirst();
         if (!device) throw noDevice(deviceId);
-        throw new ProblemError('forbidden', `device ${deviceId} is ${device.state}`);
+        if (device.state !== 'registered' && device.state !== 'active') throw new ProblemError('forbidden', `device ${deviceId} is ${device.state}`);
+        throw new ProblemError('conflict', `device ${deviceId} received another certificate meanwhile; retry the enrollment`);
       }
 
       if (c.pendingId !== undefined) {

@@ -240,7 +240,11 @@ export interface EnrollmentCommit {
   redeemOrderId?: string;
   /** The approved pending enrollment this completes; set to 'issued'. */
   pendingId?: string;
-  /** The certificate this one replaces (re-enrollment); nothing is revoked here. */
+  /**
+   * The device's current certificate as the enrollment read it (undefined:
+   * none). The commit fails with `conflict` if the device's current
+   * certificate changed meanwhile. Nothing is revoked here.
+   */
   replacesSerial?: string;
   now: Date;
 }

@@ -1192,6 +1192,21 @@ function registryConformance(current: () => Store): void {
       assert.ok(verifyAuditChain(await readAuditLog(store)).ok);
     });
 
+    it('racing enrollments of one device without a secret: one wins, the rest conflict (no double order redemption)', async () => {
+      const serials = Array.from({ length: 5 }, (_, i) => `nosecret-${i}`);
+      const results = await Promise.allSettled(
+        serials.map((serial) => store.recordEnrollment(enrollment(serial, 'dev-1', { redeemOrderId: 'o1' }), audit('certificate.enroll', serial))),
+      );
+      const winners = serials.filter((_, i) => results[i].status === 'fulfilled');
+      assert.equal(winners.length, 1, `winners: ${winners.join(', ')}`);
+      for (const r of results) if (r.status === 'rejected') assert.ok(isProblem(r.reason, 'conflict'), String(r.reason));
+      assert.equal((await store.getOrder('o1'))?.used, 1);
+      // A renewal that saw the winner's certificate commits; one that saw none conflicts.
+      await store.recordEnrollment(enrollment('renewed', 'dev-1', { replacesSerial: winners[0] }), audit('certificate.enroll', 'renewed'));
+      await expectProblem(store.recordEnrollment(enrollment('stale', 'dev-1', { replacesSerial: winners[0] }), audit('certificate.enroll', 'stale')), 'conflict');
+      assert.equal((await store.getDevice('dev-1'))?.currentSerial, 'renewed');
+    });
+
     it('10 devices redeeming an order of 3 at once: exactly 3 succeed, the others fail policy_violation and store nothing', async () => {
       await store.insertOrder(orderRecord('o3', { quantity: 3 }), audit('order.create', 'o3'));
       const ids = Array.from({ length: 10 }, (_, i) => `racer-${i}`);
