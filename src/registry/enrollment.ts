@@ -131,11 +131,16 @@ export class Enrollment {
     const { device } = auth;
     if (device.state !== 'registered' && device.state !== 'active') throw new ProblemError('forbidden', `device ${device.id} is ${device.state} and may not enroll`);
     if (req.profile && req.profile !== device.profile) throw new ProblemError('forbidden', `device ${device.id} is registered for profile ${device.profile}, not ${req.profile}`);
-    if (req.reenroll && auth.method !== 'certificate') throw new ProblemError('unauthorized', 're-enrollment needs the current certificate as the TLS client certificate');
+    // simplereenroll renews a certificate of ours. With a manufacturer
+    // certificate it is a bootstrap (strongSwan's pki sends any --cert
+    // request there), so the same-subject rule and approval apply as for a
+    // first enrollment. With only a secret there is nothing to renew.
+    if (req.reenroll && auth.method === 'secret') throw new ProblemError('unauthorized', 're-enrollment needs the current certificate as the TLS client certificate');
+    const renewal = auth.method === 'certificate';
     const profile = this.authority.profile(device.profile);
 
     const csr = parseCsr(req.csr); // proof of possession (even for serverkeygen, RFC 7030 §4.4.1)
-    if (req.reenroll && auth.current && !sameSubject(csr.subject, auth.current.subject)) {
+    if (req.reenroll && renewal && auth.current && !sameSubject(csr.subject, auth.current.subject)) {
       throw new ProblemError('bad_request', 'RFC 7030 §4.2.2: the CSR subject must be the subject of the certificate being renewed');
     }
 
@@ -158,7 +163,7 @@ export class Enrollment {
 
     // Approval gates first enrollments; renewing a certificate the device holds does not wait.
     let pendingId: string | undefined;
-    if (device.requireApproval && !req.reenroll) {
+    if (device.requireApproval && !renewal) {
       const p = await this.store.findPendingEnrollment(device.id, csr.spkiSha256);
       if (!p || p.status === 'issued') {
         const id = randomUUID();
@@ -200,7 +205,7 @@ export class Enrollment {
         replacesSerial: device.currentSerial,
         now: this.clock.now(),
       },
-      this.authority.issueAudit(result, actor, { deviceId: device.id, via: req.via, method: auth.method, reenroll: !!req.reenroll, serverKeyGen: !!req.serverKeyGen, replaces: device.currentSerial }),
+      this.authority.issueAudit(result, actor, { deviceId: device.id, via: req.via, method: auth.method, renewal, serverKeyGen: !!req.serverKeyGen, replaces: device.currentSerial }),
     );
     const updated = await this.store.getDevice(device.id);
     return { status: 'issued', device: updated ?? device, result: { ...result, record: { ...result.record, deviceId: device.id } }, privateKey };
