@@ -16,14 +16,26 @@ export interface DeviceRow {
   input: DeviceInput;
 }
 
-const KNOWN = new Set(['id', 'profile', 'model', 'domain', 'owner', 'sans', 'order', 'approval']);
+const KNOWN = new Set(['id', 'profile', 'model', 'domain', 'owner', 'sans', 'order', 'orderid', 'orderId', 'approval', 'requireapproval', 'requireApproval', 'attributes']);
+/** What `device list --json` prints but a registration does not take. */
+const READ_ONLY = new Set(['state', 'currentSerial', 'currentserial', 'createdAt', 'createdat', 'updatedAt', 'updatedat']);
 
-/** RFC 4180 fields: quotes, doubled quotes, commas and newlines inside quotes. */
+/** RFC 4180 records as arrays of fields. */
 export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
+  return parseCsvRecords(text).map((r) => r.cells);
+}
+
+/**
+ * RFC 4180 fields: quotes, doubled quotes, commas and newlines inside quotes.
+ * Each record comes with the physical line it starts on, for error reports.
+ */
+export function parseCsvRecords(text: string): Array<{ line: number; cells: string[] }> {
+  const rows: Array<{ line: number; cells: string[] }> = [];
   let row: string[] = [];
   let field = '';
   let quoted = false;
+  let line = 1;
+  let rowLine = 1;
   for (let i = 0; i < text.length; i++) {
     const ch = text[i];
     if (quoted) {
@@ -31,7 +43,10 @@ export function parseCsv(text: string): string[][] {
         field += '"';
         i++;
       } else if (ch === '"') quoted = false;
-      else field += ch;
+      else {
+        if (ch === '\n' || (ch === '\r' && text[i + 1] !== '\n')) line++;
+        field += ch;
+      }
     } else if (ch === '"' && field === '') quoted = true;
     else if (ch === ',') {
       row.push(field);
@@ -39,15 +54,17 @@ export function parseCsv(text: string): string[][] {
     } else if (ch === '\n' || ch === '\r') {
       if (ch === '\r' && text[i + 1] === '\n') i++;
       row.push(field);
-      rows.push(row);
+      rows.push({ line: rowLine, cells: row });
       row = [];
       field = '';
+      line++;
+      rowLine = line;
     } else field += ch;
   }
   if (quoted) throw new ProblemError('bad_request', 'CSV: a quoted field is not closed');
   if (field !== '' || row.length) {
     row.push(field);
-    rows.push(row);
+    rows.push({ line: rowLine, cells: row });
   }
   return rows;
 }
@@ -56,10 +73,17 @@ function toInput(obj: Record<string, unknown>, defaults: Partial<DeviceInput>): 
   const str = (k: string) => (obj[k] === undefined || obj[k] === null || obj[k] === '' ? undefined : String(obj[k]).trim());
   const sansRaw = obj.sans;
   const sans = Array.isArray(sansRaw) ? sansRaw.map(String) : typeof sansRaw === 'string' && sansRaw.trim() ? sansRaw.trim().split(/[\s;]+/) : undefined;
-  const approval = str('approval');
+  // Both the file names (order, approval) and the API's (orderId, requireApproval).
+  const first = (...keys: string[]) => keys.map(str).find((v) => v !== undefined);
+  const approval = first('approval', 'requireApproval', 'requireapproval');
   if (approval !== undefined && !/^(true|false|yes|no|1|0)$/i.test(approval)) throw new ProblemError('bad_request', `approval must be true or false, got "${approval}"`);
   const attributes: Record<string, string> = {};
-  for (const [k, v] of Object.entries(obj)) if (!KNOWN.has(k) && v !== undefined && v !== null && v !== '') attributes[k] = String(v);
+  if (obj.attributes && typeof obj.attributes === 'object' && !Array.isArray(obj.attributes)) {
+    for (const [k, v] of Object.entries(obj.attributes as Record<string, unknown>)) if (v !== undefined && v !== null) attributes[k] = String(v);
+  } else if (obj.attributes !== undefined && obj.attributes !== null && obj.attributes !== '') {
+    throw new ProblemError('bad_request', 'attributes must be an object of strings');
+  }
+  for (const [k, v] of Object.entries(obj)) if (!KNOWN.has(k) && !READ_ONLY.has(k) && v !== undefined && v !== null && v !== '') attributes[k] = String(v);
   return {
     id: str('id') ?? '',
     profile: str('profile') ?? defaults.profile ?? '',
@@ -67,7 +91,7 @@ function toInput(obj: Record<string, unknown>, defaults: Partial<DeviceInput>): 
     domain: str('domain') ?? defaults.domain,
     owner: str('owner') ?? defaults.owner,
     sans,
-    orderId: str('order') ?? defaults.orderId,
+    orderId: first('order', 'orderId', 'orderid') ?? defaults.orderId,
     requireApproval: approval === undefined ? defaults.requireApproval : /^(true|yes|1)$/i.test(approval),
     attributes,
   };
@@ -100,16 +124,16 @@ export function parseDeviceFile(text: string, format: 'csv' | 'json', defaults: 
     list.forEach((o, i) => (o && typeof o === 'object' ? push(i + 1, o as Record<string, unknown>) : rejected.push({ line: i + 1, reason: 'not an object' })));
     return { rows, rejected };
   }
-  const table = parseCsv(text.replace(/^\uFEFF/, ''));
-  const header = (table.shift() ?? []).map((h) => h.trim().toLowerCase());
+  const table = parseCsvRecords(text.replace(/^\uFEFF/, ''));
+  const header = (table.shift()?.cells ?? []).map((h) => h.trim().toLowerCase());
   if (!header.includes('id')) throw new ProblemError('bad_request', 'the CSV header must name an "id" column');
-  table.forEach((cells, i) => {
-    if (cells.length === 1 && cells[0].trim() === '') return; // blank line
+  for (const { line, cells } of table) {
+    if (cells.length === 1 && cells[0].trim() === '') continue; // blank line
     if (cells.length !== header.length) {
-      rejected.push({ line: i + 2, reason: `${cells.length} fields, the header has ${header.length}` });
-      return;
+      rejected.push({ line, reason: `${cells.length} fields, the header has ${header.length}` });
+      continue;
     }
-    push(i + 2, Object.fromEntries(header.map((h, j) => [h, cells[j]])));
-  });
+    push(line, Object.fromEntries(header.map((h, j) => [h, cells[j]])));
+  }
   return { rows, rejected };
 }

@@ -211,9 +211,17 @@ export class Enrollment {
     return { status: 'issued', device: updated ?? device, result: { ...result, record: { ...result.record, deviceId: device.id } }, privateKey };
   }
 
-  /** The names a device gets: from its registry record, never from the CSR. */
+  /**
+   * The names a device gets: from its registry record, never from the CSR.
+   * O and serialNumber go in where the profile allows them (OPC UA's does not
+   * allow serialNumber); CN is always the device id.
+   */
   namesFor(device: DeviceRecord): { subject: DnAttribute[]; sans: San[] } {
-    const subject: DnAttribute[] = [{ type: 'O', value: this.config.org }, { type: 'serialNumber', value: device.id }, { type: 'CN', value: device.id }];
+    const allowed = new Set(this.authority.profile(device.profile).subject.allowed);
+    const subject: DnAttribute[] = [];
+    if (allowed.has('O')) subject.push({ type: 'O', value: this.config.org });
+    if (allowed.has('serialNumber')) subject.push({ type: 'serialNumber', value: device.id });
+    subject.push({ type: 'CN', value: device.id });
     const sans: San[] = device.sans.map(parseSan);
     if (device.domain) sans.unshift({ type: 'uri', value: domainUri(device.domain) });
     return { subject, sans };

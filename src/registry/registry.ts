@@ -44,6 +44,27 @@ export function domainUri(domain: string): string {
 
 export const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('hex');
 
+function checkLabels(v: { model?: string; owner?: string }, bad: (why: string) => ProblemError): void {
+  for (const [k, x] of [['model', v.model], ['owner', v.owner]] as const) {
+    if (x !== undefined && !LABEL_RE.test(x)) throw bad(`${k} may hold letters, digits, spaces and ._@- (1-128)`);
+  }
+}
+
+/**
+ * Extra names certified for a device: dns:, ip: and uri: (an OPC UA
+ * applicationUri, say). A URI in the domain namespace is refused: the domain
+ * is certified from the record's domain alone, or a device could claim a
+ * second domain.
+ */
+function normaliseExtraNames(names: string[], bad: (why: string) => ProblemError): string[] {
+  return names.map((s) => {
+    const san = parseSan(s);
+    if (san.type === 'email') throw bad(`extra names are dns:, ip: or uri:; got ${s}`);
+    if (san.type === 'uri' && san.value.toLowerCase().startsWith(DOMAIN_URI_PREFIX)) throw bad(`${s} is a domain name; set the device's domain instead`);
+    return formatSan(san);
+  });
+}
+
 export class Registry {
   constructor(
     private readonly store: Store,
@@ -56,16 +77,10 @@ export class Registry {
   validateDevice(input: DeviceInput): DeviceRecord {
     const bad = (why: string) => new ProblemError('bad_request', `device "${input.id ?? ''}": ${why}`);
     if (typeof input.id !== 'string' || !DEVICE_ID_RE.test(input.id)) throw bad('the id must be 1-64 letters, digits, dots, colons, dashes or underscores, starting with a letter or digit');
-    this.authority.profile(input.profile); // not_found for an unknown profile
     if (input.domain !== undefined && !DOMAIN_RE.test(input.domain)) throw bad('the domain must be lowercase letters, digits, dots and dashes');
-    for (const [k, v] of [['model', input.model], ['owner', input.owner]] as const) {
-      if (v !== undefined && !LABEL_RE.test(v)) throw bad(`${k} may hold letters, digits, spaces and ._@- (1-128)`);
-    }
-    const sans = (input.sans ?? []).map((s) => {
-      const san = parseSan(s);
-      if (san.type !== 'dns' && san.type !== 'ip') throw bad(`extra names are dns: or ip: (the domain gives the URI); got ${s}`);
-      return formatSan(san);
-    });
+    checkLabels(input, bad);
+    const sans = normaliseExtraNames(input.sans ?? [], bad);
+    this.checkProfileFits(input.profile, input.domain, sans, bad);
     const now = this.clock.now();
     return {
       id: input.id,
@@ -81,6 +96,20 @@ export class Registry {
       createdAt: now,
       updatedAt: now,
     };
+  }
+
+  /**
+   * A device is only registered for a profile it can enroll under: the
+   * profile must allow a CN subject, a URI name when the device has a domain,
+   * and the type of each extra name. (Refusing now beats failing every
+   * enrollment later.)
+   */
+  private checkProfileFits(profileName: string, domain: string | undefined, sans: string[], bad: (why: string) => ProblemError): void {
+    const profile = this.authority.profile(profileName); // not_found for an unknown profile
+    if (!profile.subject.allowed.includes('CN')) throw bad(`profile ${profileName} does not allow a CN, which device certificates carry`);
+    const types = new Set(sans.map((n) => n.slice(0, n.indexOf(':'))));
+    if (domain) types.add('uri');
+    for (const t of types) if (!profile.san.allowed.includes(t as never)) throw bad(`profile ${profileName} does not allow ${t} names${t === 'uri' && domain ? ' (the domain is certified as a URI)' : ''}`);
   }
 
   private async checkOrderFits(d: DeviceRecord): Promise<void> {
@@ -115,14 +144,12 @@ export class Registry {
     const existing: string[] = [];
     let inserted = 0;
     const seen = new Set<string>();
-    const orders = new Map<string, OrderRecord | undefined>();
     for (let i = 0; i < rows.length; i += batchSize) {
       const batch: DeviceRecord[] = [];
       for (const { line, input } of rows.slice(i, i + batchSize)) {
         try {
           const d = this.validateDevice(input);
           if (seen.has(d.id)) throw new ProblemError('bad_request', `device "${d.id}" appears twice in the file`);
-          if (d.orderId && !orders.has(d.orderId)) orders.set(d.orderId, await this.store.getOrder(d.orderId));
           if (d.orderId) await this.checkOrderFits(d);
           seen.add(d.id);
           batch.push(d);
@@ -165,8 +192,16 @@ export class Registry {
   }
 
   async updateDevice(id: string, patch: DevicePatch, actor: string): Promise<DeviceRecord> {
-    if (patch.domain && !DOMAIN_RE.test(patch.domain)) throw new ProblemError('bad_request', 'the domain must be lowercase letters, digits, dots and dashes');
-    return this.store.updateDevice(id, patch, this.clock.now(), { actor, action: 'device.update', target: id, details: { ...patch } });
+    const bad = (why: string) => new ProblemError('bad_request', `device "${id}": ${why}`);
+    if (patch.domain && !DOMAIN_RE.test(patch.domain)) throw bad('the domain must be lowercase letters, digits, dots and dashes');
+    checkLabels({ model: patch.model ?? undefined, owner: patch.owner ?? undefined }, bad);
+    const clean: DevicePatch = { ...patch, sans: patch.sans ? normaliseExtraNames(patch.sans, bad) : undefined };
+    if (clean.sans === undefined) delete clean.sans;
+    if (patch.profile !== undefined || patch.domain !== undefined || patch.sans !== undefined) {
+      const d = await this.device(id);
+      this.checkProfileFits(patch.profile ?? d.profile, patch.domain === null ? undefined : (patch.domain ?? d.domain), clean.sans ?? d.sans, bad);
+    }
+    return this.store.updateDevice(id, clean, this.clock.now(), { actor, action: 'device.update', target: id, details: { ...clean } });
   }
 
   async setState(id: string, state: DeviceState, actor: string): Promise<DeviceRecord> {
@@ -180,10 +215,13 @@ export class Registry {
   async addManufacturerCa(pem: string, actor: string): Promise<TrustAnchorRecord[]> {
     const blocks = pemDecodeAll(pem).filter((b) => b.label === 'CERTIFICATE');
     if (blocks.length === 0) throw new ProblemError('bad_request', 'no PEM CERTIFICATE in the file');
+    // Check the whole bundle first: it is trusted entirely or not at all.
+    const infos = blocks.map((b) => parseCertificate(b.der));
+    for (const info of infos) {
+      if (!info.isCa || !info.keyUsage.includes('keyCertSign')) throw new ProblemError('bad_request', `${info.subjectText} is not a CA certificate (basicConstraints cA and keyCertSign); nothing was trusted`);
+    }
     const out: TrustAnchorRecord[] = [];
-    for (const b of blocks) {
-      const info = parseCertificate(b.der);
-      if (!info.isCa || !info.keyUsage.includes('keyCertSign')) throw new ProblemError('bad_request', `${info.subjectText} is not a CA certificate (basicConstraints cA and keyCertSign)`);
+    for (const info of infos) {
       const rec: TrustAnchorRecord = { fingerprint: info.fingerprintSha256, purpose: 'manufacturer', subject: info.subjectText, der: info.der, addedAt: this.clock.now() };
       await this.store.insertTrustAnchor(rec, { actor, action: 'trust.add', target: rec.fingerprint, details: { purpose: 'manufacturer', subject: rec.subject, notAfter: info.notAfter.toISOString() } });
       out.push(rec);

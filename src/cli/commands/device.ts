@@ -25,7 +25,7 @@ export function registerDevice(program: Command): void {
     .option('--domain <domain>', 'operational domain (site, building, tenant): certified as URI SAN urn:fleetpki:domain:<domain>')
     .option('--model <model>', 'device model')
     .option('--owner <owner>', 'owner')
-    .option('--san <name>', 'extra name to certify: dns:... or ip:... (repeatable)', collect, [])
+    .option('--san <name>', 'extra name to certify: dns:..., ip:... or uri:... such as an OPC UA applicationUri (repeatable)', collect, [])
     .option('--order <id>', 'enrollment order whose quota its first certificate uses')
     .option('--approval', 'its enrollments wait for an ra-officer')
     .option('--secret', 'print a one-time enrollment secret on stdout, alone on its line (shown once)')
@@ -77,11 +77,11 @@ registered in batches of 1000.`)
         const r = await ctx.registry.importDevices(parsed.rows, cliActor(), progress);
         const rejected = [...parsed.rejected, ...r.rejected].sort((a, b) => a.line - b.line);
         const summary = { registered: r.inserted, alreadyRegistered: r.existing, rejected };
+        if (rejected.length) process.exitCode = 3;
         if (o.json) return printJson(summary);
         note(`${r.inserted} registered, ${r.existing.length} already registered, ${rejected.length} rejected`);
         for (const x of rejected.slice(0, 50)) note(`  line ${x.line}${'id' in x && x.id ? ` (${x.id})` : ''}: ${x.reason}`);
         if (rejected.length > 50) note(`  ... and ${rejected.length - 50} more (use --json for all)`);
-        if (rejected.length) process.exitCode = 3;
       }),
     );
 

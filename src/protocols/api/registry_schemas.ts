@@ -22,7 +22,7 @@ const deviceProps = {
   model: label,
   domain,
   owner: label,
-  sans: { type: 'array', maxItems: 20, items: { type: 'string', maxLength: 256 }, description: 'extra dns:/ip: names' },
+  sans: { type: 'array', maxItems: 20, items: { type: 'string', maxLength: 256 }, description: 'extra dns:/ip:/uri: names (not domain URIs)' },
   orderId: { type: 'string', maxLength: 64 },
   requireApproval: { type: 'boolean' },
   attributes: { type: 'object', maxProperties: 50, additionalProperties: { type: 'string', maxLength: 1024 } },
