@@ -30,6 +30,8 @@ export interface AuthorityConfig {
   publicUrl: string;
   /** notBefore is set this far in the past to tolerate relying-party clock skew. */
   backdateSeconds: number;
+  /** Delta CRLs are published: certificates name them in freshestCRL (RFC 5280 §4.2.1.15). */
+  deltaCrls?: boolean;
 }
 
 export interface IssueRequest {
@@ -104,12 +106,18 @@ export class Authority {
     return p;
   }
 
+  /**
+   * The CA as the store has it now. The record is read on every call: another
+   * process may have taken the key offline (export-root-key), and a running
+   * server must stop signing with it at once. Only the parsed certificate is
+   * cached.
+   */
   async ca(name: string): Promise<LoadedCa> {
-    const hit = this.cas.get(name);
-    if (hit) return hit;
     const record = await this.store.getCa(name);
     if (!record) throw new ProblemError('not_found', `no CA named "${name}"`);
-    const loaded = { record, info: parseCertificate(record.certDer) };
+    const hit = this.cas.get(name);
+    const info = hit && Buffer.compare(Buffer.from(hit.record.certDer), Buffer.from(record.certDer)) === 0 ? hit.info : parseCertificate(record.certDer);
+    const loaded = { record, info };
     this.cas.set(name, loaded);
     return loaded;
   }
@@ -122,6 +130,11 @@ export class Authority {
       if (out.length > 8) throw new ProblemError('internal', `CA chain of ${name} is longer than 8`);
     }
     return out;
+  }
+
+  /** The signer of a CA whose key is online (CRLs, OCSP signed by the CA). */
+  async caSigner(name: string): Promise<Signer> {
+    return this.signerFor(await this.ca(name));
   }
 
   private async signerFor(ca: LoadedCa): Promise<Signer> {
@@ -300,6 +313,7 @@ export class Authority {
     if (profile.revocationInfo !== false) {
       const urls = this.urls(ca.record.name);
       exts.push(x.crlDistributionPoints([urls.crl]), x.authorityInfoAccess([urls.ocsp], [urls.caIssuers]));
+      if (this.config.deltaCrls) exts.push(x.freshestCrl([urls.crl.replace(/\.crl$/, '-delta.crl')]));
     }
     if (profile.ocspNoCheck) exts.push(x.ocspNoCheck());
     return exts;
@@ -337,6 +351,11 @@ export class Authority {
     const at = this.clock.now();
     if (invalidityDate && invalidityDate > at) throw new ProblemError('bad_request', 'invalidityDate is in the future');
     return this.store.revokeCertificate(serial, { revokedAt: at, reason, invalidityDate }, this.audit(actor, 'certificate.revoke', serial, { reason, invalidityDate: invalidityDate?.toISOString() }));
+  }
+
+  /** Lifts a certificateHold: the certificate is good again (delta CRLs say removeFromCRL). */
+  async releaseHold(serial: string, actor: string): Promise<CertificateRecord> {
+    return this.store.releaseHold(serial, this.clock.now(), this.audit(actor, 'certificate.release', serial, {}));
   }
 
   private certRecord(info: CertInfo, issuerCa: string, profile: string, requester: string): CertificateRecord {

@@ -8,6 +8,7 @@ import { registerCert } from './commands/cert.js';
 import { registerInit } from './commands/init.js';
 import { registerServe } from './commands/serve.js';
 import { registerToken } from './commands/token.js';
+import { registerCrl } from './commands/crl.js';
 import { registerDevice } from './commands/device.js';
 import { registerRegistryAdmin } from './commands/registry_admin.js';
 import { reportError } from './output.js';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerToken(program);
   registerDevice(program);
   registerRegistryAdmin(program);
+  registerCrl(program);
   registerAudit(program);
   return program;
 }

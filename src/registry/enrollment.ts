@@ -116,6 +116,11 @@ export class Enrollment {
       if (!rec.deviceId) throw new ProblemError('forbidden', 'the client certificate does not belong to a registered device');
       const device = await this.store.getDevice(rec.deviceId);
       if (!device) throw new ProblemError('forbidden', `device ${rec.deviceId} is no longer registered`);
+      // Only the current certificate renews: a superseded one (and its key)
+      // must not keep minting certificates for the device.
+      if (device.currentSerial !== rec.serial) {
+        throw new ProblemError('forbidden', `certificate ${rec.serial} is not the current certificate of device ${device.id} (${device.currentSerial ?? 'none'}); re-enroll with the current one`);
+      }
       return { device, method: 'certificate', current: leaf };
     }
     const trusted = (await this.store.listTrustAnchors('manufacturer')).some((t) => t.fingerprint === anchor);

@@ -9,6 +9,8 @@ import { ProblemError } from '../errors.js';
 import { resolveProfiles, type Profile } from '../authority/profiles.js';
 import { writeFileAtomic } from '../keys/software_key_store.js';
 import type { ManufacturerIdRule } from '../registry/enrollment.js';
+import type { OcspOptions } from '../authority/ocsp.js';
+import { isKeyAlgorithm } from '../x509/algorithms.js';
 
 export const CONFIG_FILE = 'fleetpki.json';
 
@@ -45,6 +47,20 @@ export interface FleetConfig {
     /** /.well-known/est/<label>/...: the CA to issue from and the profile the device must have. */
     labels: Record<string, { ca?: string; profile?: string }>;
   };
+  crl: {
+    /** Lifetime of a base CRL. */
+    validityHours: number;
+    /** Republish this long before nextUpdate, so a published CRL never expires. */
+    refreshAheadHours: number;
+    /** Lifetime of delta CRLs; 0 (default) publishes none. */
+    deltaValidityHours: number;
+    /** How often the server checks for revocations to publish (the debounce). */
+    checkIntervalSeconds: number;
+    /** Cache-Control max-age for CRL downloads: how stale a cache may serve one. */
+    httpMaxAgeSeconds: number;
+  };
+  /** OCSP responder (RFC 6960/5019); see OcspOptions for each field. */
+  ocsp: OcspOptions;
   profiles: Record<string, Partial<Profile>>;
 }
 
@@ -60,6 +76,8 @@ export function defaultConfig(org: string): FleetConfig {
     issuance: { backdateSeconds: 300 },
     registry: { secretTtlHours: 168, manufacturerId: { from: 'serialNumber' } },
     est: { defaultProfile: 'device-tls', retryAfterSeconds: 60, labels: {} },
+    crl: { validityHours: 24, refreshAheadHours: 12, deltaValidityHours: 0, checkIntervalSeconds: 5, httpMaxAgeSeconds: 60 },
+    ocsp: { validitySeconds: 3600 },
     profiles: {},
   };
 }
@@ -97,6 +115,8 @@ export function validateConfig(raw: unknown): FleetConfig {
     issuance: { ...base.issuance, ...c.issuance },
     registry: { ...base.registry, ...c.registry },
     est: { ...base.est, ...c.est, labels: { ...c.est?.labels } },
+    crl: { ...base.crl, ...c.crl },
+    ocsp: { ...base.ocsp, ...c.ocsp },
     profiles: c.profiles ?? {},
   };
   if (merged.version !== 1) throw bad(`unsupported version ${String(merged.version)}`);
@@ -118,6 +138,16 @@ export function validateConfig(raw: unknown): FleetConfig {
   if (!rule || !['serialNumber', 'cn', 'uri'].includes(rule.from) || (rule.from === 'uri' && !rule.prefix)) throw bad('registry.manufacturerId is {"from":"serialNumber"}, {"from":"cn"} or {"from":"uri","prefix":"..."}');
   if (!profiles[merged.est.defaultProfile]) throw bad(`est.defaultProfile "${merged.est.defaultProfile}" is not a profile`);
   if (!(merged.est.retryAfterSeconds > 0)) throw bad('est.retryAfterSeconds must be positive');
+  const o = merged.ocsp;
+  for (const k of ['validitySeconds', 'refreshAheadSeconds', 'maxCacheEntries', 'signerCheckSeconds', 'caReloadSeconds'] as const) {
+    if (o[k] !== undefined && !(Number.isInteger(o[k]) && (o[k] as number) > 0)) throw bad(`ocsp.${k} must be a positive whole number`);
+  }
+  if (o.refreshAheadSeconds !== undefined && o.refreshAheadSeconds >= (o.validitySeconds ?? 3600)) throw bad('ocsp.refreshAheadSeconds must be below ocsp.validitySeconds');
+  if (o.signWithCaKey !== undefined && typeof o.signWithCaKey !== 'boolean') throw bad('ocsp.signWithCaKey is true or false');
+  if (o.signerKeyAlgorithm !== undefined && !isKeyAlgorithm(o.signerKeyAlgorithm)) throw bad(`ocsp.signerKeyAlgorithm "${o.signerKeyAlgorithm}" is not a key algorithm`);
+  const crl = merged.crl;
+  if (!(crl.validityHours > 0) || !(crl.refreshAheadHours > 0) || crl.refreshAheadHours >= crl.validityHours) throw bad('crl.validityHours must be positive and larger than crl.refreshAheadHours');
+  if (!(crl.deltaValidityHours >= 0) || !(crl.checkIntervalSeconds > 0) || !(crl.httpMaxAgeSeconds >= 0)) throw bad('crl.deltaValidityHours >= 0, crl.checkIntervalSeconds > 0, crl.httpMaxAgeSeconds >= 0');
   for (const [label, l] of Object.entries(merged.est.labels)) {
     if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(label) || ['cacerts', 'simpleenroll', 'simplereenroll', 'csrattrs', 'serverkeygen', 'fullcmc'].includes(label)) throw bad(`est label "${label}" must be lowercase letters, digits and dashes, and not an EST operation name`);
     if (l.profile && !profiles[l.profile]) throw bad(`est label "${label}": no profile "${l.profile}"`);

@@ -8,6 +8,7 @@ import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Authority } from '../authority/authority.js';
+import { CrlService } from '../authority/crl.js';
 import { resolveProfiles } from '../authority/profiles.js';
 import { systemClock, type Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
@@ -30,6 +31,7 @@ export interface FleetContext {
   operators: Operators;
   registry: Registry;
   enrollment: Enrollment;
+  crls: CrlService;
   clock: Clock;
   close(): Promise<void>;
 }
@@ -66,10 +68,12 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
     defaultCa: config.defaultCa,
     publicUrl: config.publicUrl,
     backdateSeconds: config.issuance.backdateSeconds,
+    deltaCrls: config.crl.deltaValidityHours > 0,
   });
+  const crls = new CrlService(s, authority, clock, { ...config.crl, publicUrl: config.publicUrl });
   const registry = new Registry(s, authority, clock, { secretTtlHours: config.registry.secretTtlHours });
   const enrollment = new Enrollment(s, authority, clock, { org: config.org, manufacturerId: config.registry.manufacturerId, retryAfterSeconds: config.est.retryAfterSeconds });
-  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, clock, close: () => s.close() };
+  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, crls, clock, close: () => s.close() };
 }
 
 export async function openContext(dirOpt?: string, opts: { clock?: Clock; storeOverride?: string } = {}): Promise<FleetContext> {

@@ -9,6 +9,8 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Server as HttpsServer } from 'node:https';
 import { VERSION } from '../version.js';
 import { aiaPlugin } from '../protocols/aia/plugin.js';
+import { crlPlugin } from '../protocols/crl/plugin.js';
+import { ocspPlugin } from '../protocols/ocsp/plugin.js';
 import { apiPlugin } from '../protocols/api/plugin.js';
 import { estPlugin } from '../protocols/est/plugin.js';
 import { pemEncode } from '../x509/pem.js';
@@ -63,6 +65,8 @@ export async function buildHttpApp(ctx: FleetContext, o: BuildOptions = {}): Pro
   installProblemHandlers(app);
   app.get('/healthz', async () => ({ status: 'ok' }));
   await app.register(aiaPlugin, { authority: ctx.authority });
+  await app.register(crlPlugin, { crls: ctx.crls, maxAgeSeconds: ctx.config.crl.httpMaxAgeSeconds });
+  await app.register(ocspPlugin, { ctx });
   return app;
 }
 
@@ -74,6 +78,8 @@ export interface RunningServer {
   renewTlsIfDue(): Promise<boolean>;
   /** Reloads the CAs client certificates may chain to; true if they changed. */
   refreshTrust(): Promise<boolean>;
+  /** Publishes the CRLs that are due now; returns "ca:kind:number" of each. */
+  publishCrls(): Promise<string[]>;
 }
 
 export interface StartOptions {
@@ -124,6 +130,31 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
     applyContext();
     return true;
   };
+  /** Publishes every CRL that is due: after revocations (debounced by the interval) and before nextUpdate. */
+  let publishing = false;
+  const publishCrls = async () => {
+    if (publishing) return [];
+    publishing = true;
+    const done: string[] = [];
+    try {
+      for (const ca of await ctx.store.listCas()) {
+        for (const kind of await ctx.crls.due(ca.name)) {
+          const rec = await ctx.crls.publish(ca.name, kind);
+          done.push(`${ca.name}:${kind}:${rec.number}`);
+        }
+      }
+    } finally {
+      publishing = false;
+    }
+    return done;
+  };
+  // A CRL that cannot be published now must not keep EST and the API down:
+  // log it; the timer below tries again.
+  await publishCrls().catch((err) => http.log.error({ err }, 'CRL publication at start failed; will retry'));
+  const crlTimer = setInterval(() => {
+    publishCrls().catch((err) => http.log.error({ err }, 'CRL publication failed; will retry'));
+  }, ctx.config.crl.checkIntervalSeconds * 1000);
+  crlTimer.unref();
   const timer = setInterval(() => {
     renewTlsIfDue().catch((err) => https.log.error({ err }, 'listener certificate renewal failed; will retry'));
   }, o.renewCheckMs ?? 3_600_000);
@@ -138,9 +169,11 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
     httpUrl: `http://${addr(http)}`,
     renewTlsIfDue,
     refreshTrust,
+    publishCrls,
     async close() {
       clearInterval(timer);
       clearInterval(trustTimer);
+      clearInterval(crlTimer);
       await Promise.allSettled([https.close(), http.close()]);
     },
   };

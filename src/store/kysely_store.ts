@@ -4,7 +4,7 @@
  * as DialectHooks; everything else is one code path, so both backends behave
  * the same in the conformance suite.
  */
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type Insertable, type Kysely, type Selectable } from 'kysely';
 import { systemClock, type Clock } from '../clock.js';
 import { ProblemError, rethrowAs } from '../errors.js';
 import { auditEntryHash, GENESIS_HASH } from './audit_chain.js';
@@ -14,9 +14,11 @@ import type {
   AuditLogTable,
   CaTable,
   CertificateTable,
+  CrlTable,
   Database,
   DeviceTable,
   EnrollmentSecretTable,
+  OcspSignerTable,
   OrderTable,
   PendingEnrollmentTable,
   SqlDialect,
@@ -31,15 +33,20 @@ import {
   type CaRecord,
   type CertificateQuery,
   type CertificateRecord,
+  type CrlRecord,
   type DevicePatch,
   type DeviceQuery,
   type DeviceRecord,
   type EnrollmentCommit,
   type EnrollmentSecretRecord,
+  type OcspSignerRecord,
   type OrderRecord,
   type PendingEnrollmentRecord,
   type PendingStatus,
+  type ReleasedHold,
   type Revocation,
+  type RevocationReason,
+  type RevokedEntry,
   type Store,
   type TrustAnchorRecord,
 } from './store.js';
@@ -69,6 +76,29 @@ const MAX_PAGE = 1000;
  * below SQLite's (32766) and PostgreSQL's (65535) parameter limits.
  */
 const BULK_ROWS = 500;
+/** listRevoked pages: a CRL of a million entries is read in a few of them. */
+const DEFAULT_REVOKED_PAGE = 10_000;
+const MAX_REVOKED_PAGE = 100_000;
+
+export type RevokedQuery = NonNullable<Parameters<Store['listRevoked']>[1]>;
+
+/**
+ * The one statement behind listRevoked: only the columns a CRL entry needs,
+ * walking certificates_crl (with a shard) or certificates_issuer_status_serial
+ * (without) in serial order, so each page is an index range scan with no sort.
+ * Exported so the conformance suite can check that plan.
+ */
+export function revokedEntriesQuery(db: Kysely<Database>, ca: string, q: RevokedQuery = {}) {
+  let query = db
+    .selectFrom('certificates')
+    .select(['serial', 'revoked_at', 'revocation_reason', 'invalidity_date'])
+    .where('issuer_ca', '=', ca)
+    .where('status', '=', 'revoked');
+  if (q.shard !== undefined) query = query.where('crl_shard', '=', shardNumber(q.shard, 'shard'));
+  if (q.revokedSince !== undefined) query = query.where('revoked_at', '>=', toMs(q.revokedSince, 'revokedSince'));
+  if (q.afterSerial !== undefined) query = query.where('serial', '>', q.afterSerial);
+  return query.orderBy('serial').limit(pageSize(q.limit, DEFAULT_REVOKED_PAGE, MAX_REVOKED_PAGE));
+}
 
 export class KyselyStore implements Store {
   readonly kind: SqlDialect;
@@ -183,6 +213,8 @@ export class KyselyStore implements Store {
         revoked_at: toMs(revocation.revokedAt, 'revokedAt'),
         revocation_reason: revocation.reason,
         invalidity_date: optionalMs(revocation.invalidityDate, 'invalidityDate'),
+        // A released hold that is revoked again is no longer "released".
+        released_at: null,
       };
       const r = await translateConstraintErrors(
         // `status = 'good'` again: on PostgreSQL a concurrent revocation may have committed since the select.
@@ -531,6 +563,199 @@ export class KyselyStore implements Store {
     });
   }
 
+  // --- revocation: CRLs, holds, OCSP signers ---
+
+  async listRevoked(ca: string, q: RevokedQuery = {}): Promise<RevokedEntry[]> {
+    const rows = await revokedEntriesQuery(this.db, ca, q).execute();
+    // The hot path of a big CRL: one object per entry, no compact()/delete.
+    const out = new Array<RevokedEntry>(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i];
+      const e: RevokedEntry = { serial: r.serial, revokedAt: new Date(Number(r.revoked_at)), reason: r.revocation_reason as RevocationReason };
+      if (r.invalidity_date !== null) e.invalidityDate = new Date(Number(r.invalidity_date));
+      out[i] = e;
+    }
+    return out;
+  }
+
+  async countRevoked(ca: string, shard?: number): Promise<number> {
+    let query = this.db
+      .selectFrom('certificates')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('issuer_ca', '=', ca)
+      .where('status', '=', 'revoked');
+    if (shard !== undefined) query = query.where('crl_shard', '=', shardNumber(shard, 'shard'));
+    const row = await query.executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  releaseHold(serial: string, at: Date, audit: AuditInput): Promise<CertificateRecord> {
+    return this.write(async (trx) => {
+      const change = { status: 'good' as const, revoked_at: null, revocation_reason: null, invalidity_date: null, released_at: toMs(at, 'at') };
+      const row = await trx.selectFrom('certificates').selectAll().where('serial', '=', serial).executeTakeFirst();
+      if (!row) throw new ProblemError('not_found', `no certificate with serial ${serial}`);
+      if (row.status !== 'revoked' || row.revocation_reason !== 'certificateHold') throw notOnHold(serial, row);
+      // The hold again in the update: on PostgreSQL a concurrent release or
+      // revocation may have committed since the select.
+      const r = await trx
+        .updateTable('certificates')
+        .set(change)
+        .where('serial', '=', serial)
+        .where('status', '=', 'revoked')
+        .where('revocation_reason', '=', 'certificateHold')
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 0) {
+        const now = await trx.selectFrom('certificates').select(['status', 'revocation_reason']).where('serial', '=', serial).executeTakeFirstOrThrow();
+        throw notOnHold(serial, now);
+      }
+      await this.appendAuditIn(trx, audit);
+      return rowToCertificate({ ...row, ...change });
+    });
+  }
+
+  /** In serial order; released holds are few, so this is one unpaged list. */
+  async listReleasedHolds(ca: string, since: Date, shard?: number): Promise<ReleasedHold[]> {
+    let query = this.db
+      .selectFrom('certificates')
+      .select(['serial', 'released_at'])
+      .where('issuer_ca', '=', ca)
+      // Spelled out so the partial index certificates_released applies.
+      .where('released_at', 'is not', null)
+      .where('released_at', '>=', toMs(since, 'since'));
+    if (shard !== undefined) query = query.where('crl_shard', '=', shardNumber(shard, 'shard'));
+    const rows = await query.orderBy('serial').execute();
+    return rows.map((r) => ({ serial: r.serial, releasedAt: new Date(Number(r.released_at)) }));
+  }
+
+  /**
+   * One upsert that returns the new value: SQLite runs it under BEGIN
+   * IMMEDIATE (one writer per file across processes); on PostgreSQL the
+   * conflicting row is locked until commit, so concurrent callers on any node
+   * queue on it and each sees the previous one's number.
+   */
+  nextCrlNumber(ca: string): Promise<number> {
+    return this.write(async (trx) => {
+      const row = await translateConstraintErrors(
+        () =>
+          trx
+            .insertInto('crl_counters')
+            .values({ ca, last_number: 1 })
+            .onConflict((oc) => oc.column('ca').doUpdateSet((eb) => ({ last_number: eb('crl_counters.last_number', '+', 1) })))
+            .returning('last_number')
+            .executeTakeFirstOrThrow(),
+        { foreignKey: `no CA named "${ca}"` },
+      );
+      return Number(row.last_number);
+    });
+  }
+
+  putCrl(crl: CrlRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      const row = crlToRow(crl);
+      await translateConstraintErrors(() => trx.insertInto('crls').values(row).execute(), {
+        unique: `CA "${crl.ca}" has a ${crl.kind} CRL number ${crl.number} for shard ${crl.shard} already`,
+        foreignKey: `no CA named "${crl.ca}"`,
+        check: `invalid CRL record: kind is "base" or "delta", number is positive, and a delta CRL (only) has a baseNumber`,
+      });
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async getLatestCrl(ca: string, shard: number, kind: 'base' | 'delta'): Promise<CrlRecord | undefined> {
+    const row = await this.db
+      .selectFrom('crls')
+      .selectAll()
+      .where('ca', '=', ca)
+      .where('shard', '=', shard)
+      .where('kind', '=', kind)
+      .orderBy('number', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row && rowToCrl(row);
+  }
+
+  /** Ordered by CA, shard and kind. Reads the DER of the newest CRLs only. */
+  async listLatestCrls(): Promise<CrlRecord[]> {
+    const rows = await this.db
+      .selectFrom('crls as c')
+      .innerJoin(
+        (eb) =>
+          eb
+            .selectFrom('crls')
+            .select(['ca', 'shard', 'kind'])
+            .select((e) => e.fn.max('number').as('number'))
+            .groupBy(['ca', 'shard', 'kind'])
+            .as('m'),
+        (join) => join.onRef('c.ca', '=', 'm.ca').onRef('c.shard', '=', 'm.shard').onRef('c.kind', '=', 'm.kind').onRef('c.number', '=', 'm.number'),
+      )
+      .selectAll('c')
+      .orderBy('c.ca')
+      .orderBy('c.shard')
+      .orderBy('c.kind')
+      .execute();
+    return rows.map(rowToCrl);
+  }
+
+  /**
+   * A loose index scan over certificates_crl: per status (the schema allows
+   * only good and revoked), seek the next larger shard until there is none.
+   * A handful of index lookups, however many certificates the CA has.
+   */
+  async listCrlShards(ca: string): Promise<number[]> {
+    const shards = new Set<number>();
+    for (const status of ['good', 'revoked'] as const) {
+      for (let after = -1; ; ) {
+        const row = await this.db
+          .selectFrom('certificates')
+          .select('crl_shard')
+          .where('issuer_ca', '=', ca)
+          .where('status', '=', status)
+          .where('crl_shard', '>', after)
+          .orderBy('crl_shard')
+          .limit(1)
+          .executeTakeFirst();
+        if (!row) break;
+        after = Number(row.crl_shard);
+        shards.add(after);
+      }
+    }
+    return [...shards].sort((a, b) => a - b);
+  }
+
+  /** Every status, spelled out so the count walks certificates_crl. */
+  async countInShard(ca: string, shard: number): Promise<number> {
+    const row = await this.db
+      .selectFrom('certificates')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('issuer_ca', '=', ca)
+      .where('status', 'in', ['good', 'revoked'])
+      .where('crl_shard', '=', shardNumber(shard, 'shard'))
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  putOcspSigner(s: OcspSignerRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      const row = ocspSignerToRow(s);
+      await translateConstraintErrors(() => trx.insertInto('ocsp_signers').values(row).execute(), {
+        foreignKey: `no CA named "${s.ca}"`,
+      });
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async getOcspSigner(ca: string): Promise<OcspSignerRecord | undefined> {
+    const row = await this.db
+      .selectFrom('ocsp_signers')
+      .select(['ca', 'key_ref', 'cert_der', 'not_after', 'created_at'])
+      .where('ca', '=', ca)
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row && rowToOcspSigner(row);
+  }
+
   private write<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
     return this.hooks.writeTransaction(this.db, fn);
   }
@@ -573,6 +798,11 @@ function alreadyRevoked(serial: string): ProblemError {
   return new ProblemError('already_revoked', `certificate ${serial} is revoked already`);
 }
 
+function notOnHold(serial: string, now: Pick<CertificateTable, 'status' | 'revocation_reason'>): ProblemError {
+  const state = now.status === 'revoked' ? `revoked (${now.revocation_reason})` : now.status;
+  return new ProblemError('conflict', `certificate ${serial} is not on hold: it is ${state}`);
+}
+
 type ConstraintKind = 'unique' | 'foreignKey' | 'check';
 
 /** better-sqlite3 (SQLITE_CONSTRAINT_*) and pg (SQLSTATE) codes for the constraints the schema has. */
@@ -613,10 +843,16 @@ async function translateConstraintErrors<T>(run: () => Promise<T>, details: Part
 
 // --- values ---
 
-function pageSize(limit: number | undefined): number {
-  if (limit === undefined) return DEFAULT_PAGE;
+function pageSize(limit: number | undefined, defaultPage = DEFAULT_PAGE, maxPage = MAX_PAGE): number {
+  if (limit === undefined) return defaultPage;
   if (!Number.isInteger(limit) || limit < 1) throw new ProblemError('bad_request', `limit must be a positive integer, got ${limit}`);
-  return Math.min(limit, MAX_PAGE);
+  return Math.min(limit, maxPage);
+}
+
+/** A CRL shard: a whole number, 0 or more. */
+function shardNumber(n: number, field: string): number {
+  if (!Number.isSafeInteger(n) || n < 0) throw new ProblemError('bad_request', `${field} must be a whole number ≥ 0, got ${n}`);
+  return n;
 }
 
 function escapeLike(s: string): string {
@@ -697,7 +933,7 @@ function rowToCa(r: Selectable<CaTable>): CaRecord {
   });
 }
 
-function certificateToRow(c: CertificateRecord): CertificateTable {
+function certificateToRow(c: CertificateRecord): Insertable<CertificateTable> {
   return {
     serial: c.serial,
     issuer_ca: c.issuerCa,
@@ -715,6 +951,8 @@ function certificateToRow(c: CertificateRecord): CertificateTable {
     created_at: toMs(c.createdAt, 'createdAt'),
     requester: c.requester,
     device_id: c.deviceId ?? null,
+    crl_shard: shardNumber(c.crlShard ?? 0, 'crlShard'),
+    released_at: null,
   };
 }
 
@@ -738,6 +976,8 @@ function rowToCertificate(r: Selectable<CertificateTable>): CertificateRecord {
     createdAt: new Date(Number(r.created_at)),
     requester: r.requester,
     deviceId: r.device_id ?? undefined,
+    // Shard 0 (unpartitioned, the default) reads back as no crlShard member.
+    crlShard: Number(r.crl_shard) === 0 ? undefined : Number(r.crl_shard),
   });
 }
 
@@ -920,4 +1160,52 @@ function rowToPending(r: Selectable<PendingEnrollmentTable>): PendingEnrollmentR
     decidedAt: optionalDate(r.decided_at),
     decidedBy: r.decided_by ?? undefined,
   });
+}
+
+function crlToRow(c: CrlRecord): CrlTable {
+  return {
+    ca: c.ca,
+    shard: shardNumber(c.shard, 'shard'),
+    kind: c.kind,
+    number: wholeNumber(c.number, 'number'),
+    base_number: c.baseNumber === undefined ? null : wholeNumber(c.baseNumber, 'baseNumber'),
+    this_update: toMs(c.thisUpdate, 'thisUpdate'),
+    next_update: toMs(c.nextUpdate, 'nextUpdate'),
+    entries: wholeNumber(c.entries, 'entries'),
+    der: toBuffer(c.der),
+  };
+}
+
+function rowToCrl(r: Selectable<CrlTable>): CrlRecord {
+  return compact({
+    ca: r.ca,
+    shard: Number(r.shard),
+    kind: r.kind,
+    number: Number(r.number),
+    baseNumber: r.base_number === null ? undefined : Number(r.base_number),
+    thisUpdate: new Date(Number(r.this_update)),
+    nextUpdate: new Date(Number(r.next_update)),
+    entries: Number(r.entries),
+    der: fromBuffer(r.der),
+  });
+}
+
+function ocspSignerToRow(s: OcspSignerRecord): Insertable<OcspSignerTable> {
+  return {
+    ca: s.ca,
+    key_ref: s.keyRef,
+    cert_der: toBuffer(s.certDer),
+    not_after: toMs(s.notAfter, 'notAfter'),
+    created_at: toMs(s.createdAt, 'createdAt'),
+  };
+}
+
+function rowToOcspSigner(r: Omit<Selectable<OcspSignerTable>, 'id'>): OcspSignerRecord {
+  return {
+    ca: r.ca,
+    keyRef: r.key_ref,
+    certDer: fromBuffer(r.cert_der),
+    notAfter: new Date(Number(r.not_after)),
+    createdAt: new Date(Number(r.created_at)),
+  };
 }

@@ -199,9 +199,73 @@ async function createRegistry(db: Kysely<Database>, dialect: SqlDialect): Promis
   await db.schema.createIndex('certificates_device_id').on('certificates').columns(['device_id', 'serial']).execute();
 }
 
+/**
+ * Revocation (issue 4): CRL partitions and released holds on certificates,
+ * the per-CA cRLNumber counter, published CRLs (all kept; the highest number
+ * of each (ca, shard, kind) is served) and delegated OCSP signers.
+ */
+async function createRevocation(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+
+  // Existing certificates are unpartitioned: shard 0.
+  await db.schema
+    .alterTable('certificates')
+    .addColumn('crl_shard', 'integer', (c) => c.notNull().defaultTo(0).check(sql`crl_shard >= 0`))
+    .execute();
+  await db.schema.alterTable('certificates').addColumn('released_at', t.int64).execute();
+  // The CRL path: one CA's revoked certificates of one shard, range-scanned in
+  // serial order (keyset paging). Also serves countInShard and listCrlShards.
+  // Without a shard, certificates_issuer_status_serial (version 1) does the same.
+  await db.schema.createIndex('certificates_crl').on('certificates').columns(['issuer_ca', 'status', 'crl_shard', 'serial']).execute();
+  // Released holds are few: a partial index holds only them.
+  await db.schema
+    .createIndex('certificates_released')
+    .on('certificates')
+    .columns(['issuer_ca', 'released_at'])
+    .where(sql<boolean>`released_at is not null`)
+    .execute();
+
+  await db.schema
+    .createTable('crl_counters')
+    .addColumn('ca', t.key, (c) => c.primaryKey().references('cas.name'))
+    .addColumn('last_number', t.int64, (c) => c.notNull().check(sql`last_number > 0`))
+    .execute();
+
+  await db.schema
+    .createTable('crls')
+    .addColumn('ca', t.key, (c) => c.notNull().references('cas.name'))
+    .addColumn('shard', 'integer', (c) => c.notNull().check(sql`shard >= 0`))
+    .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('base', 'delta')`))
+    .addColumn('number', t.int64, (c) => c.notNull().check(sql`number > 0`))
+    .addColumn('base_number', t.int64)
+    .addColumn('this_update', t.int64, (c) => c.notNull())
+    .addColumn('next_update', t.int64, (c) => c.notNull())
+    .addColumn('entries', t.int64, (c) => c.notNull().check(sql`entries >= 0`))
+    .addColumn('der', t.bytes, (c) => c.notNull())
+    // The primary key's index, read backwards, finds the newest of a (ca, shard, kind).
+    .addPrimaryKeyConstraint('crls_pk', ['ca', 'shard', 'kind', 'number'])
+    // RFC 5280 §5.2.4: a delta names its base; a base names none.
+    .addCheckConstraint('crls_base_number', sql`(kind = 'base' and base_number is null) or (kind = 'delta' and base_number is not null)`)
+    .execute();
+
+  await db.schema
+    .createTable('ocsp_signers')
+    // Insertion order breaks created_at ties: of two signers stored in the same
+    // millisecond, the later one is the newest.
+    .addColumn('id', t.int64, (c) => (dialect === 'postgres' ? c.primaryKey().generatedByDefaultAsIdentity() : c.primaryKey()))
+    .addColumn('ca', t.key, (c) => c.notNull().references('cas.name'))
+    .addColumn('key_ref', 'text', (c) => c.notNull())
+    .addColumn('cert_der', t.bytes, (c) => c.notNull())
+    .addColumn('not_after', t.int64, (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex('ocsp_signers_ca_created').on('ocsp_signers').columns(['ca', 'created_at', 'id']).execute();
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', up: createInitialSchema },
   { version: 2, name: 'device registry', up: createRegistry },
+  { version: 3, name: 'revocation', up: createRevocation },
 ];
 
 /**

@@ -5,6 +5,7 @@
  * text, booleans are written as 0/1 (SQLite keeps the integer, PostgreSQL a
  * boolean: read them with Boolean()).
  */
+import type { Generated } from 'kysely';
 import type { CaKind, CertificateStatus, DeviceState, PendingStatus, RevocationReason, Role, TrustAnchorRecord } from './store.js';
 
 export type SqlDialect = 'sqlite' | 'postgres';
@@ -40,6 +41,13 @@ export interface CertificateTable {
   requester: string;
   /** Since migration 2; null for certificates not issued to a registry device. */
   device_id: string | null;
+  /** Since migration 3: CRL partition, 0 when unpartitioned (the default). */
+  crl_shard: Generated<number>;
+  /**
+   * Since migration 3: when a certificateHold was last released (the
+   * certificate is good again); cleared when it is revoked again.
+   */
+  released_at: number | null;
 }
 
 export interface ApiTokenTable {
@@ -121,6 +129,37 @@ export interface PendingEnrollmentTable {
   decided_by: string | null;
 }
 
+/** Since migration 3: the last cRLNumber taken per CA. */
+export interface CrlCounterTable {
+  ca: string;
+  last_number: number;
+}
+
+/** Since migration 3: every published CRL (history is kept; the highest number is served). */
+export interface CrlTable {
+  ca: string;
+  shard: number;
+  kind: 'base' | 'delta';
+  number: number;
+  /** Set for a delta CRL only. */
+  base_number: number | null;
+  this_update: number;
+  next_update: number;
+  entries: number;
+  der: Uint8Array;
+}
+
+/** Since migration 3: delegated OCSP signers; the newest (created_at, then id) is used. */
+export interface OcspSignerTable {
+  /** Assigned by the database, in insertion order: breaks created_at ties. */
+  id: Generated<number>;
+  ca: string;
+  key_ref: string;
+  cert_der: Uint8Array;
+  not_after: number;
+  created_at: number;
+}
+
 export interface SchemaVersionTable {
   version: number;
   name: string;
@@ -137,5 +176,8 @@ export interface Database {
   trust_anchors: TrustAnchorTable;
   orders: OrderTable;
   pending_enrollments: PendingEnrollmentTable;
+  crl_counters: CrlCounterTable;
+  crls: CrlTable;
+  ocsp_signers: OcspSignerTable;
   schema_version: SchemaVersionTable;
 }

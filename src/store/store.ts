@@ -73,6 +73,8 @@ export interface CertificateRecord {
   requester: string;
   /** The registry device this certificate was issued to, if any. */
   deviceId?: string;
+  /** CRL partition the certificate's distribution point names (0: unpartitioned). */
+  crlShard?: number;
 }
 
 export interface CertificateQuery {
@@ -249,6 +251,49 @@ export interface EnrollmentCommit {
   now: Date;
 }
 
+
+// ---------------------------------------------------------------- revocation
+
+/** One CRL entry as the CRL encoder needs it. */
+export interface RevokedEntry {
+  serial: string;
+  revokedAt: Date;
+  reason: RevocationReason;
+  invalidityDate?: Date;
+}
+
+/** A certificate whose certificateHold was released (RFC 5280 §5.3.1 removeFromCRL in delta CRLs). */
+export interface ReleasedHold {
+  serial: string;
+  releasedAt: Date;
+}
+
+/** A signed CRL as published: every node serves these exact bytes. */
+export interface CrlRecord {
+  ca: string;
+  /** Partition (issuing distribution point); 0 when the CA is not partitioned. */
+  shard: number;
+  kind: 'base' | 'delta';
+  /** RFC 5280 §5.2.3 cRLNumber, shared by base and delta CRLs of a CA. */
+  number: number;
+  /** For a delta CRL: the cRLNumber of the base it applies to (§5.2.4). */
+  baseNumber?: number;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  entries: number;
+  der: Uint8Array;
+}
+
+/** The delegated OCSP signer of one CA (RFC 6960 §4.2.2.2). */
+export interface OcspSignerRecord {
+  ca: string;
+  /** KeyStore reference of the signer key. */
+  keyRef: string;
+  certDer: Uint8Array;
+  notAfter: Date;
+  createdAt: Date;
+}
+
 export interface Store {
   /** Creates or upgrades the schema; idempotent. */
   migrate(): Promise<void>;
@@ -331,4 +376,42 @@ export interface Store {
    * transaction with its audit entry. Any refusal changes nothing.
    */
   recordEnrollment(c: EnrollmentCommit, audit: AuditInput): Promise<void>;
+
+  // --- revocation: CRLs, holds, OCSP signers ---
+  /**
+   * Revoked certificates of a CA in serial order, in pages of at most
+   * `limit` (default 10,000, at most 100,000): keyset paging with
+   * `afterSerial`. `shard` limits to one partition; `revokedSince` to entries
+   * revoked at or after it (delta CRLs). Expired certificates are included
+   * (RFC 5280 §3.3 lets a CA drop them; fleetpki keeps them until told).
+   */
+  listRevoked(ca: string, q?: { shard?: number; revokedSince?: Date; afterSerial?: string; limit?: number }): Promise<RevokedEntry[]>;
+  /** Number of revoked certificates of a CA (one shard if given). */
+  countRevoked(ca: string, shard?: number): Promise<number>;
+  /**
+   * certificateHold → good again. Throws not_found, or conflict when the
+   * certificate is not on hold. Records the release for delta CRLs.
+   */
+  releaseHold(serial: string, at: Date, audit: AuditInput): Promise<CertificateRecord>;
+  /** Holds released at or after `since` for a CA's delta CRL. */
+  listReleasedHolds(ca: string, since: Date, shard?: number): Promise<ReleasedHold[]>;
+  /**
+   * Takes the CA's next cRLNumber (1, 2, 3, ...), atomically: two nodes never
+   * get the same number (RFC 5280 §5.2.3: monotonically increasing).
+   */
+  nextCrlNumber(ca: string): Promise<number>;
+  /** Stores a signed CRL; the newest of each (ca, shard, kind) is what is served. */
+  putCrl(crl: CrlRecord, audit: AuditInput): Promise<void>;
+  /** The newest CRL (highest number) of a CA, shard and kind. */
+  getLatestCrl(ca: string, shard: number, kind: 'base' | 'delta'): Promise<CrlRecord | undefined>;
+  /** The newest CRL of every (ca, shard, kind): publication health. */
+  listLatestCrls(): Promise<CrlRecord[]>;
+  /** Shards that hold at least one certificate of the CA, ascending. */
+  listCrlShards(ca: string): Promise<number[]>;
+  /** Count of certificates the CA issued into a shard (to decide when to open the next). */
+  countInShard(ca: string, shard: number): Promise<number>;
+
+  putOcspSigner(s: OcspSignerRecord, audit: AuditInput): Promise<void>;
+  /** The newest OCSP signer of a CA. */
+  getOcspSigner(ca: string): Promise<OcspSignerRecord | undefined>;
 }

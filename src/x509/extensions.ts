@@ -93,6 +93,11 @@ export function crlDistributionPoints(urls: readonly string[]): Ext {
   return { oid: id_ce_cRLDistributionPoints, critical: false, value: ser(new CRLDistributionPoints(points)) };
 }
 
+/** RFC 5280 §4.2.1.15: where delta CRLs are; same syntax as CRL distribution points. */
+export function freshestCrl(urls: readonly string[]): Ext {
+  return { ...crlDistributionPoints(urls), oid: '2.5.29.46' };
+}
+
 export function authorityInfoAccess(ocspUrls: readonly string[], caIssuersUrls: readonly string[]): Ext {
   const items = [
     ...ocspUrls.map((u) => new AccessDescription({ accessMethod: id_ad_ocsp, accessLocation: new GeneralName({ uniformResourceIdentifier: u }) })),

@@ -79,6 +79,8 @@ export function run(cmd: string, args: string[], input = '', timeoutMs = 30_000)
     p.stdout.on('data', (b) => (stdout += b));
     p.stderr.on('data', (b) => (stderr += b));
     p.on('close', (status) => resolve({ status, stdout, stderr }));
+    // A child that exits without reading stdin must not crash the test (EPIPE).
+    p.stdin.on('error', () => undefined);
     p.stdin.end(input);
   });
 }

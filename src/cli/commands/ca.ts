@@ -49,11 +49,15 @@ export function registerCa(program: Command): void {
     .requiredOption('--out <file>', 'where to write the encrypted PKCS#8 key (must not exist)')
     .option('--ca <name>', 'the CA whose key to export', 'root')
     .option('--passphrase-file <file>', 'file holding the export passphrase (else $FLEETPKI_EXPORT_PASSPHRASE)')
+    .option('--crl-validity-days <n>', 'before the key leaves, sign a CRL of this CA valid this long', positiveInt, 365)
     .addHelpText('after', `
 The export passphrase (12+ characters) comes from $FLEETPKI_EXPORT_PASSPHRASE
 or --passphrase-file, never the command line. The file is an encrypted PKCS#8
 key (PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC) that openssl pkcs8 can open.
-Keep it offline; 'fleetpki ca create-intermediate --root-key FILE' uses it.`)
+Keep it offline; 'fleetpki ca create-intermediate --root-key FILE' uses it.
+Before the key leaves, a CRL of the CA valid --crl-validity-days is signed and
+published, since relying parties that check the whole chain need one; renew it
+in a ceremony with 'fleetpki crl --ca root --new --root-key FILE'.`)
     .action(async (o) =>
       withContext(o.dir, async (ctx) => {
         if (existsSync(o.out)) throw new ProblemError('already_exists', `${o.out} exists; refusing to overwrite a key file`);
@@ -65,8 +69,10 @@ Keep it offline; 'fleetpki ca create-intermediate --root-key FILE' uses it.`)
         const back = keyObjectSigner(loadPrivateKey(readUserFile(o.out, 'exported key').toString('utf8'), passphrase));
         const caInfo = await ctx.authority.ca(o.ca);
         if (Buffer.compare(Buffer.from(back.spki), Buffer.from(caInfo.info.spki)) !== 0) throw new ProblemError('internal', 'the exported key does not match the CA certificate; the online key was kept');
+        const crl = await ctx.crls.publish(o.ca, 'base', { validityHours: o.crlValidityDays * 24, actor });
         await ctx.authority.takeCaKeyOffline(o.ca, actor);
         note(`The key of CA "${o.ca}" is now only in ${o.out}; it was removed from the online key store.`);
+        note(`Its CRL ${crl.number} is valid until ${crl.nextUpdate.toISOString()}: sign the next one before then (fleetpki crl --ca ${o.ca} --new --root-key ${o.out}).`);
       }),
     );
 

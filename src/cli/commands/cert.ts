@@ -124,4 +124,14 @@ export function registerCert(program: Command): void {
         note(`revoked ${c.serial} (${o.reason})`);
       }),
     );
+
+  withDir(cert.command('release').description('lift a certificateHold: the certificate is good again').argument('<serial>', 'serial number (hex)'))
+    .option('--json', 'print the updated record as JSON')
+    .action(async (serial: string, o) =>
+      withContext(o.dir, async (ctx) => {
+        const c = await ctx.authority.releaseHold(serialArg(serial), cliActor());
+        if (o.json) return printJson(certJson(c, false));
+        note(`released the hold on ${c.serial}`);
+      }),
+    );
 }

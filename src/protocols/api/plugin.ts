@@ -129,6 +129,16 @@ export async function apiPlugin(app: FastifyInstance, opts: ApiOptions): Promise
     },
   );
 
+  app.post<{ Params: { serial: string } }>(
+    '/api/v1/certificates/:serial/release',
+    { onRequest: guard('cert:revoke'), schema: { tags: ['Certificates'], summary: 'Lift a certificateHold', params: S.serialParam, response: { 200: S.cert } } },
+    async (req) => {
+      const serial = normaliseSerial(req.params.serial);
+      if (!serial) throw new ProblemError('bad_request', 'not a serial number');
+      return certJson(await ctx.authority.releaseHold(serial, actor(req)));
+    },
+  );
+
   app.get('/api/v1/tokens', { onRequest: guard('token:admin'), schema: { tags: ['Tokens'], summary: 'List API tokens (never the secrets)', response: { 200: { type: 'array', items: S.token } } } }, async () =>
     (await ctx.operators.listTokens()).map((t) => ({ id: t.id, name: t.name, role: t.role, createdAt: t.createdAt.toISOString(), expiresAt: t.expiresAt?.toISOString() ?? null, revokedAt: t.revokedAt?.toISOString() ?? null })),
   );

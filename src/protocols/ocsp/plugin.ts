@@ -1,0 +1,91 @@
+/**
+ * The OCSP responder at the AIA OCSP URL on the plain-HTTP listener
+ * (RFC 6960 Appendix A, RFC 5019 §5-6). Plain HTTP on purpose: checking a
+ * certificate must not need TLS that itself needs a check.
+ *
+ *   POST /ocsp               body: DER OCSPRequest, Content-Type application/ocsp-request
+ *   GET  /ocsp/<url-encoded base64 of the DER OCSPRequest>
+ *
+ * An OCSP client can only read an OCSPResponse, so every answer is HTTP 200
+ * with one: a body that is not a request (wrong or missing Content-Type,
+ * too large, not base64, not DER) gets malformedRequest, a failure inside
+ * the server internalError. Cacheable answers (no nonce) carry the RFC 5019
+ * §6.2 headers and an ETag, and a matching If-None-Match gets 304; nonce
+ * answers carry none and `Cache-Control: no-store`.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Clock } from '../../clock.js';
+import { encodeErrorResponse, MAX_REQUEST_OCTETS } from '../../authority/ocsp_codec.js';
+import { OcspResponder, type OcspOptions, type OcspResult } from '../../authority/ocsp.js';
+import type { FleetContext } from '../../server/context.js';
+import { cachingHeaders, decodeGetRequest, matchesEtag, OCSP_REQUEST_TYPE, OCSP_RESPONSE_TYPE } from './wire.js';
+
+export interface OcspPluginOptions {
+  ctx: Pick<FleetContext, 'store' | 'keys' | 'authority' | 'clock' | 'config'>;
+  /** Overrides the `ocsp` section of the config (tests: signWithCaKey). */
+  options?: OcspOptions;
+  /** An existing responder (shares its cache); built from ctx otherwise. */
+  responder?: OcspResponder;
+}
+
+export async function ocspPlugin(app: FastifyInstance, opts: OcspPluginOptions): Promise<void> {
+  const { ctx } = opts;
+  const responder = opts.responder ?? new OcspResponder(ctx.store, ctx.keys, ctx.authority, ctx.clock, { ...ctx.config.ocsp, ...opts.options });
+  const clock: Clock = ctx.clock;
+
+  // This scope reads every body as bytes; the handler decides what it is.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_REQUEST_OCTETS }, (_req, body, done) => done(null, body));
+
+  // Body limits and parser errors still answer in OCSP.
+  app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+    const client = !!err.statusCode && err.statusCode < 500;
+    if (client) req.log.info({ code: err.code, detail: err.message }, 'OCSP request refused');
+    else req.log.error({ err }, 'OCSP internal error');
+    return sendOcsp(reply, encodeErrorResponse(client ? 'malformedRequest' : 'internalError'));
+  });
+
+  const answer = async (req: FastifyRequest, reply: FastifyReply, der: Uint8Array | undefined): Promise<FastifyReply> => {
+    if (!der) {
+      req.log.info('OCSP request refused: not an OCSP request');
+      return sendOcsp(reply, encodeErrorResponse('malformedRequest'));
+    }
+    const r = await responder.respond(der);
+    logResult(req, r);
+    if (r.cacheable && r.thisUpdate && r.nextUpdate) {
+      const headers = cachingHeaders(r.der, r.thisUpdate, r.nextUpdate, clock.now());
+      reply.headers(headers);
+      if (req.method === 'GET' && matchesEtag(req.headers['if-none-match'], headers.etag)) return reply.code(304).send();
+    } else {
+      reply.header('cache-control', 'no-store');
+    }
+    return sendOcsp(reply, r.der);
+  };
+
+  app.post('/ocsp', async (req, reply) => {
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    const body = req.body;
+    return answer(req, reply, type === OCSP_REQUEST_TYPE && Buffer.isBuffer(body) ? new Uint8Array(body) : undefined);
+  });
+
+  // RFC 6960 A.1.1: GET {url}/{url-encoding of base-64 encoding of the DER}.
+  // The raw URL is read, not the router's decoded parameter, because the
+  // base64 itself may contain '/'.
+  app.get('/ocsp/*', async (req, reply) => {
+    const path = req.url.split('?')[0];
+    const at = path.indexOf('/ocsp/');
+    return answer(req, reply, at < 0 ? undefined : decodeGetRequest(path.slice(at + '/ocsp/'.length)));
+  });
+  app.get('/ocsp', async (req, reply) => answer(req, reply, undefined));
+}
+
+function sendOcsp(reply: FastifyReply, der: Uint8Array): FastifyReply {
+  return reply.code(200).type(OCSP_RESPONSE_TYPE).send(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
+}
+
+function logResult(req: FastifyRequest, r: OcspResult): void {
+  if (r.status === 'successful') return;
+  const detail = r.error instanceof Error ? r.error.message : String(r.error);
+  if (r.status === 'internalError') req.log.error({ err: r.error }, 'OCSP internal error');
+  else req.log.info({ status: r.status, detail }, 'OCSP request refused');
+}

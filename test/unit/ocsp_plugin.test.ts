@@ -1,0 +1,169 @@
+/**
+ * The OCSP HTTP adapter (src/protocols/ocsp/) through Fastify inject: POST
+ * and GET forms (RFC 6960 Appendix A), always HTTP 200 with an OCSPResponse,
+ * and the RFC 5019 §6 caching headers only on cacheable answers.
+ */
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify';
+import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
+import { AlgorithmIdentifier, Extension } from '@peculiar/asn1-x509';
+import { CertID, OCSPRequest, OCSPResponse, Request, TBSRequest } from '@peculiar/asn1-ocsp';
+import * as der from '../../src/asn1/der.js';
+import { keyHash, OID_NONCE } from '../../src/authority/ocsp_codec.js';
+import { FakeClock } from '../../src/clock.js';
+import { ocspPlugin } from '../../src/protocols/ocsp/plugin.js';
+import { decodeGetRequest, encodeGetRequest, matchesEtag } from '../../src/protocols/ocsp/wire.js';
+import { buildHttpApp } from '../../src/server/server.js';
+import { parseCertificate, type CertInfo } from '../../src/x509/cert_info.js';
+import { makeDataDir, type TestDataDir } from '../helpers/data_dir.js';
+
+function request(issuer: CertInfo, serial: string, nonce = false): Uint8Array {
+  const id = new CertID({
+    hashAlgorithm: new AlgorithmIdentifier({ algorithm: '1.3.14.3.2.26', parameters: null }),
+    issuerNameHash: new OctetString(createHash('sha1').update(issuer.subjectDer).digest()),
+    issuerKeyHash: new OctetString(keyHash(issuer.spki, 'sha1')),
+    serialNumber: new Uint8Array(Buffer.from(serial, 'hex')).buffer,
+  });
+  const exts = nonce ? [new Extension({ extnID: OID_NONCE, extnValue: new OctetString(der.octets(randomBytes(16))) })] : undefined;
+  return new Uint8Array(AsnConvert.serialize(new OCSPRequest({ tbsRequest: new TBSRequest({ requestList: [new Request({ reqCert: id })], requestExtensions: exts }) })));
+}
+
+const statusOf = (body: Buffer) => AsnConvert.parse(body, OCSPResponse).responseStatus;
+
+describe('OCSP HTTP adapter', () => {
+  let d: TestDataDir;
+  let app: FastifyInstance;
+  let issuing: CertInfo;
+  const clock = new FakeClock('2030-01-01T00:00:00Z');
+
+  before(async () => {
+    d = await makeDataDir({ clock });
+    issuing = parseCertificate((await d.ctx.store.getCa('issuing'))!.certDer);
+    // The plain-HTTP app exactly as the server builds it.
+    app = await buildHttpApp(d.ctx);
+  });
+  after(async () => {
+    await app?.close();
+    await d?.cleanup();
+  });
+
+  it('ok-post-cacheable-answer-has-rfc5019-headers', async () => {
+    const res = await app.inject({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/ocsp-request' }, payload: Buffer.from(request(issuing, '1234')) });
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers['content-type'], 'application/ocsp-response');
+    assert.equal(statusOf(res.rawPayload), 0);
+    assert.equal(res.headers['last-modified'], clock.now().toUTCString());
+    assert.equal(res.headers.expires, new Date(clock.now().getTime() + 3600_000).toUTCString());
+    assert.equal(res.headers['cache-control'], 'max-age=3600, public, no-transform, must-revalidate');
+    assert.equal(res.headers.etag, `"${createHash('sha256').update(res.rawPayload).digest('base64url')}"`);
+  });
+
+  it('ok-nonce-answer-has-no-caching-headers', async () => {
+    const res = await app.inject({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/ocsp-request' }, payload: Buffer.from(request(issuing, '1234', true)) });
+    assert.equal(statusOf(res.rawPayload), 0);
+    assert.equal(res.headers['cache-control'], 'no-store');
+    for (const h of ['etag', 'expires', 'last-modified']) assert.equal(res.headers[h], undefined, h);
+  });
+
+  it('ok-get-base64-with-slash-and-plus-encoded-or-not', async () => {
+    // Find serials whose request's base64 holds both '/' and '+'.
+    let serial = 0;
+    let b64 = '';
+    for (; serial < 5000; serial++) {
+      b64 = Buffer.from(request(issuing, serial.toString(16).padStart(4, '0'))).toString('base64');
+      if (b64.includes('/') && b64.includes('+')) break;
+    }
+    assert.ok(b64.includes('/') && b64.includes('+'));
+    const viaPost = await app.inject({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/ocsp-request' }, payload: Buffer.from(b64, 'base64') });
+    for (const path of [encodeURIComponent(b64), b64]) {
+      const res = await app.inject({ method: 'GET', url: `/ocsp/${path}` });
+      assert.equal(res.statusCode, 200, path);
+      assert.equal(statusOf(res.rawPayload), 0);
+      assert.deepEqual(res.rawPayload, viaPost.rawPayload, 'GET and POST share the cached answer');
+      assert.match(String(res.headers['cache-control']), /^max-age=\d+, public, no-transform, must-revalidate$/);
+    }
+  });
+
+  it('ok-get-long-request', async () => {
+    // Two hundred octets of base64 and more: past Fastify's default parameter length.
+    const reqDer = request(issuing, 'ab'.repeat(20), true);
+    const res = await app.inject({ method: 'GET', url: `/ocsp/${encodeGetRequest(reqDer)}` });
+    assert.equal(statusOf(res.rawPayload), 0);
+  });
+
+  it('ok-if-none-match-gets-304', async () => {
+    const url = `/ocsp/${encodeGetRequest(request(issuing, '5678'))}`;
+    const first = await app.inject({ method: 'GET', url });
+    const again = await app.inject({ method: 'GET', url, headers: { 'if-none-match': String(first.headers.etag) } });
+    assert.equal(again.statusCode, 304);
+    assert.equal(again.rawPayload.length, 0);
+  });
+
+  it('ok-unknown-issuer-is-unauthorized-with-http-200', async () => {
+    const stranger = { ...issuing, subjectDer: der.seq() };
+    const res = await app.inject({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/ocsp-request' }, payload: Buffer.from(request(stranger, '01')) });
+    assert.equal(res.statusCode, 200);
+    assert.equal(statusOf(res.rawPayload), 6);
+    assert.equal(res.headers['cache-control'], 'no-store');
+  });
+
+  const malformed: Array<[string, () => InjectOptions]> = [
+    ['fail-post-garbage', () => ({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/ocsp-request' }, payload: randomBytes(40) })],
+    ['fail-post-empty', () => ({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/ocsp-request' }, payload: Buffer.alloc(0) })],
+    ['fail-post-wrong-content-type', () => ({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from(request(issuing, '01')) })],
+    ['fail-post-json', () => ({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/json' }, payload: '{"a":1}' })],
+    ['fail-post-no-content-type', () => ({ method: 'POST', url: '/ocsp', payload: Buffer.from(request(issuing, '01')) })],
+    ['fail-post-too-large', () => ({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/ocsp-request' }, payload: Buffer.alloc(11 * 1024, 0x30) })],
+    ['fail-get-not-base64', () => ({ method: 'GET', url: '/ocsp/not*base64!' })],
+    ['fail-get-empty', () => ({ method: 'GET', url: '/ocsp/' })],
+    ['fail-get-no-request', () => ({ method: 'GET', url: '/ocsp' })],
+    ['fail-get-base64-garbage', () => ({ method: 'GET', url: `/ocsp/${encodeURIComponent(randomBytes(30).toString('base64'))}` })],
+  ];
+  for (const [name, opts] of malformed) {
+    it(name, async () => {
+      const res = await app.inject(opts());
+      assert.equal(res.statusCode, 200);
+      assert.equal(res.headers['content-type'], 'application/ocsp-response');
+      assert.deepEqual(res.rawPayload, Buffer.from('30030a0101', 'hex'));
+      assert.equal(res.headers.etag, undefined);
+    });
+  }
+
+  it('fail-get-bad-percent-encoding-is-refused-by-the-router', async () => {
+    // Fastify's router rejects a URL it cannot decode before any route runs
+    // (its 400 problem answer); the listener survives it.
+    const res = await app.inject({ method: 'GET', url: '/ocsp/%E0%A4%A' });
+    assert.ok(res.statusCode === 400 || statusOf(res.rawPayload) === 1, String(res.statusCode));
+    assert.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
+  });
+
+  it('ok-plugin-options-sign-with-ca-key', async () => {
+    const own = Fastify();
+    await own.register(ocspPlugin, { ctx: d.ctx, options: { signWithCaKey: true } });
+    const res = await own.inject({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/ocsp-request' }, payload: Buffer.from(request(issuing, '01')) });
+    assert.equal(statusOf(res.rawPayload), 0);
+    await own.close();
+  });
+
+  describe('wire helpers', () => {
+    it('ok-decode-get-forms', () => {
+      const bytes = new Uint8Array([0xfb, 0xff, 0xbf, 0x3e, 0x00]);
+      const b64 = Buffer.from(bytes).toString('base64'); // "+/+/PgA="
+      for (const form of [b64, encodeURIComponent(b64), b64.replace(/=$/, ''), b64.replace(/\+/g, ' '), Buffer.from(bytes).toString('base64url')]) {
+        assert.deepEqual(decodeGetRequest(form), bytes, form);
+      }
+      assert.equal(decodeGetRequest('abc*'), undefined);
+      assert.equal(decodeGetRequest('%zz'), undefined);
+      assert.equal(decodeGetRequest('a'), undefined);
+    });
+    it('ok-etag-matching', () => {
+      assert.ok(matchesEtag('"x", "y"', '"y"'));
+      assert.ok(matchesEtag('W/"y"', '"y"'));
+      assert.ok(!matchesEtag('"x"', '"y"'));
+      assert.ok(!matchesEtag(undefined, '"y"'));
+    });
+  });
+});
