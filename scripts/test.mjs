@@ -29,6 +29,9 @@ const PEERS = [
   ['pki', 'strongswan-pki'],
   ['/usr/lib/ipsec/plugins/libstrongswan-openssl.so', 'libstrongswan-standard-plugins'],
   ['/usr/lib/ipsec/plugins/libstrongswan-curl.so', 'libstrongswan-extra-plugins'],
+  ['mosquitto', 'mosquitto'],
+  ['mosquitto_pub', 'mosquitto-clients'],
+  ['ocsptool', 'gnutls-bin'],
 ];
 
 function have(cmd) {

@@ -84,9 +84,10 @@ export type RevokedQuery = NonNullable<Parameters<Store['listRevoked']>[1]>;
 
 /**
  * The one statement behind listRevoked: only the columns a CRL entry needs,
- * walking certificates_crl (with a shard) or certificates_issuer_status_serial
- * (without) in serial order, so each page is an index range scan with no sort.
- * Exported so the conformance suite can check that plan.
+ * all held by certificates_crl (with a shard) or certificates_crl_all_shards
+ * (without), walked in serial order: each page is one index range scan with
+ * no sort and no table access. Exported so the conformance suite can check
+ * that plan.
  */
 export function revokedEntriesQuery(db: Kysely<Database>, ca: string, q: RevokedQuery = {}) {
   let query = db
