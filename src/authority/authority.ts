@@ -32,6 +32,18 @@ export interface AuthorityConfig {
   backdateSeconds: number;
   /** Delta CRLs are published: certificates name them in freshestCRL (RFC 5280 §4.2.1.15). */
   deltaCrls?: boolean;
+  /** Partitioned CRLs: number of shards new end-entity certificates are spread over (0: off). */
+  crlShards?: number;
+}
+
+/**
+ * The CRL shard of a new certificate: from its random serial, so it needs no
+ * counter or coordination between nodes. CA certificates stay in the full CRL.
+ */
+export function crlShardOf(serial: Uint8Array, shards: number): number {
+  if (!shards) return 0;
+  const v = ((serial[1] << 24) | (serial[2] << 16) | (serial[3] << 8) | serial[4]) >>> 0;
+  return 1 + (v % shards);
 }
 
 export interface IssueRequest {
@@ -154,9 +166,9 @@ export class Authority {
     return { notBefore, notAfter, capped };
   }
 
-  private urls(caName: string): { crl: string; ocsp: string; caIssuers: string } {
+  private urls(caName: string, shard = 0): { crl: string; ocsp: string; caIssuers: string } {
     const base = this.config.publicUrl.replace(/\/+$/, '');
-    return { crl: `${base}/crl/${caName}.crl`, ocsp: `${base}/ocsp`, caIssuers: `${base}/ca/${caName}.cer` };
+    return { crl: `${base}/crl/${caName}${shard ? `-s${shard}` : ''}.crl`, ocsp: `${base}/ocsp`, caIssuers: `${base}/ca/${caName}.cer` };
   }
 
   /** Lint the template (signed with a throwaway signature), then sign for real. */
@@ -271,17 +283,19 @@ export class Authority {
       throw new ProblemError('policy_violation', `validity of ${days} days is outside profile "${req.profile}" (1..${maxDays})`);
     }
     const { notBefore, notAfter, capped } = this.validity(days, ca.info.notAfter);
+    const serial = newSerial();
+    const shard = profile.ca ? 0 : crlShardOf(serial, this.config.crlShards ?? 0);
     const template: CertificateTemplate = {
-      serial: newSerial(),
+      serial,
       issuer: ca.info.subjectDer,
       subject: encodeName(subject),
       notBefore,
       notAfter,
       spki: csr.spki,
-      extensions: this.leafExtensions(profile, csr, sans, subject.length === 0, ca),
+      extensions: this.leafExtensions(profile, csr, sans, subject.length === 0, ca, shard),
     };
     const { der: certDer, info } = await this.lintAndSign(template, signer, ca.info);
-    const record = this.certRecord(info, ca.record.name, req.profile, req.actor);
+    const record = { ...this.certRecord(info, ca.record.name, req.profile, req.actor), ...(shard ? { crlShard: shard } : {}) };
     return { record, der: certDer, pem: pemEncode('CERTIFICATE', certDer), chain: await this.chain(ca.record.name), capped };
   }
 
@@ -302,7 +316,7 @@ export class Authority {
     return r;
   }
 
-  private leafExtensions(profile: Profile, csr: ParsedCsr, sans: San[], emptySubject: boolean, ca: LoadedCa): x.Ext[] {
+  private leafExtensions(profile: Profile, csr: ParsedCsr, sans: San[], emptySubject: boolean, ca: LoadedCa, shard: number): x.Ext[] {
     const exts: x.Ext[] = [
       x.basicConstraints(!!profile.ca, profile.ca?.pathLen),
       x.keyUsage(usagesFor(profile, csr)),
@@ -311,9 +325,10 @@ export class Authority {
     exts.push(x.subjectKeyIdentifier(x.keyIdentifierOf(csr.spki)), x.authorityKeyIdentifier(ca.info.ski ?? x.keyIdentifierOf(ca.info.spki)));
     if (sans.length) exts.push(x.subjectAltName(sans, emptySubject));
     if (profile.revocationInfo !== false) {
-      const urls = this.urls(ca.record.name);
+      const urls = this.urls(ca.record.name, shard);
       exts.push(x.crlDistributionPoints([urls.crl]), x.authorityInfoAccess([urls.ocsp], [urls.caIssuers]));
-      if (this.config.deltaCrls) exts.push(x.freshestCrl([urls.crl.replace(/\.crl$/, '-delta.crl')]));
+      // Delta CRLs cover the full CRL; sharded certificates check their shard's base CRL.
+      if (this.config.deltaCrls && !shard) exts.push(x.freshestCrl([this.urls(ca.record.name).crl.replace(/\.crl$/, '-delta.crl')]));
     }
     if (profile.ocspNoCheck) exts.push(x.ocspNoCheck());
     return exts;

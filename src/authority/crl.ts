@@ -26,8 +26,13 @@ export interface CrlConfig {
 const HOUR = 3_600_000;
 const PAGE = 50_000;
 
-export function crlUrl(publicUrl: string, ca: string, kind: 'base' | 'delta' = 'base'): string {
-  return `${publicUrl.replace(/\/+$/, '')}/crl/${ca}${kind === 'delta' ? '-delta' : ''}.crl`;
+/**
+ * Shard 0 is the CA's full CRL (every revocation of the CA; certificates
+ * issued before partitioning point here). Shard k lists only certificates of
+ * shard k and says so in a critical issuingDistributionPoint.
+ */
+export function crlUrl(publicUrl: string, ca: string, kind: 'base' | 'delta' = 'base', shard = 0): string {
+  return `${publicUrl.replace(/\/+$/, '')}/crl/${ca}${shard ? `-s${shard}` : ''}${kind === 'delta' ? '-delta' : ''}.crl`;
 }
 
 export class CrlService {
@@ -38,10 +43,10 @@ export class CrlService {
     private readonly config: CrlConfig,
   ) {}
 
-  private async *revoked(ca: string, revokedSince?: Date): AsyncGenerator<RevokedEntry[]> {
+  private async *revoked(ca: string, revokedSince?: Date, shard = 0): AsyncGenerator<RevokedEntry[]> {
     let afterSerial: string | undefined;
     for (;;) {
-      const page = await this.store.listRevoked(ca, { afterSerial, revokedSince, limit: PAGE });
+      const page = await this.store.listRevoked(ca, { afterSerial, revokedSince, shard: shard || undefined, limit: PAGE });
       if (page.length) yield page;
       if (page.length < PAGE) return;
       afterSerial = page[page.length - 1].serial;
@@ -52,7 +57,9 @@ export class CrlService {
    * Signs and stores a new CRL of `kind` for CA `name`. `signer` is needed
    * only when the CA key is offline (the root, during a key ceremony).
    */
-  async publish(name: string, kind: 'base' | 'delta' = 'base', opts: { signer?: Signer; validityHours?: number; actor?: string } = {}): Promise<CrlRecord> {
+  async publish(name: string, kind: 'base' | 'delta' = 'base', opts: { signer?: Signer; validityHours?: number; actor?: string; shard?: number } = {}): Promise<CrlRecord> {
+    const shard = opts.shard ?? 0;
+    if (shard && kind === 'delta') throw new ProblemError('bad_request', 'delta CRLs cover the full CRL only, not shards');
     const ca = await this.authority.ca(name);
     const signer = opts.signer ?? (await this.authority.caSigner(name));
     const now = new Date(Math.floor(this.clock.now().getTime() / 1000) * 1000);
@@ -72,49 +79,59 @@ export class CrlService {
       thisUpdate: now,
       nextUpdate: new Date(now.getTime() + hours * HOUR),
       // §5.2.4: a delta lists what changed since its base was issued.
-      entries: this.revoked(name, base?.thisUpdate),
+      entries: this.revoked(name, base?.thisUpdate, shard),
       delta: base ? { baseNumber: base.number, released: await this.store.listReleasedHolds(name, base.thisUpdate) } : undefined,
-      freshestUrl: kind === 'base' && this.config.deltaValidityHours ? crlUrl(this.config.publicUrl, name, 'delta') : undefined,
+      freshestUrl: kind === 'base' && !shard && this.config.deltaValidityHours ? crlUrl(this.config.publicUrl, name, 'delta') : undefined,
+      distributionPointUrl: shard ? crlUrl(this.config.publicUrl, name, 'base', shard) : undefined,
     });
-    const rec: CrlRecord = { ca: name, shard: 0, kind, number, baseNumber: base?.number, thisUpdate: now, nextUpdate: new Date(now.getTime() + hours * HOUR), entries, der };
-    await this.store.putCrl(rec, { actor: opts.actor ?? 'system:crl', action: 'crl.publish', target: name, details: { kind, number, entries, nextUpdate: rec.nextUpdate.toISOString() } });
+    const rec: CrlRecord = { ca: name, shard, kind, number, baseNumber: base?.number, thisUpdate: now, nextUpdate: new Date(now.getTime() + hours * HOUR), entries, der };
+    await this.store.putCrl(rec, { actor: opts.actor ?? 'system:crl', action: 'crl.publish', target: name, details: { kind, shard, number, entries, nextUpdate: rec.nextUpdate.toISOString() } });
     return rec;
   }
 
   /**
    * What a CA needs now: a base CRL when there is none, when it nears its
    * nextUpdate, or when certificates were revoked or released since it; a
-   * delta likewise against the newest delta. CAs whose key is offline are
-   * skipped (their CRL comes from a key ceremony).
+   * delta likewise against the newest delta; each shard CRL likewise. CAs
+   * whose key is offline are skipped (their CRL comes from a key ceremony).
    */
-  async due(name: string): Promise<Array<'base' | 'delta'>> {
+  async due(name: string): Promise<Array<{ kind: 'base' | 'delta'; shard: number }>> {
     const ca = await this.authority.ca(name);
     if (!ca.record.keyRef) return [];
     const now = this.clock.now().getTime();
-    const out: Array<'base' | 'delta'> = [];
-    const base = await this.store.getLatestCrl(name, 0, 'base');
-    if (!base || base.nextUpdate.getTime() - now < this.config.refreshAheadHours * HOUR) return ['base'];
-    const changedSince = async (t: Date) =>
-      (await this.store.listRevoked(name, { revokedSince: t, limit: 1 })).length > 0 || (await this.store.listReleasedHolds(name, t)).length > 0;
+    const out: Array<{ kind: 'base' | 'delta'; shard: number }> = [];
+    const changedSince = async (t: Date, shard?: number) =>
+      (await this.store.listRevoked(name, { revokedSince: t, shard, limit: 1 })).length > 0 || (await this.store.listReleasedHolds(name, t, shard)).length > 0;
+    const baseDue = async (shard: number) => {
+      const crl = await this.store.getLatestCrl(name, shard, 'base');
+      return !crl || crl.nextUpdate.getTime() - now < this.config.refreshAheadHours * HOUR || (await changedSince(crl.thisUpdate, shard || undefined));
+    };
+    // Some relying parties (Mosquitto, Node) read only base CRLs: keep the
+    // base current after every change, with or without deltas.
+    if (await baseDue(0)) out.push({ kind: 'base', shard: 0 });
     if (this.config.deltaValidityHours) {
+      const base = await this.store.getLatestCrl(name, 0, 'base');
       const delta = await this.store.getLatestCrl(name, 0, 'delta');
-      const deltaStale = !delta || delta.baseNumber !== base.number || delta.nextUpdate.getTime() - now < (this.config.deltaValidityHours * HOUR) / 2;
-      if (deltaStale || (await changedSince(delta!.thisUpdate))) out.push('delta');
-      // Without a delta consumer in mind, keep the base current too: some
-      // relying parties (Mosquitto, node) read only the base CRL.
-      if (await changedSince(base.thisUpdate)) out.unshift('base');
-      return out;
+      const stale = !delta || !base || delta.baseNumber !== base.number || delta.nextUpdate.getTime() - now < (this.config.deltaValidityHours * HOUR) / 2;
+      if (stale || (await changedSince(delta.thisUpdate)) || out.length) out.push({ kind: 'delta', shard: 0 });
     }
-    if (await changedSince(base.thisUpdate)) out.push('base');
+    for (const shard of await this.store.listCrlShards(name)) {
+      if (shard > 0 && (await baseDue(shard))) out.push({ kind: 'base', shard });
+    }
     return out;
   }
 
-  /** The newest CRL of a CA, publishing one first if none exists yet. */
-  async latest(name: string, kind: 'base' | 'delta' = 'base'): Promise<CrlRecord> {
+  /** Whether any certificate of the CA is in `shard` (shards outlive a lower crl.shards). */
+  async hasShard(name: string, shard: number): Promise<boolean> {
+    return (await this.store.listCrlShards(name)).includes(shard);
+  }
+
+  /** The newest CRL of a CA (or shard), publishing one first if none exists yet. */
+  async latest(name: string, kind: 'base' | 'delta' = 'base', shard = 0): Promise<CrlRecord> {
     await this.authority.ca(name); // not_found for an unknown CA
-    const have = await this.store.getLatestCrl(name, 0, kind);
+    const have = await this.store.getLatestCrl(name, shard, kind);
     if (have) return have;
     if (kind === 'delta') await this.latest(name, 'base');
-    return this.publish(name, kind);
+    return this.publish(name, kind, { shard });
   }
 }

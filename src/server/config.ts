@@ -58,6 +58,11 @@ export interface FleetConfig {
     checkIntervalSeconds: number;
     /** Cache-Control max-age for CRL downloads: how stale a cache may serve one. */
     httpMaxAgeSeconds: number;
+    /**
+     * Partitioned CRLs (RFC 5280 §5.2.5): 0 (default) is off; N puts each new
+     * certificate in one of N shards whose CRL lists only that shard.
+     */
+    shards: number;
   };
   /** OCSP responder (RFC 6960/5019); see OcspOptions for each field. */
   ocsp: OcspOptions;
@@ -76,7 +81,7 @@ export function defaultConfig(org: string): FleetConfig {
     issuance: { backdateSeconds: 300 },
     registry: { secretTtlHours: 168, manufacturerId: { from: 'serialNumber' } },
     est: { defaultProfile: 'device-tls', retryAfterSeconds: 60, labels: {} },
-    crl: { validityHours: 24, refreshAheadHours: 12, deltaValidityHours: 0, checkIntervalSeconds: 5, httpMaxAgeSeconds: 60 },
+    crl: { validityHours: 24, refreshAheadHours: 12, deltaValidityHours: 0, checkIntervalSeconds: 5, httpMaxAgeSeconds: 60, shards: 0 },
     ocsp: { validitySeconds: 3600 },
     profiles: {},
   };
@@ -147,6 +152,7 @@ export function validateConfig(raw: unknown): FleetConfig {
   if (o.signerKeyAlgorithm !== undefined && !isKeyAlgorithm(o.signerKeyAlgorithm)) throw bad(`ocsp.signerKeyAlgorithm "${o.signerKeyAlgorithm}" is not a key algorithm`);
   const crl = merged.crl;
   if (!(crl.validityHours > 0) || !(crl.refreshAheadHours > 0) || crl.refreshAheadHours >= crl.validityHours) throw bad('crl.validityHours must be positive and larger than crl.refreshAheadHours');
+  if (!(Number.isInteger(crl.shards) && crl.shards >= 0 && crl.shards <= 1024)) throw bad('crl.shards is a whole number from 0 (off) to 1024');
   if (!(crl.deltaValidityHours >= 0) || !(crl.checkIntervalSeconds > 0) || !(crl.httpMaxAgeSeconds >= 0)) throw bad('crl.deltaValidityHours >= 0, crl.checkIntervalSeconds > 0, crl.httpMaxAgeSeconds >= 0');
   for (const [label, l] of Object.entries(merged.est.labels)) {
     if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(label) || ['cacerts', 'simpleenroll', 'simplereenroll', 'csrattrs', 'serverkeygen', 'fullcmc'].includes(label)) throw bad(`est label "${label}" must be lowercase letters, digits and dashes, and not an EST operation name`);

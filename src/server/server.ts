@@ -65,7 +65,7 @@ export async function buildHttpApp(ctx: FleetContext, o: BuildOptions = {}): Pro
   installProblemHandlers(app);
   app.get('/healthz', async () => ({ status: 'ok' }));
   await app.register(aiaPlugin, { authority: ctx.authority });
-  await app.register(crlPlugin, { crls: ctx.crls, maxAgeSeconds: ctx.config.crl.httpMaxAgeSeconds });
+  await app.register(crlPlugin, { crls: ctx.crls, maxAgeSeconds: ctx.config.crl.httpMaxAgeSeconds, shards: ctx.config.crl.shards });
   await app.register(ocspPlugin, { ctx });
   return app;
 }
@@ -138,9 +138,10 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
     const done: string[] = [];
     try {
       for (const ca of await ctx.store.listCas()) {
-        for (const kind of await ctx.crls.due(ca.name)) {
-          const rec = await ctx.crls.publish(ca.name, kind);
-          done.push(`${ca.name}:${kind}:${rec.number}`);
+        // Base before delta: a delta refers to the newest base.
+        for (const { kind, shard } of await ctx.crls.due(ca.name)) {
+          const rec = await ctx.crls.publish(ca.name, kind, { shard });
+          done.push(`${ca.name}${shard ? `-s${shard}` : ''}:${kind}:${rec.number}`);
         }
       }
     } finally {

@@ -12,6 +12,7 @@ export function registerCrl(program: Command): void {
     .requiredOption('--ca <name>', 'the CA')
     .option('--out <file>', 'write the CRL here (DER) instead of PEM on stdout')
     .option('--delta', 'the delta CRL instead of the base CRL')
+    .option('--shard <n>', 'a partition\'s CRL (partitioned CRLs, crl.shards)', (v) => Number(v))
     .option('--new', 'sign and publish a new CRL now')
     .option('--root-key <file>', 'with --new: the offline key of the CA (export-root-key), for a CA whose key is offline')
     .option('--root-key-passphrase-file <file>', 'its passphrase (else $FLEETPKI_ROOT_KEY_PASSPHRASE)')
@@ -24,6 +25,7 @@ ceremony:  fleetpki crl --ca root --new --root-key root-key.p8 --validity-days 3
     .action(async (o) =>
       withContext(o.dir, async (ctx) => {
         const kind = o.delta ? 'delta' : 'base';
+        if (o.shard !== undefined && !(Number.isInteger(o.shard) && o.shard >= 0)) throw new ProblemError('bad_request', '--shard is a whole number');
         let signer;
         if (o.rootKey) {
           if (!o.new) throw new ProblemError('bad_request', '--root-key goes with --new');
@@ -38,10 +40,10 @@ ceremony:  fleetpki crl --ca root --new --root-key root-key.p8 --validity-days 3
           if (Buffer.compare(Buffer.from(signer.spki), Buffer.from(ca.info.spki)) !== 0) throw new ProblemError('key_unavailable', `${o.rootKey} is not the key of CA "${o.ca}"`);
         }
         const crl = o.new
-          ? await ctx.crls.publish(o.ca, kind, { signer, validityHours: o.validityDays ? o.validityDays * 24 : undefined, actor: cliActor() })
-          : await ctx.crls.latest(o.ca, kind);
+          ? await ctx.crls.publish(o.ca, kind, { signer, validityHours: o.validityDays ? o.validityDays * 24 : undefined, actor: cliActor(), shard: o.shard })
+          : await ctx.crls.latest(o.ca, kind, o.shard ?? 0);
         if (o.out) writeFileSync(o.out, crl.der);
-        if (o.json) printJson({ ca: crl.ca, kind: crl.kind, number: crl.number, baseNumber: crl.baseNumber ?? null, entries: crl.entries, thisUpdate: crl.thisUpdate.toISOString(), nextUpdate: crl.nextUpdate.toISOString() });
+        if (o.json) printJson({ ca: crl.ca, kind: crl.kind, shard: crl.shard, number: crl.number, baseNumber: crl.baseNumber ?? null, entries: crl.entries, thisUpdate: crl.thisUpdate.toISOString(), nextUpdate: crl.nextUpdate.toISOString() });
         else if (!o.out) process.stdout.write(pemEncode('X509 CRL', crl.der));
         else note(`CRL ${crl.number} of ${crl.ca} (${crl.entries} entries, next update ${crl.nextUpdate.toISOString()}) -> ${o.out}`);
       }),
