@@ -4,7 +4,7 @@
  * as DialectHooks; everything else is one code path, so both backends behave
  * the same in the conformance suite.
  */
-import { sql, type Insertable, type Kysely, type Selectable } from 'kysely';
+import { sql, type Expression, type Insertable, type Kysely, type Selectable } from 'kysely';
 import { systemClock, type Clock } from '../clock.js';
 import { ProblemError, rethrowAs } from '../errors.js';
 import { auditEntryHash, GENESIS_HASH } from './audit_chain.js';
@@ -25,6 +25,7 @@ import type {
   TrustAnchorTable,
 } from './schema.js';
 import {
+  REVOCATION_REASONS,
   ROLES,
   type ApiTokenRecord,
   type AuditEntry,
@@ -83,13 +84,12 @@ const MAX_REVOKED_PAGE = 100_000;
 export type RevokedQuery = NonNullable<Parameters<Store['listRevoked']>[1]>;
 
 /**
- * The one statement behind listRevoked: only the columns a CRL entry needs,
- * all held by certificates_crl (with a shard) or certificates_crl_all_shards
- * (without), walked in serial order: each page is one index range scan with
- * no sort and no table access. Exported so the conformance suite can check
- * that plan.
+ * One page of listRevoked as rows: only the columns a CRL entry needs, all
+ * held by certificates_crl (with a shard) or certificates_crl_all_shards
+ * (without), walked in serial order: one index range scan, no sort, no table
+ * access.
  */
-export function revokedEntriesQuery(db: Kysely<Database>, ca: string, q: RevokedQuery = {}) {
+function revokedRowsQuery(db: Kysely<Database>, ca: string, q: RevokedQuery) {
   let query = db
     .selectFrom('certificates')
     .select(['serial', 'revoked_at', 'revocation_reason', 'invalidity_date'])
@@ -99,6 +99,62 @@ export function revokedEntriesQuery(db: Kysely<Database>, ca: string, q: Revoked
   if (q.revokedSince !== undefined) query = query.where('revoked_at', '>=', toMs(q.revokedSince, 'revokedSince'));
   if (q.afterSerial !== undefined) query = query.where('serial', '>', q.afterSerial);
   return query.orderBy('serial').limit(pageSize(q.limit, DEFAULT_REVOKED_PAGE, MAX_REVOKED_PAGE));
+}
+
+const REASON_CODE_OF_PAGE = sql<number>`case ${sql.ref('page.revocation_reason')} ${sql.join(
+  Object.entries(REVOCATION_REASONS).map(([name, code]) => sql`when ${sql.lit(name)} then ${sql.lit(code)}`),
+  sql` `,
+)} end`;
+const REASON_BY_CODE: RevocationReason[] = [];
+for (const [name, code] of Object.entries(REVOCATION_REASONS)) REASON_BY_CODE[code] = name as RevocationReason;
+
+/**
+ * The statement behind listRevoked: the page of revokedRowsQuery folded into
+ * one row of four JSON arrays (serials, revocation times, reasons, invalidity
+ * dates). Reading 100,000 rows one by one costs the driver an object, a
+ * string and numbers per row and column, built through its native binding;
+ * JSON.parse builds the same values in a fraction of that time, which halves
+ * the time to read a million-entry CRL. Exported so the conformance suite can
+ * check its plan.
+ */
+export function revokedPageQuery(db: Kysely<Database>, dialect: SqlDialect, ca: string, q: RevokedQuery = {}) {
+  const jsonArray = (value: Expression<unknown>) =>
+    dialect === 'sqlite'
+      ? sql<string>`json_group_array(${value})`
+      : // json_agg of no rows is null; as text, so both dialects hand back a string.
+        sql<string | null>`json_agg(${value})::text`;
+  return db.selectFrom(revokedRowsQuery(db, ca, q).as('page')).select([
+    jsonArray(sql.ref('page.serial')).as('serials'),
+    jsonArray(sql.ref('page.revoked_at')).as('revoked_at'),
+    // Reasons travel as their RFC 5280 codes: numbers, not a string per entry.
+    jsonArray(REASON_CODE_OF_PAGE).as('reasons'),
+    jsonArray(sql.ref('page.invalidity_date')).as('invalidity_dates'),
+  ]);
+}
+
+/**
+ * The entries of a revokedPageQuery row, or undefined when they are not in
+ * ascending serial order. Both databases feed an aggregate the rows of an
+ * ordered subquery in that order, but neither promises it; the four arrays
+ * always line up (one pass over the same rows).
+ */
+function revokedPageEntries(row: { serials: string | null; revoked_at: string | null; reasons: string | null; invalidity_dates: string | null }): RevokedEntry[] | undefined {
+  if (row.serials === null) return [];
+  const serials = JSON.parse(row.serials) as string[];
+  const revokedAt = JSON.parse(row.revoked_at!) as number[];
+  const reasons = JSON.parse(row.reasons!) as number[];
+  const invalidity = JSON.parse(row.invalidity_dates!) as (number | null)[];
+  const out = new Array<RevokedEntry>(serials.length);
+  for (let i = 0; i < serials.length; i++) {
+    // JS compares UTF-16 units, the databases bytes: the same for hex serials;
+    // anything else that looks out of order takes the row-by-row path.
+    if (i > 0 && !(serials[i - 1] < serials[i])) return undefined;
+    const e: RevokedEntry = { serial: serials[i], revokedAt: new Date(revokedAt[i]), reason: REASON_BY_CODE[reasons[i]] };
+    const inv = invalidity[i];
+    if (inv !== null) e.invalidityDate = new Date(inv);
+    out[i] = e;
+  }
+  return out;
 }
 
 export class KyselyStore implements Store {
@@ -567,16 +623,18 @@ export class KyselyStore implements Store {
   // --- revocation: CRLs, holds, OCSP signers ---
 
   async listRevoked(ca: string, q: RevokedQuery = {}): Promise<RevokedEntry[]> {
-    const rows = await revokedEntriesQuery(this.db, ca, q).execute();
-    // The hot path of a big CRL: one object per entry, no compact()/delete.
-    const out = new Array<RevokedEntry>(rows.length);
-    for (let i = 0; i < rows.length; i++) {
-      const r = rows[i];
-      const e: RevokedEntry = { serial: r.serial, revokedAt: new Date(Number(r.revoked_at)), reason: r.revocation_reason as RevocationReason };
-      if (r.invalidity_date !== null) e.invalidityDate = new Date(Number(r.invalidity_date));
-      out[i] = e;
-    }
-    return out;
+    const page = revokedPageEntries(await revokedPageQuery(this.db, this.kind, ca, q).executeTakeFirstOrThrow());
+    if (page) return page;
+    // The aggregate saw the rows out of order (see revokedPageEntries): read them one by one.
+    const rows = await revokedRowsQuery(this.db, ca, q).execute();
+    return rows.map((r) =>
+      compact({
+        serial: r.serial,
+        revokedAt: new Date(Number(r.revoked_at)),
+        reason: r.revocation_reason as RevocationReason,
+        invalidityDate: optionalDate(r.invalidity_date),
+      }),
+    );
   }
 
   async countRevoked(ca: string, shard?: number): Promise<number> {

@@ -10,12 +10,13 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sql, type Kysely } from 'kysely';
+import SQLite from 'better-sqlite3';
+import { CompiledQuery, sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { FakeClock } from '../../src/clock.js';
 import { isProblem, type ProblemCode } from '../../src/errors.js';
 import { verifyAuditChain } from '../../src/store/audit_chain.js';
-import { KyselyStore, type StoreOptions } from '../../src/store/kysely_store.js';
+import { KyselyStore, revokedPageQuery, type RevokedQuery, type StoreOptions } from '../../src/store/kysely_store.js';
 import { MIGRATIONS, migrateToLatest } from '../../src/store/migrations.js';
 import { openStore } from '../../src/store/open_store.js';
 import { openPostgresStore } from '../../src/store/postgres_store.js';
@@ -29,13 +30,18 @@ import {
   type CaRecord,
   type CertificateQuery,
   type CertificateRecord,
+  type CrlRecord,
   type DevicePatch,
   type DeviceQuery,
   type DeviceRecord,
   type EnrollmentCommit,
   type EnrollmentSecretRecord,
+  type OcspSignerRecord,
   type OrderRecord,
   type PendingEnrollmentRecord,
+  type ReleasedHold,
+  type RevocationReason,
+  type RevokedEntry,
   type Store,
   type TrustAnchorRecord,
 } from '../../src/store/store.js';
@@ -107,6 +113,81 @@ function enrollment(serial: string, deviceId: string, over: Partial<EnrollmentCo
 
 /** serial n as a fixed-width lowercase hex string, so numeric and text order agree. */
 const serialOf = (n: number) => n.toString(16).padStart(32, '0');
+
+/** The fields of a certificate revoked at `revokedAt` for `reason`. */
+function revokedAs(reason: RevocationReason, revokedAt: Date, invalidityDate?: Date): Pick<CertificateRecord, 'status' | 'revocation'> {
+  return { status: 'revoked', revocation: invalidityDate ? { revokedAt, reason, invalidityDate } : { revokedAt, reason } };
+}
+const onHold = (revokedAt: Date) => revokedAs('certificateHold', revokedAt);
+
+/** CRL `number` of the root CA: a base of shard 0 unless told, issued `number` hours after T0. */
+function crlRecord(number: number, over: Partial<CrlRecord> = {}): CrlRecord {
+  return { ca: 'root', shard: 0, kind: 'base', number, thisUpdate: at(number * HOUR), nextUpdate: at(number * HOUR + DAY), entries: number * 10, der: Uint8Array.of(0x30, 0x03, 0x02, 0x01, number), ...over };
+}
+
+function signerRecord(keyRef: string, over: Partial<OcspSignerRecord> = {}): OcspSignerRecord {
+  return { ca: 'root', keyRef, certDer: Uint8Array.of(0x30, 0x02, keyRef.length, 0xff), notAfter: at(30 * DAY), createdAt: at(HOUR), ...over };
+}
+
+/** A CRL entry as listRevoked returns it for a certificate made with revokedAs(). */
+function entryOf(serial: string, { revocation }: Pick<CertificateRecord, 'revocation'>): RevokedEntry {
+  assert.ok(revocation);
+  return { serial, ...revocation };
+}
+
+/** Every page of listRevoked, followed by afterSerial. */
+async function allRevoked(store: Store, ca: string, q: { shard?: number; revokedSince?: Date; limit?: number } = {}): Promise<RevokedEntry[]> {
+  const all: RevokedEntry[] = [];
+  for (;;) {
+    const page = await store.listRevoked(ca, { ...q, afterSerial: all.at(-1)?.serial });
+    assert.ok(page.length <= (q.limit ?? 10_000));
+    all.push(...page);
+    if (page.length < (q.limit ?? 10_000)) return all;
+  }
+}
+
+/**
+ * `count` certificates of CA `ca` straight into the table, in statements of
+ * 500 rows: serialOf(first + i), in shard `shard`, revoked at T0 + i ms for
+ * keyCompromise unless `good`.
+ */
+async function insertCertificateRows(store: Store, ca: string, first: number, count: number, { shard = 0, good = false } = {}): Promise<void> {
+  const db = rawDb(store);
+  for (let i = 0; i < count; i += 500) {
+    const rows = Array.from({ length: Math.min(500, count - i) }, (_, j) => {
+      const n = first + i + j;
+      return {
+        serial: serialOf(n),
+        issuer_ca: ca,
+        profile: 'device',
+        subject: `CN=bulk-${n}`,
+        sans: '[]',
+        not_before: T0,
+        not_after: T0 + DAY,
+        spki_sha256: 'ab'.repeat(32),
+        der: Buffer.of(0x30, 0x00),
+        status: good ? ('good' as const) : ('revoked' as const),
+        revoked_at: good ? null : T0 + i + j,
+        revocation_reason: good ? null : ('keyCompromise' as const),
+        created_at: T0,
+        requester: 'test',
+        crl_shard: shard,
+      };
+    });
+    await db.insertInto('certificates').values(rows).execute();
+  }
+}
+
+/** Everything the revocation methods can change, to show that a failure changed nothing. */
+async function revocationSnapshot(store: Store): Promise<unknown> {
+  const cas = (await store.listCas()).map((c) => c.name);
+  return {
+    crls: await store.listLatestCrls(),
+    signers: await Promise.all(cas.map((ca) => store.getOcspSigner(ca))),
+    revoked: await Promise.all(cas.map((ca) => allRevoked(store, ca))),
+    released: await Promise.all(cas.map((ca) => store.listReleasedHolds(ca, new Date(0)))),
+  };
+}
 
 async function expectProblem(p: Promise<unknown>, code: ProblemCode): Promise<void> {
   await assert.rejects(p, (e: unknown) => {
@@ -219,7 +300,7 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
             .execute();
           await old.migrate();
           const versions = await db.selectFrom('schema_version').select('version').orderBy('version').execute();
-          assert.deepEqual(versions.map((v) => Number(v.version)), [1, 2]);
+          assert.deepEqual(versions.map((v) => Number(v.version)), MIGRATIONS.map((m) => m.version));
           const cert = await old.getCertificate('0001');
           assert.deepEqual(cert, v1);
           assert.ok(cert && !('deviceId' in cert));
@@ -233,6 +314,83 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
           await old.close();
         }
       });
+    });
+
+    describe('schema: version 3 (revocation)', () => {
+      it('ok migrating a database created at version 2 keeps its rows, in CRL shard 0 with no release', async () => {
+        const old = await openUnmigrated();
+        try {
+          const db = rawDb(old);
+          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 2)), [1, 2]);
+          await withRoot(old);
+          // As fleetpki 0.2 wrote them: no crl_shard, no released_at.
+          const v2 = [certRecord('0001', { deviceId: 'dev-1' }), certRecord('0002', onHold(at(10))), certRecord('0003', revokedAs('keyCompromise', at(20), at(15)))];
+          for (const c of v2) {
+            await db
+              .insertInto('certificates')
+              .values({
+                serial: c.serial,
+                issuer_ca: c.issuerCa,
+                profile: c.profile,
+                subject: c.subject,
+                sans: JSON.stringify(c.sans),
+                not_before: c.notBefore.getTime(),
+                not_after: c.notAfter.getTime(),
+                spki_sha256: c.spkiSha256,
+                der: Buffer.from(c.der),
+                status: c.status,
+                revoked_at: c.revocation?.revokedAt.getTime() ?? null,
+                revocation_reason: c.revocation?.reason ?? null,
+                invalidity_date: c.revocation?.invalidityDate?.getTime() ?? null,
+                created_at: c.createdAt.getTime(),
+                requester: c.requester,
+                device_id: c.deviceId ?? null,
+              })
+              .execute();
+          }
+          await old.migrate();
+          const versions = await db.selectFrom('schema_version').select('version').orderBy('version').execute();
+          assert.deepEqual(versions.map((v) => Number(v.version)), [1, 2, 3]);
+          const raw = await db.selectFrom('certificates').select(['serial', 'crl_shard', 'released_at']).orderBy('serial').execute();
+          assert.deepEqual(raw.map((r) => [r.serial, Number(r.crl_shard), r.released_at]), [['0001', 0, null], ['0002', 0, null], ['0003', 0, null]]);
+          assert.deepEqual(await old.listCertificates(), v2);
+          assert.deepEqual(await old.listCertificates({ issuerCa: 'root', status: 'revoked' }), v2.slice(1));
+          assert.deepEqual(await old.listRevoked('root', { shard: 0 }), [entryOf('0002', v2[1]), entryOf('0003', v2[2])]);
+          assert.deepEqual(await old.listCrlShards('root'), [0]);
+          assert.equal(await old.countInShard('root', 0), 3);
+          // The new tables and columns work on the upgraded database.
+          await old.releaseHold('0002', at(30), audit('certificate.release', '0002'));
+          assert.deepEqual(await old.listReleasedHolds('root', at(0)), [{ serial: '0002', releasedAt: at(30) }]);
+          assert.equal(await old.nextCrlNumber('root'), 1);
+          await old.putCrl(crlRecord(1), audit('crl.publish', 'root'));
+          await old.putOcspSigner(signerRecord('k1'), audit('ocsp.signer.create', 'root'));
+          assert.deepEqual(await old.getLatestCrl('root', 0, 'base'), crlRecord(1));
+          assert.deepEqual(verifyAuditChain(await readAuditLog(old)), { ok: true, entries: 4 });
+        } finally {
+          await old.close();
+        }
+      });
+
+      it('ok crlShard 0 is the default: it reads back as no crlShard member', async () => {
+        await withRoot(store);
+        await store.insertCertificate(certRecord('01', { crlShard: 0 }), audit('certificate.issue', '01'));
+        await store.insertCertificate(certRecord('02'), audit('certificate.issue', '02'));
+        for (const c of await store.listCertificates()) assert.ok(!('crlShard' in c), c.serial);
+        assert.equal(await store.countInShard('root', 0), 2);
+      });
+
+      const badShards: [string, number][] = [
+        ['fail-crlShard -1', -1],
+        ['fail-crlShard 1.5', 1.5],
+      ];
+      for (const [title, crlShard] of badShards) {
+        it(`insertCertificate ${title} → bad_request, and writes nothing`, async () => {
+          await withRoot(store);
+          await expectProblem(store.insertCertificate(certRecord('01', { crlShard }), audit('certificate.issue', '01')), 'bad_request');
+          assert.deepEqual(await store.listCertificates(), []);
+          assert.equal((await readAuditLog(store)).length, 1);
+        });
+      }
     });
 
     describe('certificate authorities', () => {
@@ -295,6 +453,8 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
         ['ok unicode subject and SANs', certRecord('0a1d', { subject: 'CN=Gerät "7", O=Müller', sans: ['dns:a.example', 'uri:urn:x:ü', 'ip:2001:db8::1'] })],
         ['ok inserted revoked with invalidity date', certRecord('0a1e', { status: 'revoked', revocation: { revokedAt: at(9), reason: 'keyCompromise', invalidityDate: at(7) } })],
         ['ok linked to a registry device', certRecord('0a1f', { deviceId: 'dev-1' })],
+        ['ok in CRL shard 3', certRecord('0a20', { crlShard: 3 })],
+        ['ok revoked on hold in CRL shard 12', certRecord('0a21', { crlShard: 12, status: 'revoked', revocation: { revokedAt: at(9), reason: 'certificateHold' } })],
       ];
       for (const [title, cert] of roundTrips) {
         it(`insertCertificate ${title} round-trips`, async () => {
@@ -513,6 +673,7 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
     });
 
     registryConformance(() => store);
+    revocationConformance(() => store);
 
     describe('audit log', () => {
       it('seq starts at 1 and increments; entries chain and match what listAudit returns', async () => {
@@ -561,6 +722,10 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
             'certificate.enroll',
             () => store.recordEnrollment(enrollment('c2', 'dev-1', { consumeSecretHash: sha('dev-1'), redeemOrderId: 'o1', pendingId: 'p1' }), audit('certificate.enroll', 'c2')),
           ],
+          ['certificate.hold', () => store.revokeCertificate('c2', { revokedAt: at(7), reason: 'certificateHold' }, audit('certificate.hold', 'c2'))],
+          ['certificate.release', () => store.releaseHold('c2', at(8), audit('certificate.release', 'c2'))],
+          ['crl.publish', () => store.putCrl(crlRecord(1), audit('crl.publish', 'root'))],
+          ['ocsp.signer.create', () => store.putOcspSigner(signerRecord('k1'), audit('ocsp.signer.create', 'root'))],
         ];
         for (const [, step] of steps) await step();
         const log = await readAuditLog(store);
@@ -633,6 +798,9 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
         ['insertPendingEnrollment', (s) => s.insertPendingEnrollment(pendingRecord('p2', 'dev-1'), unwritable)],
         ['decidePendingEnrollment', (s) => s.decidePendingEnrollment('p1', 'approved', 'x', at(9), unwritable)],
         ['recordEnrollment', (s) => s.recordEnrollment(enrollment('r3', 'dev-1', { consumeSecretHash: sha('dev-1'), redeemOrderId: 'o1' }), unwritable)],
+        ['releaseHold', (s) => s.releaseHold('h1', at(9), unwritable)],
+        ['putCrl', (s) => s.putCrl(crlRecord(1), unwritable)],
+        ['putOcspSigner', (s) => s.putOcspSigner(signerRecord('k1'), unwritable)],
       ];
       for (const [method, call] of calls) {
         it(`fail-${method} → bad_request, and nothing changes`, async () => {
@@ -640,7 +808,8 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
           await store.insertCertificate(certRecord('r1'), audit('certificate.issue', 'r1'));
           await store.insertToken(tokenRecord('t1'), audit('token.create', 't1'));
           await withRegistry(store);
-          const snapshot = async () => [await store.listCas(), await store.listTokens(), await registrySnapshot(store)];
+          await store.insertCertificate(certRecord('h1', onHold(at(5))), audit('certificate.issue', 'h1'));
+          const snapshot = async () => [await store.listCas(), await store.listTokens(), await registrySnapshot(store), await revocationSnapshot(store)];
           const before = await snapshot();
           await expectProblem(call(store), 'bad_request');
           assert.deepEqual(await snapshot(), before);
@@ -1234,6 +1403,462 @@ function registryConformance(current: () => Store): void {
   });
 }
 
+// --- the revocation part of the suite ---
+
+function revocationConformance(current: () => Store): void {
+  describe('revocation: listRevoked, countRevoked, shards', () => {
+    let store: Store;
+    // root: r01 (shard 0, with invalidity date), r03 (shard 1), r04 (shard 0,
+    // on hold, expired), r06 (shard 2, revoked through revokeCertificate);
+    // good: r02 (shard 0), r07 (shard 2), r08 (shard 7). issuing: r05.
+    const certs = {
+      r01: certRecord('r01', revokedAs('keyCompromise', at(10), at(5))),
+      r02: certRecord('r02'),
+      r03: certRecord('r03', { crlShard: 1, ...revokedAs('superseded', at(20)) }),
+      r04: certRecord('r04', { notBefore: at(-3 * DAY), notAfter: at(-DAY), ...onHold(at(30)) }),
+      r05: certRecord('r05', { issuerCa: 'issuing', ...revokedAs('keyCompromise', at(15)) }),
+      r06: certRecord('r06', { crlShard: 2 }),
+      r07: certRecord('r07', { crlShard: 2 }),
+      r08: certRecord('r08', { crlShard: 7 }),
+    };
+    const r06 = revokedAs('cessationOfOperation', at(40));
+    beforeEach(async () => {
+      store = current();
+      await withRoot(store);
+      await store.insertCa(caRecord('issuing', { kind: 'issuing', parentName: 'root' }), audit('ca.create', 'issuing'));
+      // Not in serial order, so the order of the answers is the store's doing.
+      for (const c of [certs.r06, certs.r03, certs.r08, certs.r01, certs.r05, certs.r02, certs.r07, certs.r04]) await store.insertCertificate(c, audit('certificate.issue', c.serial));
+      await store.revokeCertificate('r06', r06.revocation!, audit('certificate.revoke', 'r06'));
+    });
+
+    it('ok entries carry revokedAt, reason and invalidityDate (only when set), in serial order', async () => {
+      assert.deepEqual(await store.listRevoked('root'), [entryOf('r01', certs.r01), entryOf('r03', certs.r03), entryOf('r04', certs.r04), entryOf('r06', r06)]);
+      const [r01, r03] = await store.listRevoked('root');
+      assert.ok(r01.invalidityDate instanceof Date && r01.revokedAt instanceof Date);
+      assert.ok(!('invalidityDate' in r03), 'no invalidity date leaves no invalidityDate member');
+    });
+
+    const filters: [string, Parameters<Store['listRevoked']>[1], string[]][] = [
+      ['ok no filter: the CA\'s revoked, expired included, good and other CAs\' excluded', {}, ['r01', 'r03', 'r04', 'r06']],
+      ['ok shard 0', { shard: 0 }, ['r01', 'r04']],
+      ['ok shard 1', { shard: 1 }, ['r03']],
+      ['ok shard with only good certificates', { shard: 7 }, []],
+      ['ok shard with no certificates', { shard: 5 }, []],
+      ['ok revokedSince is inclusive', { revokedSince: at(20) }, ['r03', 'r04', 'r06']],
+      ['ok revokedSince after every revocation', { revokedSince: at(41) }, []],
+      ['ok revokedSince + shard', { revokedSince: at(20), shard: 0 }, ['r04']],
+      ['ok afterSerial', { afterSerial: 'r03' }, ['r04', 'r06']],
+      ['ok afterSerial between serials', { afterSerial: 'r02' }, ['r03', 'r04', 'r06']],
+      ['ok limit', { limit: 2 }, ['r01', 'r03']],
+      ['ok afterSerial + limit + shard', { afterSerial: 'r01', limit: 1, shard: 0 }, ['r04']],
+    ];
+    for (const [title, q, serials] of filters) {
+      it(`listRevoked ${title}`, async () => {
+        assert.deepEqual((await store.listRevoked('root', q)).map((e) => e.serial), serials);
+      });
+    }
+
+    it('listRevoked of another CA, and of an unknown one', async () => {
+      assert.deepEqual(await store.listRevoked('issuing'), [entryOf('r05', certs.r05)]);
+      assert.deepEqual(await store.listRevoked('ghost'), []);
+    });
+
+    const failures: [string, Parameters<Store['listRevoked']>[1]][] = [
+      ['fail-limit 0', { limit: 0 }],
+      ['fail-limit -1', { limit: -1 }],
+      ['fail-limit 2.5', { limit: 2.5 }],
+      ['fail-shard -1', { shard: -1 }],
+      ['fail-shard 1.5', { shard: 1.5 }],
+      ['fail-invalid revokedSince', { revokedSince: new Date(NaN) }],
+    ];
+    for (const [title, q] of failures) {
+      it(`listRevoked ${title} → bad_request`, async () => {
+        await expectProblem(store.listRevoked('root', q), 'bad_request');
+      });
+    }
+
+    it('ok listRevoked returns 10,000 by default, and keyset paging visits every entry once, in order', async () => {
+      await insertCertificateRows(store, 'issuing', 0, 10_005);
+      const firstPage = await store.listRevoked('issuing');
+      assert.equal(firstPage.length, 10_000);
+      assert.deepEqual(firstPage[0], { serial: serialOf(0), revokedAt: at(0), reason: 'keyCompromise' });
+      const expected = [...Array.from({ length: 10_005 }, (_, i) => serialOf(i)), 'r05'];
+      assert.deepEqual((await allRevoked(store, 'issuing', { limit: 3000 })).map((e) => e.serial), expected);
+      assert.deepEqual((await allRevoked(store, 'issuing')).map((e) => e.serial), expected);
+      assert.equal(await store.countRevoked('issuing'), 10_006);
+    });
+
+    it('ok listRevoked keeps the database\'s (bytewise) serial order for serials JavaScript orders otherwise', async () => {
+      // Not hex, which the store does not enforce: UTF-8 puts U+FF61 before
+      // U+1F600, UTF-16 (JavaScript's <) the other way round.
+      const odd = ['\u{ff61}', '\u{1f600}', 'a'];
+      for (const serial of odd) await store.insertCertificate(certRecord(serial, { issuerCa: 'issuing', ...revokedAs('unspecified', at(1)) }), audit('certificate.issue'));
+      const bytewise = [...odd, 'r05'].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      assert.deepEqual(bytewise, ['a', 'r05', '\u{ff61}', '\u{1f600}']);
+      assert.deepEqual((await store.listRevoked('issuing')).map((e) => e.serial), bytewise);
+      assert.deepEqual((await allRevoked(store, 'issuing', { limit: 1 })).map((e) => e.serial), bytewise);
+    });
+
+    const counts: [string, string, number | undefined, number][] = [
+      ['ok every shard', 'root', undefined, 4],
+      ['ok shard 0', 'root', 0, 2],
+      ['ok shard 2', 'root', 2, 1],
+      ['ok shard with only good certificates', 'root', 7, 0],
+      ['ok another CA', 'issuing', undefined, 1],
+      ['ok unknown CA', 'ghost', undefined, 0],
+    ];
+    for (const [title, ca, shard, n] of counts) {
+      it(`countRevoked ${title}`, async () => {
+        assert.equal(await store.countRevoked(ca, shard), n);
+      });
+    }
+
+    it('listCrlShards: shards holding any certificate of the CA, ascending', async () => {
+      assert.deepEqual(await store.listCrlShards('root'), [0, 1, 2, 7]);
+      assert.deepEqual(await store.listCrlShards('issuing'), [0]);
+      assert.deepEqual(await store.listCrlShards('ghost'), []);
+    });
+
+    const inShard: [string, number, number][] = [
+      ['ok good and revoked', 0, 3],
+      ['ok revoked only', 1, 1],
+      ['ok good only', 7, 1],
+      ['ok empty', 3, 0],
+    ];
+    for (const [title, shard, n] of inShard) {
+      it(`countInShard ${title}`, async () => {
+        assert.equal(await store.countInShard('root', shard), n);
+      });
+    }
+
+    it('fail-countRevoked, countInShard and listReleasedHolds of shard -1 → bad_request', async () => {
+      await expectProblem(store.countRevoked('root', -1), 'bad_request');
+      await expectProblem(store.countInShard('root', -1), 'bad_request');
+      await expectProblem(store.listReleasedHolds('root', at(0), -1), 'bad_request');
+    });
+
+    it('ok recordEnrollment stores the certificate\'s crlShard', async () => {
+      await store.insertDevice(deviceRecord('dev-1'), audit('device.register', 'dev-1'));
+      const c = enrollment('e1', 'dev-1');
+      c.cert.crlShard = 4;
+      await store.recordEnrollment(c, audit('certificate.enroll', 'e1'));
+      assert.deepEqual(await store.getCertificate('e1'), c.cert);
+      assert.deepEqual(await store.listCertificates({ deviceId: 'dev-1' }), [c.cert]);
+      assert.deepEqual(await store.listCrlShards('root'), [0, 1, 2, 4, 7]);
+      assert.equal(await store.countInShard('root', 4), 1);
+    });
+
+    it('the CRL queries are index range scans in serial order (no sort, no table rows)', async () => {
+      const db = rawDb(store);
+      // Most certificates good, several CAs, a few shards: what PostgreSQL's
+      // statistics should see to plan as it would in production (SQLite
+      // keeps none unless told).
+      for (let shard = 0; shard < 4; shard++) {
+        await insertCertificateRows(store, 'root', shard * 2000, 1000, { shard, good: true });
+        await insertCertificateRows(store, 'root', shard * 2000 + 1000, 100, { shard });
+        await insertCertificateRows(store, 'issuing', shard * 2000 + 1100, 900, { shard, good: true });
+      }
+      if (store.kind === 'postgres') await sql`vacuum analyze certificates`.execute(db);
+      const plans: [RevokedQuery, string][] = [
+        [{ shard: 3, afterSerial: serialOf(10), revokedSince: at(1), limit: 100_000 }, 'certificates_crl'],
+        [{ afterSerial: serialOf(10), revokedSince: at(1), limit: 100_000 }, 'certificates_crl_all_shards'],
+      ];
+      for (const [q, index] of plans) {
+        const compiled = revokedPageQuery(db, store.kind, 'root', q).compile();
+        if (store.kind === 'sqlite') {
+          const plan = (await db.executeQuery(CompiledQuery.raw(`explain query plan ${compiled.sql}`, [...compiled.parameters]))).rows.map((r) => (r as { detail: string }).detail);
+          assert.ok(plan.some((d) => d.startsWith(`SEARCH certificates USING COVERING INDEX ${index} `)), plan.join('\n'));
+          assert.ok(!plan.some((d) => d.includes('TEMP B-TREE')), plan.join('\n'));
+        } else {
+          // On a table this small the planner may rather sort a bitmap scan's
+          // few rows; with those plans off, what is left shows whether the
+          // index alone can serve the query in serial order, as it must for
+          // a million-entry CRL.
+          const rows = await db.transaction().execute(async (trx) => {
+            await sql`set local enable_bitmapscan = off`.execute(trx);
+            await sql`set local enable_seqscan = off`.execute(trx);
+            return (await trx.executeQuery(CompiledQuery.raw(`explain ${compiled.sql}`, [...compiled.parameters]))).rows;
+          });
+          const plan = rows.map((r) => Object.values(r as object)[0] as string);
+          assert.ok(plan.some((d) => d.includes(`Index Only Scan using ${index} on certificates`)), plan.join('\n'));
+          assert.ok(!plan.some((d) => /\bSort\b/.test(d)), plan.join('\n'));
+        }
+      }
+    });
+  });
+
+  describe('revocation: releaseHold, listReleasedHolds', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await withRoot(store);
+      await store.insertCa(caRecord('issuing', { kind: 'issuing', parentName: 'root' }), audit('ca.create', 'issuing'));
+      await store.insertCertificate(certRecord('h1', onHold(at(10))), audit('certificate.issue', 'h1'));
+    });
+
+    it('ok on hold → good again: revocation cleared, release recorded, one audit entry; revoked again → listed again, release cleared', async () => {
+      const logBefore = await readAuditLog(store);
+      const released = await store.releaseHold('h1', at(50), audit('certificate.release', 'h1', { by: 'test' }));
+      assert.deepEqual(released, certRecord('h1'));
+      assert.deepEqual(await store.getCertificate('h1'), certRecord('h1'));
+      assert.deepEqual(await store.listRevoked('root'), []);
+      assert.equal(await store.countRevoked('root'), 0);
+      assert.deepEqual(await store.listReleasedHolds('root', at(50)), [{ serial: 'h1', releasedAt: at(50) }]);
+      const log = await readAuditLog(store);
+      assert.deepEqual(log.slice(0, -1), logBefore);
+      assert.deepEqual([log.at(-1)?.action, log.at(-1)?.target, log.at(-1)?.details], ['certificate.release', 'h1', { by: 'test' }]);
+
+      // Held and released once more: the newest release counts.
+      await store.revokeCertificate('h1', { revokedAt: at(60), reason: 'certificateHold' }, audit('certificate.hold', 'h1'));
+      assert.deepEqual(await store.listReleasedHolds('root', at(0)), []);
+      assert.deepEqual(await store.listRevoked('root'), [{ serial: 'h1', revokedAt: at(60), reason: 'certificateHold' }]);
+      await store.releaseHold('h1', at(70), audit('certificate.release', 'h1'));
+      assert.deepEqual(await store.listReleasedHolds('root', at(0)), [{ serial: 'h1', releasedAt: at(70) }]);
+
+      // Revoked for good: in the CRL again, no longer a released hold.
+      const revocation = { revokedAt: at(80), reason: 'keyCompromise' as const, invalidityDate: at(75) };
+      await store.revokeCertificate('h1', revocation, audit('certificate.revoke', 'h1'));
+      assert.deepEqual(await store.listRevoked('root'), [{ serial: 'h1', ...revocation }]);
+      assert.deepEqual(await store.listReleasedHolds('root', at(0)), []);
+      assert.deepEqual(await store.getCertificate('h1'), certRecord('h1', { status: 'revoked', revocation }));
+      assert.ok(verifyAuditChain(await readAuditLog(store)).ok);
+    });
+
+    const failures: [string, (s: Store) => Promise<unknown>, string, Date, ProblemCode][] = [
+      ['fail-unknown serial', async () => undefined, 'nope', at(99), 'not_found'],
+      ['fail-good certificate', (s) => s.insertCertificate(certRecord('g1'), audit('certificate.issue', 'g1')), 'g1', at(99), 'conflict'],
+      ['fail-revoked for another reason', (s) => s.insertCertificate(certRecord('k1', revokedAs('keyCompromise', at(5))), audit('certificate.issue', 'k1')), 'k1', at(99), 'conflict'],
+      ['fail-released already', (s) => s.releaseHold('h1', at(20), audit('certificate.release', 'h1')), 'h1', at(99), 'conflict'],
+      ['fail-invalid date', async () => undefined, 'h1', new Date(NaN), 'bad_request'],
+    ];
+    for (const [title, setUp, serial, when, code] of failures) {
+      it(`releaseHold ${title} → ${code}, and nothing changes`, async () => {
+        await setUp(store);
+        const before = [await store.listCertificates(), await revocationSnapshot(store), await readAuditLog(store)];
+        await expectProblem(store.releaseHold(serial, when, audit('certificate.release', serial)), code);
+        assert.deepEqual([await store.listCertificates(), await revocationSnapshot(store), await readAuditLog(store)], before);
+      });
+    }
+
+    it('concurrent releases of one hold: exactly one succeeds, the others conflict', async () => {
+      const results = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => store.releaseHold('h1', at(100 + i), audit('certificate.release', 'h1'))));
+      assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+      for (const r of results) if (r.status === 'rejected') assert.ok(isProblem(r.reason, 'conflict'), String(r.reason));
+      assert.equal((await store.listAudit({ action: 'certificate.release' })).length, 1);
+      assert.equal((await store.listReleasedHolds('root', at(0))).length, 1);
+    });
+
+    it('listReleasedHolds: releases at or after `since`, of one CA (and shard), in serial order', async () => {
+      const held: [string, string, number, number][] = [
+        // serial, CA, shard, released at
+        ['h3', 'root', 1, 60],
+        ['h2', 'root', 0, 55],
+        ['h4', 'issuing', 0, 58],
+      ];
+      for (const [serial, ca, crlShard] of held) await store.insertCertificate(certRecord(serial, { issuerCa: ca, crlShard, ...onHold(at(1)) }), audit('certificate.issue', serial));
+      await store.releaseHold('h1', at(50), audit('certificate.release', 'h1'));
+      for (const [serial, , , t] of held) await store.releaseHold(serial, at(t), audit('certificate.release', serial));
+      const cases: [string, Date, number | undefined, ReleasedHold[]][] = [
+        ['root', at(0), undefined, [{ serial: 'h1', releasedAt: at(50) }, { serial: 'h2', releasedAt: at(55) }, { serial: 'h3', releasedAt: at(60) }]],
+        ['root', at(55), undefined, [{ serial: 'h2', releasedAt: at(55) }, { serial: 'h3', releasedAt: at(60) }]],
+        ['root', at(61), undefined, []],
+        ['root', at(0), 0, [{ serial: 'h1', releasedAt: at(50) }, { serial: 'h2', releasedAt: at(55) }]],
+        ['root', at(0), 1, [{ serial: 'h3', releasedAt: at(60) }]],
+        ['root', at(0), 9, []],
+        ['issuing', at(0), undefined, [{ serial: 'h4', releasedAt: at(58) }]],
+        ['ghost', at(0), undefined, []],
+      ];
+      for (const [ca, since, shard, expected] of cases) assert.deepEqual(await store.listReleasedHolds(ca, since, shard), expected, `${ca} ${since.toISOString()} ${shard}`);
+      await expectProblem(store.listReleasedHolds('root', new Date(NaN)), 'bad_request');
+    });
+  });
+
+  describe('revocation: nextCrlNumber', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await withRoot(store);
+      await store.insertCa(caRecord('issuing', { kind: 'issuing', parentName: 'root' }), audit('ca.create', 'issuing'));
+    });
+
+    it('ok 1, 2, 3 per CA, each CA counting on its own, writing no audit entry', async () => {
+      const logBefore = await readAuditLog(store);
+      assert.deepEqual([await store.nextCrlNumber('root'), await store.nextCrlNumber('root'), await store.nextCrlNumber('issuing'), await store.nextCrlNumber('root')], [1, 2, 1, 3]);
+      assert.deepEqual(await readAuditLog(store), logBefore);
+    });
+
+    it('10 concurrent calls get 10 distinct, consecutive numbers', async () => {
+      await store.nextCrlNumber('root');
+      const numbers = await Promise.all(Array.from({ length: 10 }, () => store.nextCrlNumber('root')));
+      assert.deepEqual([...numbers].sort((a, b) => a - b), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+      assert.equal(await store.nextCrlNumber('root'), 12);
+    });
+
+    it('10 concurrent first calls for a CA (the counter is created by one of them) get 1 to 10', async () => {
+      const numbers = await Promise.all(Array.from({ length: 10 }, () => store.nextCrlNumber('issuing')));
+      assert.deepEqual([...numbers].sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    });
+
+    it('fail-unknown CA → not_found, and counts nothing', async () => {
+      await expectProblem(store.nextCrlNumber('ghost'), 'not_found');
+      assert.equal(await store.nextCrlNumber('root'), 1);
+    });
+  });
+
+  describe('revocation: CRLs', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await withRoot(store);
+      await store.insertCa(caRecord('issuing', { kind: 'issuing', parentName: 'root' }), audit('ca.create', 'issuing'));
+    });
+
+    const roundTrips: [string, CrlRecord][] = [
+      ['ok base CRL', crlRecord(1)],
+      ['ok delta CRL with its base number, binary DER with every byte value', crlRecord(2, { kind: 'delta', baseNumber: 1, der: ALL_BYTES })],
+      ['ok shard 3, no entries, a large number', crlRecord(2 ** 40, { shard: 3, entries: 0, thisUpdate: at(0), nextUpdate: at(DAY) })],
+    ];
+    for (const [title, crl] of roundTrips) {
+      it(`putCrl ${title} round-trips through getLatestCrl and listLatestCrls, audited`, async () => {
+        await store.putCrl(crl, audit('crl.publish', crl.ca, { number: crl.number }));
+        assert.deepEqual(await store.getLatestCrl(crl.ca, crl.shard, crl.kind), crl);
+        assert.deepEqual(await store.listLatestCrls(), [crl]);
+        assert.deepEqual((await readAuditLog(store)).at(-1)?.details, { number: crl.number });
+      });
+    }
+
+    it('ok a base CRL has no baseNumber member', async () => {
+      await store.putCrl(crlRecord(1), audit('crl.publish', 'root'));
+      const crl = await store.getLatestCrl('root', 0, 'base');
+      assert.ok(crl && !('baseNumber' in crl));
+    });
+
+    it('ok history is kept, the highest number is the latest whatever the order of storing', async () => {
+      for (const n of [3, 5, 4]) await store.putCrl(crlRecord(n), audit('crl.publish', 'root'));
+      assert.deepEqual(await store.getLatestCrl('root', 0, 'base'), crlRecord(5));
+      const stored = await rawDb(store).selectFrom('crls').select('number').orderBy('number').execute();
+      assert.deepEqual(stored.map((r) => Number(r.number)), [3, 4, 5]);
+    });
+
+    it('ok getLatestCrl keeps CAs, shards and kinds apart; undefined when there is none', async () => {
+      const crls = [
+        crlRecord(1),
+        crlRecord(2, { kind: 'delta', baseNumber: 1 }),
+        crlRecord(3),
+        crlRecord(4, { shard: 1 }),
+        crlRecord(1, { ca: 'issuing' }),
+      ];
+      for (const c of crls) await store.putCrl(c, audit('crl.publish', c.ca));
+      assert.deepEqual(await store.getLatestCrl('root', 0, 'base'), crls[2]);
+      assert.deepEqual(await store.getLatestCrl('root', 0, 'delta'), crls[1]);
+      assert.deepEqual(await store.getLatestCrl('root', 1, 'base'), crls[3]);
+      assert.deepEqual(await store.getLatestCrl('issuing', 0, 'base'), crls[4]);
+      assert.equal(await store.getLatestCrl('root', 1, 'delta'), undefined);
+      assert.equal(await store.getLatestCrl('root', 2, 'base'), undefined);
+      assert.equal(await store.getLatestCrl('ghost', 0, 'base'), undefined);
+    });
+
+    it('ok listLatestCrls: the newest of every (ca, shard, kind), ordered by them', async () => {
+      assert.deepEqual(await store.listLatestCrls(), []);
+      const crls = [
+        crlRecord(1, { ca: 'root' }),
+        crlRecord(1, { ca: 'issuing' }),
+        crlRecord(2, { ca: 'issuing', kind: 'delta', baseNumber: 1 }),
+        crlRecord(3, { ca: 'issuing', kind: 'delta', baseNumber: 1 }),
+        crlRecord(4, { ca: 'issuing', shard: 2 }),
+        crlRecord(5, { ca: 'issuing', shard: 1 }),
+        crlRecord(6, { ca: 'issuing', shard: 1 }),
+        crlRecord(2, { ca: 'root' }),
+      ];
+      for (const c of crls) await store.putCrl(c, audit('crl.publish', c.ca));
+      const latest = await store.listLatestCrls();
+      assert.deepEqual(latest.map((c) => [c.ca, c.shard, c.kind, c.number]), [
+        ['issuing', 0, 'base', 1],
+        ['issuing', 0, 'delta', 3],
+        ['issuing', 1, 'base', 6],
+        ['issuing', 2, 'base', 4],
+        ['root', 0, 'base', 2],
+      ]);
+      assert.deepEqual(latest, [crls[1], crls[3], crls[6], crls[4], crls[7]]);
+    });
+
+    it('ok the same number in another shard or of another kind is another CRL', async () => {
+      await store.putCrl(crlRecord(7), audit('crl.publish', 'root'));
+      await store.putCrl(crlRecord(7, { shard: 1 }), audit('crl.publish', 'root'));
+      await store.putCrl(crlRecord(7, { kind: 'delta', baseNumber: 6 }), audit('crl.publish', 'root'));
+      await store.putCrl(crlRecord(7, { ca: 'issuing' }), audit('crl.publish', 'issuing'));
+      assert.equal((await store.listLatestCrls()).length, 4);
+    });
+
+    const failures: [string, CrlRecord, ProblemCode][] = [
+      ['fail-same CA, shard, kind and number', crlRecord(1, { der: Uint8Array.of(1), entries: 99 }), 'already_exists'],
+      ['fail-unknown CA', crlRecord(2, { ca: 'ghost' }), 'not_found'],
+      ['fail-unknown kind', crlRecord(2, { kind: 'full' as CrlRecord['kind'] }), 'bad_request'],
+      ['fail-delta without baseNumber', crlRecord(2, { kind: 'delta' }), 'bad_request'],
+      ['fail-base with a baseNumber', crlRecord(2, { baseNumber: 1 }), 'bad_request'],
+      ['fail-number 0', crlRecord(0), 'bad_request'],
+      ['fail-fractional number', crlRecord(2.5), 'bad_request'],
+      ['fail-shard -1', crlRecord(2, { shard: -1 }), 'bad_request'],
+      ['fail-negative entries', crlRecord(2, { entries: -1 }), 'bad_request'],
+      ['fail-invalid nextUpdate', crlRecord(2, { nextUpdate: new Date(NaN) }), 'bad_request'],
+    ];
+    for (const [title, crl, code] of failures) {
+      it(`putCrl ${title} → ${code}, and nothing is stored`, async () => {
+        await store.putCrl(crlRecord(1), audit('crl.publish', 'root'));
+        const before = [await revocationSnapshot(store), await readAuditLog(store)];
+        await expectProblem(store.putCrl(crl, audit('crl.publish', crl.ca)), code);
+        assert.deepEqual([await revocationSnapshot(store), await readAuditLog(store)], before);
+        assert.equal(Number((await rawDb(store).selectFrom('crls').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n), 1);
+      });
+    }
+  });
+
+  describe('revocation: OCSP signers', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await withRoot(store);
+      await store.insertCa(caRecord('issuing', { kind: 'issuing', parentName: 'root' }), audit('ca.create', 'issuing'));
+    });
+
+    it('ok the newest by createdAt wins; of two stored in the same millisecond, the later', async () => {
+      assert.equal(await store.getOcspSigner('root'), undefined);
+      const s1 = signerRecord('k1', { createdAt: at(HOUR), certDer: ALL_BYTES });
+      await store.putOcspSigner(s1, audit('ocsp.signer.create', 'root'));
+      assert.deepEqual(await store.getOcspSigner('root'), s1);
+      const s2 = signerRecord('k2', { createdAt: at(2 * HOUR), notAfter: at(60 * DAY) });
+      await store.putOcspSigner(s2, audit('ocsp.signer.create', 'root'));
+      assert.deepEqual(await store.getOcspSigner('root'), s2);
+      // Stored later but created earlier (another node's clock): not the newest.
+      await store.putOcspSigner(signerRecord('k0', { createdAt: at(0) }), audit('ocsp.signer.create', 'root'));
+      assert.deepEqual(await store.getOcspSigner('root'), s2);
+      const s3 = signerRecord('k3', { createdAt: s2.createdAt });
+      await store.putOcspSigner(s3, audit('ocsp.signer.create', 'root'));
+      assert.deepEqual(await store.getOcspSigner('root'), s3);
+      // Other CAs keep their own.
+      assert.equal(await store.getOcspSigner('issuing'), undefined);
+      const other = signerRecord('k9', { ca: 'issuing', createdAt: at(0) });
+      await store.putOcspSigner(other, audit('ocsp.signer.create', 'issuing'));
+      assert.deepEqual(await store.getOcspSigner('issuing'), other);
+      assert.deepEqual(await store.getOcspSigner('root'), s3);
+      assert.equal((await store.listAudit({ action: 'ocsp.signer.create' })).length, 5);
+    });
+
+    const failures: [string, OcspSignerRecord, ProblemCode][] = [
+      ['fail-unknown CA', signerRecord('k1', { ca: 'ghost' }), 'not_found'],
+      ['fail-invalid notAfter', signerRecord('k1', { notAfter: new Date(NaN) }), 'bad_request'],
+    ];
+    for (const [title, signer, code] of failures) {
+      it(`putOcspSigner ${title} → ${code}, and nothing is stored`, async () => {
+        const logBefore = await readAuditLog(store);
+        await expectProblem(store.putOcspSigner(signer, audit('ocsp.signer.create', signer.ca)), code);
+        assert.equal(await store.getOcspSigner('root'), undefined);
+        assert.deepEqual(await readAuditLog(store), logBefore);
+      });
+    }
+  });
+}
+
 /** Drops members that are undefined, as the store's records do. */
 function compactRecord<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
@@ -1299,6 +1924,111 @@ describe('SQLite store', () => {
       assert.deepEqual(verifyAuditChain(log), { ok: true, entries: 121 });
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('another OS process taking CRL numbers at the same time: every number once, none skipped', async () => {
+    const path = freshPath();
+    const store = await openStore(path);
+    await withRoot(store);
+    const moduleUrl = new URL('../../src/store/open_store.ts', import.meta.url).href;
+    const childCode = `
+      const { openStore } = await import(${JSON.stringify(moduleUrl)});
+      const store = await openStore(${JSON.stringify(path)});
+      process.stdout.write('ready\\n');
+      const got = [];
+      for (let i = 0; i < 100; i++) got.push(await store.nextCrlNumber('root'));
+      process.stdout.write('numbers ' + JSON.stringify(got) + '\\n');
+      await store.close();`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', childCode], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (d) => {
+          stdout += d;
+          if (stdout.includes('ready')) resolve();
+        });
+        child.on('exit', () => reject(new Error(`child exited before it was ready: ${stderr}`)));
+      });
+      const mine: number[] = [];
+      for (let i = 0; i < 100; i++) mine.push(await store.nextCrlNumber('root'));
+      assert.equal(await exited, 0, stderr);
+      const theirs = JSON.parse(/numbers (.*)/.exec(stdout)![1]) as number[];
+      for (const got of [mine, theirs]) assert.deepEqual(got, [...got].sort((a, b) => a - b), 'each process sees its numbers increase');
+      assert.deepEqual([...mine, ...theirs].sort((a, b) => a - b), Array.from({ length: 200 }, (_, i) => i + 1));
+    } finally {
+      child.kill();
+      await store.close();
+    }
+  });
+
+  it('performance smoke check: listRevoked pages through 1,000,000 revoked certificates of one CA in < 5 s', async (t) => {
+    const path = freshPath();
+    const setUp = await openStore(path);
+    await withRoot(setUp);
+    await setUp.insertCa(caRecord('other'), audit('ca.create', 'other'));
+    await setUp.close();
+    const rows = 1_022_000;
+    // Filled directly, as fast as SQLite goes: no WAL (nobody else has the
+    // file open), no fsync, one statement generating the rows. Every third
+    // has an invalidity date; every 50th is good, every 1000th belongs to
+    // another CA.
+    const fill = new SQLite(path);
+    try {
+      fill.pragma('journal_mode = delete');
+      fill.pragma('synchronous = off');
+      fill
+        .prepare(
+          `with recursive n(i) as (select 0 union all select i + 1 from n where i < @rows - 1)
+           insert into certificates (serial, issuer_ca, profile, subject, sans, not_before, not_after, spki_sha256, der, status,
+                                     revoked_at, revocation_reason, invalidity_date, created_at, requester)
+           select printf('%032x', i), case when i % 1000 = 998 then 'other' else 'root' end, 'device', 'CN=d', '[]', @t0, @t0, 'ab', x'3000',
+                  case when i % 50 = 49 then 'good' else 'revoked' end,
+                  case when i % 50 = 49 then null else @t0 + i end,
+                  case when i % 50 = 49 then null when i % 2 = 0 then 'keyCompromise' else 'certificateHold' end,
+                  case when i % 50 <> 49 and i % 3 = 0 then @t0 - i end,
+                  @t0, 'test'
+           from n`,
+        )
+        .run({ t0: T0, rows });
+    } finally {
+      fill.close();
+    }
+    const revokedOf = (ca: string) => Array.from({ length: rows }, (_, i) => i).filter((i) => i % 50 !== 49 && (i % 1000 === 998) === (ca === 'other'));
+    const store = await openStore(path);
+    try {
+      const expected = revokedOf('root').length;
+      assert.equal(await store.countRevoked('root'), expected);
+      assert.ok(expected >= 1_000_000, String(expected));
+      const started = performance.now();
+      let n = 0;
+      let last = '';
+      for (let after: string | undefined; ; ) {
+        const page = await store.listRevoked('root', { afterSerial: after, limit: 100_000 });
+        n += page.length;
+        assert.ok(page.length === 0 || page[0].serial > last);
+        if (page.length < 100_000) break;
+        after = last = page[page.length - 1].serial;
+      }
+      const ms = performance.now() - started;
+      t.diagnostic(`listRevoked: ${n} entries in ${Math.round(ms)} ms`);
+      assert.equal(n, expected);
+      assert.ok(ms < 5000, `${n} entries took ${Math.round(ms)} ms`);
+      // Spot checks: the entries are right, and a page is at most 100,000.
+      assert.deepEqual(await store.listRevoked('root', { limit: 2 }), [
+        { serial: serialOf(0), revokedAt: at(0), reason: 'keyCompromise', invalidityDate: at(0) },
+        { serial: serialOf(1), revokedAt: at(1), reason: 'certificateHold' },
+      ]);
+      assert.equal((await store.listRevoked('root', { limit: 1_000_000 })).length, 100_000);
+      const other = revokedOf('other').filter((i) => i > 1_000_000);
+      assert.deepEqual((await store.listRevoked('other', { afterSerial: serialOf(1_000_000), limit: 2 })).map((e) => e.serial), other.slice(0, 2).map(serialOf));
+      const since = revokedOf('root').filter((i) => i >= rows - 100);
+      assert.deepEqual((await store.listRevoked('root', { revokedSince: at(rows - 100) })).map((e) => e.serial), since.map(serialOf));
+    } finally {
+      await store.close();
     }
   });
 
@@ -1377,6 +2107,18 @@ describe('PostgreSQL store', () => {
         ...Array.from({ length: 60 }, (_, i) => b.appendAudit(audit('from.b', String(i)))),
       ]);
       assert.deepEqual(verifyAuditChain(await readAuditLog(a)), { ok: true, entries: 120 });
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('two stores (two fleetpki nodes) taking CRL numbers at once: every number once', async () => {
+    const url = await server.createTestSchema();
+    const [a, b] = await Promise.all([openStore(url), openStore(url)]);
+    try {
+      await withRoot(a);
+      const numbers = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).nextCrlNumber('root')));
+      assert.deepEqual(numbers.sort((x, y) => x - y), Array.from({ length: 40 }, (_, i) => i + 1));
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
