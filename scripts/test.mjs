@@ -8,9 +8,10 @@
 // Debian packages are installed with apt-get when running as root; otherwise
 // the script stops and prints the exact command to run.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensurePeers } from './peers.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 process.chdir(root);
@@ -32,29 +33,10 @@ const PEERS = [
   ['mosquitto', 'mosquitto'],
   ['mosquitto_pub', 'mosquitto-clients'],
   ['ocsptool', 'gnutls-bin'],
+  // The benchmark harness's smoke test (test/interop/bench_smoke.test.ts).
+  ['wrk', 'wrk'],
+  ['ab', 'apache2-utils'],
 ];
-
-function have(cmd) {
-  if (cmd.startsWith('/')) return existsSync(cmd);
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-}
-
-function ensurePeers() {
-  const missing = [...new Set(PEERS.filter(([cmd]) => !have(cmd)).map(([, pkg]) => pkg))];
-  if (missing.length === 0) return;
-  const cmd = `apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}`;
-  if (process.getuid?.() !== 0) {
-    console.error(`fleetpki tests need Debian packages that are not installed: ${missing.join(', ')}`);
-    console.error(`Run as root:\n  sudo sh -c '${cmd}'`);
-    process.exit(2);
-  }
-  console.log(`installing test peers: ${missing.join(' ')}`);
-  const r = spawnSync('sh', ['-c', cmd], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  if (r.status !== 0) {
-    console.error('apt-get failed; the tests cannot run without these packages');
-    process.exit(2);
-  }
-}
 
 function findTests(dir) {
   const out = [];
@@ -66,7 +48,7 @@ function findTests(dir) {
   return out;
 }
 
-ensurePeers();
+ensurePeers(PEERS, 'fleetpki tests');
 // Tests run the `fleetpki` command as users do: through the fresh bundle.
 const b = spawnSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' });
 if (b.status !== 0) process.exit(b.status ?? 1);

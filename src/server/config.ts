@@ -148,6 +148,7 @@ export function validateConfig(raw: unknown): FleetConfig {
     if (o[k] !== undefined && !(Number.isInteger(o[k]) && (o[k] as number) > 0)) throw bad(`ocsp.${k} must be a positive whole number`);
   }
   if (o.refreshAheadSeconds !== undefined && o.refreshAheadSeconds >= (o.validitySeconds ?? 3600)) throw bad('ocsp.refreshAheadSeconds must be below ocsp.validitySeconds');
+  if (o.statusPollSeconds !== undefined && !(typeof o.statusPollSeconds === 'number' && o.statusPollSeconds >= 0 && o.statusPollSeconds <= 3600)) throw bad('ocsp.statusPollSeconds is a number of seconds from 0 (read before every answer) to 3600');
   if (o.signWithCaKey !== undefined && typeof o.signWithCaKey !== 'boolean') throw bad('ocsp.signWithCaKey is true or false');
   if (o.signerKeyAlgorithm !== undefined && !isKeyAlgorithm(o.signerKeyAlgorithm)) throw bad(`ocsp.signerKeyAlgorithm "${o.signerKeyAlgorithm}" is not a key algorithm`);
   const crl = merged.crl;

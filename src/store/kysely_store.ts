@@ -27,6 +27,7 @@ import type {
 import {
   REVOCATION_REASONS,
   ROLES,
+  type CertificateChange,
   type ApiTokenRecord,
   type AuditEntry,
   type AuditInput,
@@ -222,7 +223,7 @@ export class KyselyStore implements Store {
         unique: `a certificate with serial ${cert.serial} exists`,
         foreignKey: `issuer CA "${cert.issuerCa}" is not in the store`,
       });
-      await this.appendAuditIn(trx, audit);
+      await this.statusChanged(trx, cert.serial, await this.appendAuditIn(trx, audit));
     });
   }
 
@@ -279,7 +280,7 @@ export class KyselyStore implements Store {
         { check: `"${revocation.reason}" is not a revocation reason` },
       );
       if (Number(r.numUpdatedRows) === 0) throw alreadyRevoked(serial);
-      await this.appendAuditIn(trx, audit);
+      await this.statusChanged(trx, serial, await this.appendAuditIn(trx, audit));
       return rowToCertificate({ ...row, ...change });
     });
   }
@@ -336,6 +337,28 @@ export class KyselyStore implements Store {
     if (q.target !== undefined) query = query.where('target', '=', q.target);
     const rows = await query.orderBy('seq').limit(pageSize(q.limit)).execute();
     return rows.map(rowToAudit);
+  }
+
+  async listCertificateChanges(afterSeq: number, limit = 1000): Promise<CertificateChange[]> {
+    const rows = await this.db
+      .selectFrom('certificates')
+      .select(['serial', 'status_seq'])
+      .where('status_seq', 'is not', null)
+      .where('status_seq', '>', afterSeq)
+      .orderBy('status_seq')
+      .limit(pageSize(limit))
+      .execute();
+    return rows.map((r) => ({ seq: Number(r.status_seq), serial: r.serial }));
+  }
+
+  async lastAuditSeq(): Promise<number> {
+    const head = await this.db.selectFrom('audit_log').select('seq').orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    return head ? Number(head.seq) : 0;
+  }
+
+  /** Puts a status change of `serial` on the change feed, under the seq of its audit entry. */
+  private async statusChanged(trx: Kysely<Database>, serial: string, entry: AuditEntry): Promise<void> {
+    await trx.updateTable('certificates').set({ status_seq: entry.seq }).where('serial', '=', serial).execute();
   }
 
   // --- devices (registry) ---
@@ -616,7 +639,7 @@ export class KyselyStore implements Store {
         }
       }
 
-      await this.appendAuditIn(trx, audit);
+      await this.statusChanged(trx, c.cert.serial, await this.appendAuditIn(trx, audit));
     });
   }
 
@@ -667,7 +690,7 @@ export class KyselyStore implements Store {
         const now = await trx.selectFrom('certificates').select(['status', 'revocation_reason']).where('serial', '=', serial).executeTakeFirstOrThrow();
         throw notOnHold(serial, now);
       }
-      await this.appendAuditIn(trx, audit);
+      await this.statusChanged(trx, serial, await this.appendAuditIn(trx, audit));
       return rowToCertificate({ ...row, ...change });
     });
   }
@@ -1012,6 +1035,7 @@ function certificateToRow(c: CertificateRecord): Insertable<CertificateTable> {
     device_id: c.deviceId ?? null,
     crl_shard: shardNumber(c.crlShard ?? 0, 'crlShard'),
     released_at: null,
+    status_seq: null,
   };
 }
 

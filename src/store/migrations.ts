@@ -269,10 +269,29 @@ async function createRevocation(db: Kysely<Database>, dialect: SqlDialect): Prom
   await db.schema.createIndex('ocsp_signers_ca_created').on('ocsp_signers').columns(['ca', 'created_at', 'id']).execute();
 }
 
+/**
+ * certificates.status_seq: the audit seq of each certificate's last status
+ * change, indexed, so OCSP responders on any node can ask "what changed
+ * after seq N" (listCertificateChanges) instead of reading every status on
+ * every request. Audit entries are numbered under a lock held to commit, so
+ * the seqs become visible in order and a reader never skips one.
+ */
+async function createChangeFeed(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  await db.schema.alterTable('certificates').addColumn('status_seq', t.int64).execute();
+  await db.schema
+    .createIndex('certificates_status_seq')
+    .on('certificates')
+    .columns(['status_seq', 'serial'])
+    .where(sql<boolean>`status_seq is not null`)
+    .execute();
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', up: createInitialSchema },
   { version: 2, name: 'device registry', up: createRegistry },
   { version: 3, name: 'revocation', up: createRevocation },
+  { version: 4, name: 'certificate change feed', up: createChangeFeed },
 ];
 
 /**

@@ -48,6 +48,12 @@ export interface CertificateTable {
    * certificate is good again); cleared when it is revoked again.
    */
   released_at: number | null;
+  /**
+   * Since migration 4: seq of the audit entry of the certificate's last
+   * status change (issued, revoked, released): the change feed OCSP
+   * responders follow. Null for changes made before migration 4.
+   */
+  status_seq: number | null;
 }
 
 export interface ApiTokenTable {

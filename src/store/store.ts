@@ -131,6 +131,12 @@ export interface AuditQuery {
   limit?: number;
 }
 
+/** A certificate whose status changed, with the seq of the audit entry that recorded it. */
+export interface CertificateChange {
+  seq: number;
+  serial: string;
+}
+
 
 // ---------------------------------------------------------------- registry
 
@@ -334,6 +340,17 @@ export interface Store {
   /** Appends an entry on its own (actions with no other record). */
   appendAudit(entry: AuditInput): Promise<AuditEntry>;
   listAudit(q?: AuditQuery): Promise<AuditEntry[]>;
+  /**
+   * The change feed: certificates whose status changed (issued, revoked,
+   * hold released) after audit entry `afterSeq`, oldest first, at most
+   * `limit` (default 1,000); a certificate changed twice appears once, at
+   * its last change. Audit entries are numbered in commit order (the chain
+   * is appended under a lock), so a reader that remembers the last seq it
+   * saw misses no change, whichever node or process made it.
+   */
+  listCertificateChanges(afterSeq: number, limit?: number): Promise<CertificateChange[]>;
+  /** The newest audit seq, 0 for an empty log: where a reader of changes starts. */
+  lastAuditSeq(): Promise<number>;
 
   // --- devices (registry) ---
   /** Throws already_exists for a taken id. */

@@ -270,6 +270,11 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
         assert.deepEqual(versions.map((v) => Number(v.version)), MIGRATIONS.map((m) => m.version));
       });
 
+      it('ok an empty store: lastAuditSeq 0, no certificate changes', async () => {
+        assert.equal(await store.lastAuditSeq(), 0);
+        assert.deepEqual(await store.listCertificateChanges(0), []);
+      });
+
       it('ok migrating a database created at version 1 keeps its rows, which have no deviceId', async () => {
         const old = await openUnmigrated();
         try {
@@ -350,7 +355,7 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
           }
           await old.migrate();
           const versions = await db.selectFrom('schema_version').select('version').orderBy('version').execute();
-          assert.deepEqual(versions.map((v) => Number(v.version)), [1, 2, 3]);
+          assert.deepEqual(versions.map((v) => Number(v.version)), MIGRATIONS.map((m) => m.version));
           const raw = await db.selectFrom('certificates').select(['serial', 'crl_shard', 'released_at']).orderBy('serial').execute();
           assert.deepEqual(raw.map((r) => [r.serial, Number(r.crl_shard), r.released_at]), [['0001', 0, null], ['0002', 0, null], ['0003', 0, null]]);
           assert.deepEqual(await old.listCertificates(), v2);
@@ -1811,6 +1816,69 @@ function revocationConformance(current: () => Store): void {
         assert.equal(Number((await rawDb(store).selectFrom('crls').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n), 1);
       });
     }
+  });
+
+  describe('certificate change feed (OCSP caches)', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await withRoot(store);
+    });
+    const seqOfLast = async () => (await readAuditLog(store)).at(-1)!.seq;
+
+    it('ok every status change is on the feed under its audit seq, each certificate once, at its last change', async () => {
+      const start = await store.lastAuditSeq();
+      assert.equal(start, await seqOfLast());
+      assert.deepEqual(await store.listCertificateChanges(start), []);
+      await store.insertCertificate(certRecord('a1'), audit('certificate.issue', 'a1'));
+      const issuedA1 = await seqOfLast();
+      await store.appendAudit(audit('token.create', 't1')); // not a status change
+      await store.insertDevice(deviceRecord('dev-1'), audit('device.register', 'dev-1'));
+      await store.recordEnrollment(enrollment('e1', 'dev-1'), audit('certificate.enroll', 'e1'));
+      const enrolledE1 = await seqOfLast();
+      await store.insertCertificate(certRecord('h1'), audit('certificate.issue', 'h1'));
+      await store.revokeCertificate('h1', { revokedAt: at(5), reason: 'certificateHold' }, audit('certificate.hold', 'h1'));
+      const heldH1 = await seqOfLast();
+      assert.deepEqual(await store.listCertificateChanges(start), [
+        { seq: issuedA1, serial: 'a1' },
+        { seq: enrolledE1, serial: 'e1' },
+        { seq: heldH1, serial: 'h1' },
+      ]);
+      await store.releaseHold('h1', at(6), audit('certificate.release', 'h1'));
+      const releasedH1 = await seqOfLast();
+      await store.revokeCertificate('a1', { revokedAt: at(7), reason: 'superseded' }, audit('certificate.revoke', 'a1'));
+      const revokedA1 = await seqOfLast();
+      assert.deepEqual(await store.listCertificateChanges(enrolledE1), [
+        { seq: releasedH1, serial: 'h1' },
+        { seq: revokedA1, serial: 'a1' },
+      ]);
+      assert.deepEqual(await store.listCertificateChanges(revokedA1), []);
+      assert.equal(await store.lastAuditSeq(), revokedA1);
+    });
+
+    it('ok pages in seq order with limit', async () => {
+      const start = await store.lastAuditSeq();
+      for (let i = 0; i < 7; i++) await store.insertCertificate(certRecord(serialOf(i)), audit('certificate.issue', serialOf(i)));
+      const seen: string[] = [];
+      for (let after = start; ; ) {
+        const page = await store.listCertificateChanges(after, 3);
+        assert.ok(page.length <= 3);
+        seen.push(...page.map((c) => c.serial));
+        if (page.length < 3) break;
+        after = page.at(-1)!.seq;
+      }
+      assert.deepEqual(seen, Array.from({ length: 7 }, (_, i) => serialOf(i)));
+    });
+
+    it('ok a refused change leaves the feed as it was', async () => {
+      await store.insertCertificate(certRecord('r1', revokedAs('keyCompromise', at(1))), audit('certificate.issue', 'r1'));
+      const before = await store.listCertificateChanges(0);
+      await expectProblem(store.revokeCertificate('r1', { revokedAt: at(2), reason: 'superseded' }, audit('certificate.revoke', 'r1')), 'already_revoked');
+      await expectProblem(store.releaseHold('r1', at(3), audit('certificate.release', 'r1')), 'conflict');
+      await expectProblem(store.insertCertificate(certRecord('r1'), audit('certificate.issue', 'r1')), 'already_exists');
+      assert.deepEqual(await store.listCertificateChanges(0), before);
+    });
+
   });
 
   describe('revocation: OCSP signers', () => {
