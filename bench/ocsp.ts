@@ -186,7 +186,7 @@ export async function ocspScenarios(quick: boolean): Promise<Result[]> {
     writeFileSync(f('index.txt'), `V\t${'301231235959Z'}\t\t4A11\tunknown\t/CN=bench-device\n`);
     const ossl = background('openssl', ['ocsp', '-index', f('index.txt'), '-port', String(opensslPort), '-rsigner', f('o-ca.pem'), '-rkey', f('o-ca.key'), '-CA', f('o-ca.pem'), '-ignore_err'], f('openssl-ocsp.log'));
     running.push(ossl);
-    const oPlain = opensslRequest(work, 'o-plain', f('o-ca.pem'), f('o-dev.pem'), false);
+    opensslRequest(work, 'o-plain', f('o-ca.pem'), f('o-dev.pem'), false);
     opensslRequest(work, 'o-nonce', f('o-ca.pem'), f('o-dev.pem'), true);
     const oBase = `http://127.0.0.1:${opensslPort}`;
     // curl, not fetch: the responder serves one connection at a time, and
