@@ -32,6 +32,7 @@ const PEERS = [
   ['mosquitto', 'mosquitto'],
   ['mosquitto_pub', 'mosquitto-clients'],
   ['ocsptool', 'gnutls-bin'],
+  ['script', 'bsdutils'],
 ];
 
 function have(cmd) {

@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openContext, type FleetContext } from '../../src/server/context.js';
-import { fleetpki, opensslCsr, tempDir } from '../helpers/data_dir.js';
+import { BIN, fleetpki, opensslCsr, tempDir } from '../helpers/data_dir.js';
 
 const work = tempDir('fleetpki-cli-device-');
 const dir = join(work, 'data');
@@ -177,6 +177,18 @@ describe('fleetpki device import', () => {
     assert.equal(dev.domain, 'site-1');
     assert.deepEqual(dev.sans, ['dns:bulk-04999.example', 'ip:10.19.135.1']);
     assert.deepEqual(dev.attributes, { site: 'Berlin' });
+  });
+
+  it('on a terminal (a pty from script(1)): the progress bar is redrawn once per batch of 1000 and ends at the total', () => {
+    const rows = ['id,profile', ...Array.from({ length: 2500 }, (_, i) => `pty-${i},device-tls`)];
+    writeFileSync(file('pty.csv'), `${rows.join('\n')}\n`);
+    const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const r = spawnSync('script', ['-q', '-e', '-c', [process.execPath, BIN, 'device', 'import', file('pty.csv'), ...D].map(q).join(' '), '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    // stdout and stderr share the terminal; it turns "\n" into "\r\n".
+    const bar = (n: number) => `[${'#'.repeat(n)}${'.'.repeat(30 - n)}]`;
+    assert.equal(r.stdout, `\r${bar(12)} 1000/2500\r${bar(24)} 2000/2500\r${bar(30)} 2500/2500\r\n2500 registered, 0 already registered, 0 rejected\r\n`);
+    assert.equal(json(fleetpki(['device', 'show', 'pty-2499', '--json', ...D])).state, 'registered');
   });
 
   it('--json: every rejected row in the JSON summary; importing again finds them registered', () => {

@@ -6,16 +6,8 @@ import { DEVICE_STATES, type DeviceRecord, type DeviceState } from '../../store/
 import { cliActor } from '../../server/context.js';
 import { deviceJson } from '../../protocols/api/views.js';
 import { withContext, withDir } from '../context.js';
+import { progressBar } from '../progress.js';
 import { collect, note, positiveInt, printJson, printLine, printTable, readUserFile } from '../output.js';
-
-/** A one-line progress bar on stderr, only when it is a terminal. */
-function progress(done: number, total: number): void {
-  if (!process.stderr.isTTY) return;
-  const width = 30;
-  const filled = Math.round((done / total) * width);
-  process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`);
-  if (done === total) process.stderr.write('\n');
-}
 
 /** The lifecycle table as help text, one line per state. */
 function lifecycleHelp(): string {
@@ -87,7 +79,7 @@ registered in batches of 1000.`)
         if (format !== 'csv' && format !== 'json') throw new ProblemError('bad_request', '--format is csv or json');
         const text = readUserFile(file, 'device file').toString('utf8');
         const parsed = parseDeviceFile(text, format, { profile: o.profile, domain: o.domain, model: o.model, orderId: o.order });
-        const r = await ctx.registry.importDevices(parsed.rows, cliActor(), progress);
+        const r = await ctx.registry.importDevices(parsed.rows, cliActor(), progressBar());
         const rejected = [...parsed.rejected, ...r.rejected].sort((a, b) => a.line - b.line);
         const summary = { registered: r.inserted, alreadyRegistered: r.existing, rejected };
         if (rejected.length) process.exitCode = 3;
