@@ -120,6 +120,9 @@ describe('fleetpki cert', () => {
     { name: 'fail-rsa-1024', args: () => ['--csr', opensslCsr(work, 'small', { newkey: ['-newkey', 'rsa:1024'] }).csrPath, '--profile', 'device-tls'], code: 'bad_key' },
     { name: 'fail-ed25519-for-opcua', args: () => ['--csr', opensslCsr(work, 'ed', { newkey: ['-newkey', 'ed25519'] }).csrPath, '--profile', 'opcua-application', '--san', 'uri:urn:x'], code: 'bad_key' },
     { name: 'fail-san-outside-profile', args: () => ['--csr', opensslCsr(work, 'mail', { san: 'email:a@example.com' }).csrPath, '--profile', 'device-tls'], code: 'policy_violation' },
+    { name: 'fail-otherName in the CSR', args: () => ['--csr', opensslCsr(work, 'other', { san: 'otherName:1.3.6.1.4.1.311.20.2.3;UTF8:dev@example' }).csrPath, '--profile', 'device-tls'], code: 'policy_violation' },
+    // --san adds to the CSR's names: the otherName is refused there too, not silently dropped.
+    { name: 'fail-otherName in the CSR with --san', args: () => ['--csr', opensslCsr(work, 'other2', { san: 'DNS:a.example,otherName:1.3.6.1.4.1.311.20.2.3;UTF8:dev@example' }).csrPath, '--profile', 'device-tls', '--san', 'dns:b.example'], code: 'policy_violation' },
     { name: 'fail-too-long', args: () => ['--csr', opensslCsr(work, 'long').csrPath, '--profile', 'device-tls', '--validity-days', '3000'], code: 'policy_violation' },
     { name: 'fail-missing-file', args: () => ['--csr', file('does-not-exist.csr'), '--profile', 'device-tls'], code: 'bad_request' },
   ];
@@ -133,6 +136,12 @@ describe('fleetpki cert', () => {
       assert.equal(certCount(), before);
     });
   }
+
+  it('ok---only-sans replaces the CSR\'s names, an otherName included', () => {
+    const { csrPath } = opensslCsr(work, 'other3', { san: 'otherName:1.3.6.1.4.1.311.20.2.3;UTF8:dev@example' });
+    const r = json(fleetpki(['cert', 'issue', ...D, '--csr', csrPath, '--profile', 'device-tls', '--only-sans', '--san', 'dns:only.example', '--json']));
+    assert.deepEqual(r.sans, ['dns:only.example']);
+  });
 
   it('revoke, then refuse to revoke twice', () => {
     const r = json(fleetpki(['cert', 'revoke', serial, '--reason', 'keyCompromise', '--invalidity-date', '2026-01-01T00:00:00Z', '--json', ...D]));

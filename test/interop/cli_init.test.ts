@@ -161,6 +161,30 @@ describe('init --root-subject, --issuing-subject, --*-validity-days', () => {
   }
 });
 
+describe('docs/data-directory.md', () => {
+  const doc = readFileSync(new URL('../../docs/data-directory.md', import.meta.url), 'utf8');
+  const section = doc.slice(doc.indexOf('## fleetpki.json'));
+
+  it('ok-its fleetpki.json is exactly what init --org "Acme Devices" writes', () => {
+    const sample = JSON.parse(/```json\n([\s\S]*?)\n```/.exec(section)![1]);
+    const t = init('doc-sample', [], {});
+    const written = JSON.parse(readFileSync(join(t.dir, 'fleetpki.json'), 'utf8'));
+    assert.deepEqual(sample, { ...written, org: 'Acme Devices' });
+  });
+
+  it('ok-its table explains every key of it', () => {
+    const sample = JSON.parse(/```json\n([\s\S]*?)\n```/.exec(section)![1]) as Record<string, unknown>;
+    const rows = [...section.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1]);
+    const explained = (k: string) => rows.some((r) => r === k || r === `${k.split('.')[0]}.*`);
+    for (const [k, v] of Object.entries(sample)) {
+      if (['version', 'org'].includes(k)) continue;
+      if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length && k !== 'profiles') {
+        for (const sub of Object.keys(v)) if (!(k === 'keyStore' && sub === 'type')) assert.ok(explained(`${k}.${sub}`), `${k}.${sub} is in the table`);
+      } else assert.ok(explained(k), `${k} is in the table`);
+    }
+  });
+});
+
 describe('where init puts the data directory', () => {
   const cases: Array<{ name: string; cwd: string; env: Record<string, string | undefined>; dirArg?: string; expect: string; notThere?: string[] }> = [
     { name: 'ok-$FLEETPKI_DIR without --dir', cwd: 'cwd-env', env: { FLEETPKI_DIR: file('from-env') }, expect: file('from-env'), notThere: [file('cwd-env', 'fleetpki-data')] },

@@ -40,7 +40,14 @@ export function registerCert(program: Command): void {
         const csrBytes = readUserFile(o.csr, 'CSR');
         const extra = o.san.map(parseSan);
         // --san adds to the CSR's names unless --only-sans; the profile decides what is allowed.
-        const sans = extra.length || o.onlySans ? [...(o.onlySans ? [] : parseCsr(csrBytes).sans), ...extra] : undefined;
+        let sans: ReturnType<typeof parseSan>[] | undefined;
+        if (o.onlySans) sans = extra;
+        else if (extra.length) {
+          const csr = parseCsr(csrBytes);
+          // As when the CSR's names are used alone: names fleetpki cannot certify are refused, not dropped.
+          if (csr.unsupportedSans.length) throw new ProblemError('policy_violation', `the CSR asks for names fleetpki does not issue: ${csr.unsupportedSans.join(', ')}`);
+          sans = [...csr.sans, ...extra];
+        }
         const r = await ctx.authority.issue({
           csr: csrBytes,
           profile: o.profile,
