@@ -25,31 +25,29 @@ export interface Transition {
    * the revocation can be used afterwards.
    */
   reregister?: true;
-  /** Why the change exists, for the docs and the refusal message. */
-  why: string;
 }
 
 /** State changes an operator may make (`device set-state`, PATCH /devices/{id}). */
 export const TRANSITIONS: Readonly<Record<DeviceState, Readonly<Partial<Record<DeviceState, Transition>>>>> = {
   registered: {
-    suspended: { why: 'hold a device back from enrolling' },
-    revoked: { why: 'its identity is compromised before it ever enrolled' },
-    retired: { why: 'withdrawn before it was put to work' },
+    suspended: {}, // hold a device back from enrolling
+    revoked: {}, // its identity is compromised before it ever enrolled
+    retired: {}, // withdrawn before it was put to work
   },
   active: {
-    suspended: { why: 'temporarily out of service (lost, under investigation)' },
-    revoked: { why: 'compromised' },
-    retired: { why: 'end of life' },
+    suspended: {}, // temporarily out of service (lost, under investigation)
+    revoked: {}, // compromised
+    retired: {}, // end of life
   },
   suspended: {
-    active: { needs: 'certificate', why: 'resume a device that has a certificate' },
-    registered: { needs: 'none', why: 'resume a device that never enrolled' },
-    revoked: { why: 'compromised' },
-    retired: { why: 'end of life' },
+    active: { needs: 'certificate' }, // resume a device that has a certificate
+    registered: { needs: 'none' }, // resume a device that never enrolled
+    revoked: {}, // compromised
+    retired: {}, // end of life
   },
   revoked: {
-    registered: { reregister: true, why: 'explicit re-registration, e.g. after the manufacturer reflashed it' },
-    retired: { why: 'end of life' },
+    registered: { reregister: true }, // explicit re-registration, e.g. after the manufacturer reflashed it
+    retired: {}, // end of life
   },
   // Terminal: a retired device never enrolls again.
   retired: {},
