@@ -33,6 +33,7 @@ const PEERS = [
   ['mosquitto', 'mosquitto'],
   ['mosquitto_pub', 'mosquitto-clients'],
   ['ocsptool', 'gnutls-bin'],
+  ['script', 'bsdutils'],
   // The benchmark harness's smoke test (test/interop/bench_smoke.test.ts).
   ['wrk', 'wrk'],
   ['ab', 'apache2-utils'],

@@ -11,7 +11,7 @@ import { registerToken } from './commands/token.js';
 import { registerCrl } from './commands/crl.js';
 import { registerDevice } from './commands/device.js';
 import { registerRegistryAdmin } from './commands/registry_admin.js';
-import { reportError } from './output.js';
+import { handleClosedOutput, reportError } from './output.js';
 
 export function buildProgram(): Command {
   const program = new Command('fleetpki')
@@ -31,6 +31,7 @@ export function buildProgram(): Command {
   return program;
 }
 
+handleClosedOutput();
 try {
   await buildProgram().parseAsync(process.argv);
 } catch (e) {

@@ -18,6 +18,8 @@ export interface SoftwareKeyStoreOptions {
   dir: string;
   /** Resolves the passphrase lazily, so commands that sign nothing need none. */
   passphrase: () => string;
+  /** Where the passphrase came from ("$FLEETPKI_KEYSTORE_PASSPHRASE", a file), for a wrong-passphrase error. */
+  passphraseOrigin?: () => string;
   pbkdf2Iterations?: number;
 }
 
@@ -57,7 +59,8 @@ export class SoftwareKeyStore implements ExportableKeyStore {
       return loadPrivateKey(pem, this.opts.passphrase());
     } catch (e) {
       if (e instanceof ProblemError) throw e;
-      throw new ProblemError('key_unavailable', `cannot decrypt key ${ref}: wrong key store passphrase?`);
+      const origin = this.opts.passphraseOrigin?.();
+      throw new ProblemError('key_unavailable', `cannot decrypt key ${ref}: wrong key store passphrase${origin ? ` (from ${origin})` : ''}?`);
     }
   }
 

@@ -15,6 +15,7 @@ import type { CertInfo } from '../x509/cert_info.js';
 import { parseCsr, type ParsedCsr } from '../x509/csr.js';
 import { formatSan, parseSan, type San } from '../x509/general_names.js';
 import type { DnAttribute } from '../x509/names.js';
+import { mayEnroll } from './lifecycle.js';
 import { domainUri, hashSecret } from './registry.js';
 
 /** How the device proved who it is. The transport (TLS, HTTP auth) checked the cryptography. */
@@ -134,7 +135,8 @@ export class Enrollment {
 
   private async enrollAuthenticated(req: EnrollRequest, auth: Authenticated): Promise<EnrollResult> {
     const { device } = auth;
-    if (device.state !== 'registered' && device.state !== 'active') throw new ProblemError('forbidden', `device ${device.id} is ${device.state} and may not enroll`);
+    // The lifecycle (lifecycle.ts): suspended, revoked and retired devices do not enroll.
+    if (!mayEnroll(device.state)) throw new ProblemError('forbidden', `device ${device.id} is ${device.state} and may not enroll`);
     if (req.profile && req.profile !== device.profile) throw new ProblemError('forbidden', `device ${device.id} is registered for profile ${device.profile}, not ${req.profile}`);
     // simplereenroll renews a certificate of ours. With a manufacturer
     // certificate it is a bootstrap (strongSwan's pki sends any --cert

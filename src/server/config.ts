@@ -87,8 +87,9 @@ export function defaultConfig(org: string): FleetConfig {
   };
 }
 
+/** --dir, else $FLEETPKI_DIR (an empty value counts as unset), else ./fleetpki-data in the working directory. */
 export function resolveDataDir(dir?: string): string {
-  return resolve(dir ?? process.env.FLEETPKI_DIR ?? './fleetpki-data');
+  return resolve(dir || process.env.FLEETPKI_DIR || './fleetpki-data');
 }
 
 export async function loadConfig(dir: string): Promise<FleetConfig> {

@@ -20,7 +20,7 @@ import { openStore } from '../store/open_store.js';
 import type { Store } from '../store/store.js';
 import type { KeyAlgorithm } from '../x509/algorithms.js';
 import { parseDn, type DnAttribute } from '../x509/names.js';
-import { CONFIG_FILE, defaultConfig, loadConfig, saveConfig, validateConfig, type FleetConfig } from './config.js';
+import { CONFIG_FILE, defaultConfig, loadConfig, resolveDataDir, saveConfig, validateConfig, type FleetConfig } from './config.js';
 
 export interface FleetContext {
   dir: string;
@@ -39,21 +39,32 @@ export interface FleetContext {
 export const PASSPHRASE_ENV = 'FLEETPKI_KEYSTORE_PASSPHRASE';
 export const PASSPHRASE_FILE_ENV = 'FLEETPKI_KEYSTORE_PASSPHRASE_FILE';
 
-/** Key store passphrase: environment first, then the file the config names. */
-function passphraseSource(dir: string, config: FleetConfig): () => string {
-  return () => {
+/**
+ * Key store passphrase, first found wins: $FLEETPKI_KEYSTORE_PASSPHRASE, the
+ * file named by $FLEETPKI_KEYSTORE_PASSPHRASE_FILE, the file the config names
+ * (keyStore.passphraseFile). An empty variable counts as unset. `origin` says
+ * which one the passphrase came from, for the error when it is wrong.
+ */
+function passphraseSource(dir: string, config: FleetConfig): { passphrase: () => string; origin: () => string } {
+  const file = () => process.env[PASSPHRASE_FILE_ENV] || (config.keyStore.passphraseFile ? resolve(dir, config.keyStore.passphraseFile) : undefined);
+  const origin = () => {
+    if (process.env[PASSPHRASE_ENV]) return `$${PASSPHRASE_ENV}`;
+    return process.env[PASSPHRASE_FILE_ENV] ? `$${PASSPHRASE_FILE_ENV} ${file()}` : `${file()} (keyStore.passphraseFile)`;
+  };
+  const passphrase = () => {
     const fromEnv = process.env[PASSPHRASE_ENV];
     if (fromEnv) return fromEnv;
-    const file = process.env[PASSPHRASE_FILE_ENV] ?? (config.keyStore.passphraseFile ? resolve(dir, config.keyStore.passphraseFile) : undefined);
-    if (!file) throw new ProblemError('key_unavailable', `the key store is locked: set ${PASSPHRASE_ENV} or ${PASSPHRASE_FILE_ENV}`);
+    const f = file();
+    if (!f) throw new ProblemError('key_unavailable', `the key store is locked: set ${PASSPHRASE_ENV} or ${PASSPHRASE_FILE_ENV}`);
     try {
-      const p = readFileSync(file, 'utf8').trim();
+      const p = readFileSync(f, 'utf8').trim();
       if (p) return p;
     } catch {
       /* reported below */
     }
-    throw new ProblemError('key_unavailable', `cannot read the key store passphrase from ${file}`);
+    throw new ProblemError('key_unavailable', `cannot read the key store passphrase from ${origin()}: missing, unreadable or empty`);
   };
+  return { passphrase, origin };
 }
 
 export function storeSpec(dir: string, config: FleetConfig): string {
@@ -62,7 +73,8 @@ export function storeSpec(dir: string, config: FleetConfig): string {
 
 async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Store): Promise<FleetContext> {
   const s = store ?? (await openStore(storeSpec(dir, config), { clock }));
-  const keys = new SoftwareKeyStore({ dir: resolve(dir, config.keyStore.dir), passphrase: passphraseSource(dir, config), pbkdf2Iterations: config.keyStore.pbkdf2Iterations });
+  const pass = passphraseSource(dir, config);
+  const keys = new SoftwareKeyStore({ dir: resolve(dir, config.keyStore.dir), passphrase: pass.passphrase, passphraseOrigin: pass.origin, pbkdf2Iterations: config.keyStore.pbkdf2Iterations });
   const authority = new Authority(s, keys, clock, {
     profiles: resolveProfiles(config.profiles),
     defaultCa: config.defaultCa,
@@ -78,7 +90,7 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
 }
 
 export async function openContext(dirOpt?: string, opts: { clock?: Clock; storeOverride?: string } = {}): Promise<FleetContext> {
-  const dir = resolve(dirOpt ?? process.env.FLEETPKI_DIR ?? './fleetpki-data');
+  const dir = resolveDataDir(dirOpt);
   const config = await loadConfig(dir);
   if (opts.storeOverride) config.store = opts.storeOverride;
   return wire(dir, config, opts.clock ?? systemClock);

@@ -7,6 +7,7 @@
 import { sql, type Expression, type Insertable, type Kysely, type Selectable } from 'kysely';
 import { systemClock, type Clock } from '../clock.js';
 import { ProblemError, rethrowAs } from '../errors.js';
+import { ENROLLABLE_STATES, mayEnroll } from '../registry/lifecycle.js';
 import { auditEntryHash, GENESIS_HASH } from './audit_chain.js';
 import { migrateToLatest } from './migrations.js';
 import type {
@@ -39,6 +40,7 @@ import {
   type DevicePatch,
   type DeviceQuery,
   type DeviceRecord,
+  type DeviceUpdateGuard,
   type EnrollmentCommit,
   type EnrollmentSecretRecord,
   type OcspSignerRecord,
@@ -421,13 +423,32 @@ export class KyselyStore implements Store {
     return rows.map(rowToDevice);
   }
 
-  updateDevice(id: string, patch: DevicePatch, at: Date, audit: AuditInput): Promise<DeviceRecord> {
+  updateDevice(id: string, patch: DevicePatch, at: Date, audit: AuditInput, guard: DeviceUpdateGuard = {}): Promise<DeviceRecord> {
     return this.write(async (trx) => {
-      const change = devicePatchToRow(patch, at);
-      const r = await translateConstraintErrors(() => trx.updateTable('devices').set(change).where('id', '=', id).executeTakeFirst(), {
+      const change: Partial<DeviceTable> = devicePatchToRow(patch, at);
+      if (guard.reregister) change.current_serial = null;
+      // The state condition is part of the update itself, so a concurrent
+      // enrollment or state change either happened before (no row matches)
+      // or waits for this one.
+      let update = trx.updateTable('devices').set(change).where('id', '=', id);
+      if (guard.ifState !== undefined) update = update.where('state', '=', guard.ifState);
+      const r = await translateConstraintErrors(() => update.executeTakeFirst(), {
         check: `"${patch.state}" is not a device state`,
       });
-      if (Number(r.numUpdatedRows) === 0) throw noDevice(id);
+      if (Number(r.numUpdatedRows) === 0) {
+        const now = await trx.selectFrom('devices').select('state').where('id', '=', id).executeTakeFirst();
+        if (!now) throw noDevice(id);
+        throw new ProblemError('conflict', `device ${id} became ${now.state} meanwhile (expected ${guard.ifState}); nothing was changed`);
+      }
+      if (guard.reregister) {
+        await trx.deleteFrom('enrollment_secrets').where('device_id', '=', id).execute();
+        await trx
+          .updateTable('pending_enrollments')
+          .set({ status: 'rejected', decided_at: toMs(at, 'at'), decided_by: audit.actor })
+          .where('device_id', '=', id)
+          .where('status', 'in', ['pending', 'approved'])
+          .execute();
+      }
       const row = await trx.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
       await this.appendAuditIn(trx, audit);
       return rowToDevice(row);
@@ -613,13 +634,13 @@ export class KyselyStore implements Store {
         .updateTable('devices')
         .set({ state: 'active', current_serial: cert.serial, updated_at: now })
         .where('id', '=', deviceId)
-        .where('state', 'in', ['registered', 'active'])
+        .where('state', 'in', [...ENROLLABLE_STATES])
         .where((eb) => (c.replacesSerial === undefined ? eb('current_serial', 'is', null) : eb('current_serial', '=', c.replacesSerial!)))
         .executeTakeFirst();
       if (Number(d.numUpdatedRows) === 0) {
         const device = await trx.selectFrom('devices').select(['state', 'current_serial']).where('id', '=', deviceId).executeTakeFirst();
         if (!device) throw noDevice(deviceId);
-        if (device.state !== 'registered' && device.state !== 'active') throw new ProblemError('forbidden', `device ${deviceId} is ${device.state}`);
+        if (!mayEnroll(device.state)) throw new ProblemError('forbidden', `device ${deviceId} is ${device.state}`);
         throw new ProblemError('conflict', `device ${deviceId} received another certificate meanwhile; retry the enrollment`);
       }
 

@@ -189,6 +189,17 @@ export interface DevicePatch {
   attributes?: Record<string, string>;
 }
 
+export interface DeviceUpdateGuard {
+  /** Apply only if the device is in this state; otherwise `conflict`. */
+  ifState?: DeviceState;
+  /**
+   * Re-registration, in the same transaction: unlink the current certificate
+   * (it stays in the device's history), delete the enrollment secret and
+   * reject enrollments still pending or approved.
+   */
+  reregister?: boolean;
+}
+
 /** A one-time enrollment secret; only its hash is kept. */
 export interface EnrollmentSecretRecord {
   deviceId: string;
@@ -362,8 +373,13 @@ export interface Store {
   insertDevices(ds: DeviceRecord[], audit: AuditInput): Promise<{ inserted: number; existing: string[] }>;
   getDevice(id: string): Promise<DeviceRecord | undefined>;
   listDevices(q?: DeviceQuery): Promise<DeviceRecord[]>;
-  /** Throws not_found; sets updatedAt to `at`. */
-  updateDevice(id: string, patch: DevicePatch, at: Date, audit: AuditInput): Promise<DeviceRecord>;
+  /**
+   * Throws not_found; sets updatedAt to `at`. With `guard.ifState`, the
+   * update applies only while the device is still in that state (else
+   * `conflict`, nothing changed): the registry checks a lifecycle transition
+   * against the state it read, and a concurrent change must not slip between.
+   */
+  updateDevice(id: string, patch: DevicePatch, at: Date, audit: AuditInput, guard?: DeviceUpdateGuard): Promise<DeviceRecord>;
 
   /** Replaces the device's secret (at most one per device). Throws not_found for an unknown device. */
   putEnrollmentSecret(s: EnrollmentSecretRecord, audit: AuditInput): Promise<void>;

@@ -1047,6 +1047,52 @@ function registryConformance(current: () => Store): void {
           assert.equal((await readAuditLog(store)).length, 1);
         });
       }
+
+      // The registry checks a lifecycle transition against the state it read;
+      // the guard makes the write conditional on that state.
+      it('ok ifState that holds: applied', async () => {
+        await store.insertDevice(full, audit('device.register', 'dev-1'));
+        const r = await store.updateDevice('dev-1', { state: 'suspended' }, at(DAY), audit('device.update', 'dev-1'), { ifState: 'registered' });
+        assert.equal(r.state, 'suspended');
+      });
+
+      it('fail-ifState that no longer holds → conflict, and nothing changes', async () => {
+        await withRegistry(store);
+        await store.updateDevice('dev-1', { state: 'retired' }, at(DAY), audit('device.update', 'dev-1'));
+        const before = await registrySnapshot(store);
+        await expectProblem(store.updateDevice('dev-1', { state: 'suspended', owner: 'x' }, at(2 * DAY), audit('device.update', 'dev-1'), { ifState: 'active' }), 'conflict');
+        assert.deepEqual(await registrySnapshot(store), before);
+        await expectProblem(store.updateDevice('ghost', { state: 'suspended' }, at(2 * DAY), audit('device.update', 'ghost'), { ifState: 'active' }), 'not_found');
+      });
+
+      it('ok reregister: current certificate unlinked, secret deleted, pending and approved enrollments rejected, decided ones kept', async () => {
+        await withRegistry(store);
+        await store.decidePendingEnrollment('p1', 'approved', 'token:officer', at(60), audit('enrollment.approve', 'p1'));
+        await store.recordEnrollment(enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1'), pendingId: 'p1' }), audit('certificate.enroll', 'e1'));
+        await store.insertPendingEnrollment(pendingRecord('p2', 'dev-1', { spkiSha256: 'cd'.repeat(32) }), audit('enrollment.wait', 'p2'));
+        await store.insertPendingEnrollment(pendingRecord('p3', 'dev-1', { spkiSha256: 'ef'.repeat(32) }), audit('enrollment.wait', 'p3'));
+        await store.decidePendingEnrollment('p3', 'approved', 'token:officer', at(61), audit('enrollment.approve', 'p3'));
+        await store.insertDevice(deviceRecord('dev-2'), audit('device.register', 'dev-2'));
+        await store.putEnrollmentSecret(secretRecord('dev-2'), audit('device.secret', 'dev-2'));
+        await store.insertPendingEnrollment(pendingRecord('q1', 'dev-2'), audit('enrollment.wait', 'q1'));
+        await store.updateDevice('dev-1', { state: 'revoked' }, at(DAY), audit('device.update', 'dev-1'));
+        assert.equal((await store.getDevice('dev-1'))!.currentSerial, 'e1');
+
+        const r = await store.updateDevice('dev-1', { state: 'registered' }, at(2 * DAY), audit('device.update', 'dev-1'), { ifState: 'revoked', reregister: true });
+        assert.equal(r.state, 'registered');
+        assert.equal(r.currentSerial, undefined);
+        assert.deepEqual(await store.getDevice('dev-1'), r);
+        assert.equal((await store.getCertificate('e1'))!.deviceId, 'dev-1', 'the certificate keeps its device');
+        assert.equal(await store.getEnrollmentSecret('dev-1'), undefined);
+        const status = Object.fromEntries((await store.listPendingEnrollments()).map((p) => [p.id, [p.status, p.decidedBy, p.decidedAt?.getTime()]]));
+        assert.deepEqual(status, {
+          p1: ['issued', 'token:officer', at(60).getTime()],
+          p2: ['rejected', 'cli:test', at(2 * DAY).getTime()],
+          p3: ['rejected', 'cli:test', at(2 * DAY).getTime()],
+          q1: ['pending', undefined, undefined],
+        });
+        assert.ok(await store.getEnrollmentSecret('dev-2'), 'other devices are untouched');
+      });
     });
   });
 

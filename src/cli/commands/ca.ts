@@ -10,7 +10,7 @@ import { parseDn } from '../../x509/names.js';
 import { pemEncode } from '../../x509/pem.js';
 import { cliActor } from '../../server/context.js';
 import { withContext, withDir } from '../context.js';
-import { collect, note, positiveInt, printJson, printLine, printTable, readUserFile, secretFrom } from '../output.js';
+import { collect, note, positiveInt, printJson, printLine, printRaw, printTable, readUserFile, secretFrom } from '../output.js';
 
 export function registerCa(program: Command): void {
   const ca = program.command('ca').description('certificate authorities: list, print, key ceremonies');
@@ -32,8 +32,10 @@ export function registerCa(program: Command): void {
     .option('--root', 'the root CA')
     .option('--ca <name>', 'a CA by name')
     .option('--chain', 'also print its issuers up to the root')
+    .option('--json', 'print the CA record as JSON (with --chain: a "chain" array of PEMs, the CA first)')
     .action(async (o) =>
       withContext(o.dir, async (ctx) => {
+        if (o.root && o.ca) throw new ProblemError('bad_request', '--root and --ca name different CAs; give one');
         let name: string = o.ca ?? ctx.config.defaultCa;
         if (o.root) {
           const root = (await ctx.store.listCas()).find((c) => c.kind === 'root');
@@ -41,7 +43,12 @@ export function registerCa(program: Command): void {
           name = root.name;
         }
         const chain = await ctx.authority.chain(name);
-        process.stdout.write((o.chain ? chain : chain.slice(0, 1)).map((d) => pemEncode('CERTIFICATE', d)).join(''));
+        const pems = (o.chain ? chain : chain.slice(0, 1)).map((d) => pemEncode('CERTIFICATE', d));
+        if (o.json) {
+          const rec = (await ctx.store.listCas()).find((c) => c.name === name)!;
+          return printJson({ ...caJson(rec), ...(o.chain ? { chain: pems } : {}) });
+        }
+        printRaw(pems.join(''));
       }),
     );
 

@@ -11,7 +11,7 @@ import { formatSan, parseSan } from '../../x509/general_names.js';
 import { parseDn } from '../../x509/names.js';
 import { pemEncode } from '../../x509/pem.js';
 import { withContext, withDir } from '../context.js';
-import { collect, note, positiveInt, printJson, printLine, printTable, readUserFile } from '../output.js';
+import { collect, note, positiveInt, printJson, printLine, printRaw, printTable, readUserFile } from '../output.js';
 
 const REASONS = Object.keys(REVOCATION_REASONS).filter((r) => r !== 'removeFromCRL');
 
@@ -40,7 +40,14 @@ export function registerCert(program: Command): void {
         const csrBytes = readUserFile(o.csr, 'CSR');
         const extra = o.san.map(parseSan);
         // --san adds to the CSR's names unless --only-sans; the profile decides what is allowed.
-        const sans = extra.length || o.onlySans ? [...(o.onlySans ? [] : parseCsr(csrBytes).sans), ...extra] : undefined;
+        let sans: ReturnType<typeof parseSan>[] | undefined;
+        if (o.onlySans) sans = extra;
+        else if (extra.length) {
+          const csr = parseCsr(csrBytes);
+          // As when the CSR's names are used alone: names fleetpki cannot certify are refused, not dropped.
+          if (csr.unsupportedSans.length) throw new ProblemError('policy_violation', `the CSR asks for names fleetpki does not issue: ${csr.unsupportedSans.join(', ')}`);
+          sans = [...csr.sans, ...extra];
+        }
         const r = await ctx.authority.issue({
           csr: csrBytes,
           profile: o.profile,
@@ -57,7 +64,7 @@ export function registerCert(program: Command): void {
           note(`issued ${r.record.serial} -> ${o.out}`);
         }
         if (o.json) printJson(certJson(r.record));
-        else if (!o.out) process.stdout.write(pem);
+        else if (!o.out) printRaw(pem);
       }),
     );
 
@@ -89,7 +96,7 @@ export function registerCert(program: Command): void {
         const s = serialArg(serial);
         const c = await ctx.store.getCertificate(s);
         if (!c) throw new ProblemError('not_found', `no certificate with serial ${s}`);
-        if (o.pem) return void process.stdout.write(pemEncode('CERTIFICATE', c.der));
+        if (o.pem) return printRaw(pemEncode('CERTIFICATE', c.der));
         const info = parseCertificate(c.der);
         const j = { ...certJson(c), keyAlgorithm: info.key, keyUsage: info.keyUsage, extendedKeyUsage: info.extendedKeyUsage, fingerprintSha256: info.fingerprintSha256, issuer: info.issuerText };
         if (o.json) return printJson(j);
@@ -107,7 +114,7 @@ export function registerCert(program: Command): void {
           ['requested by', c.requester],
         ];
         for (const [k, v] of lines) printLine(`${k.padEnd(20)} ${v}`);
-        process.stdout.write(pemEncode('CERTIFICATE', c.der));
+        printRaw(pemEncode('CERTIFICATE', c.der));
       }),
     );
 
