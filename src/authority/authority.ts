@@ -34,7 +34,16 @@ export interface AuthorityConfig {
   deltaCrls?: boolean;
   /** Partitioned CRLs: number of shards new end-entity certificates are spread over (0: off). */
   crlShards?: number;
+  /**
+   * Partition only once a CA's full CRL has more than this many entries
+   * (0: from the first certificate). Certificates issued before keep
+   * pointing at the full CRL, which stays complete.
+   */
+  crlPartitionAbove?: number;
 }
+
+/** How often at most issuance asks the store whether a CA's CRL passed crlPartitionAbove. */
+const PARTITION_CHECK_MS = 60_000;
 
 /**
  * The CRL shard of a new certificate: from its random serial, so it needs no
@@ -107,6 +116,24 @@ export class Authority {
     private readonly clock: Clock,
     private readonly config: AuthorityConfig,
   ) {}
+
+  /** CAs whose CRL passed crlPartitionAbove (for good: a CRL only shrinks when certificates expire, and shards stay valid). */
+  private readonly partitioned = new Set<string>();
+  private readonly partitionCheckedAt = new Map<string, number>();
+
+  /** The shard count new certificates of `ca` are spread over now. */
+  private async shardsFor(ca: string): Promise<number> {
+    const shards = this.config.crlShards ?? 0;
+    const above = this.config.crlPartitionAbove ?? 0;
+    if (!shards || !above || this.partitioned.has(ca)) return shards;
+    const now = this.clock.now().getTime();
+    const checked = this.partitionCheckedAt.get(ca);
+    if (checked !== undefined && now - checked < PARTITION_CHECK_MS) return 0;
+    this.partitionCheckedAt.set(ca, now);
+    if ((await this.store.countRevoked(ca)) <= above) return 0;
+    this.partitioned.add(ca);
+    return shards;
+  }
 
   get profiles(): ProfileSet {
     return this.config.profiles;
@@ -284,7 +311,7 @@ export class Authority {
     }
     const { notBefore, notAfter, capped } = this.validity(days, ca.info.notAfter);
     const serial = newSerial();
-    const shard = profile.ca ? 0 : crlShardOf(serial, this.config.crlShards ?? 0);
+    const shard = profile.ca ? 0 : crlShardOf(serial, await this.shardsFor(ca.record.name));
     const template: CertificateTemplate = {
       serial,
       issuer: ca.info.subjectDer,

@@ -63,6 +63,8 @@ export interface FleetConfig {
      * certificate in one of N shards whose CRL lists only that shard.
      */
     shards: number;
+    /** With shards: start partitioning once a CA's full CRL has more than this many entries (0, default: at once). */
+    partitionAbove: number;
   };
   /** OCSP responder (RFC 6960/5019); see OcspOptions for each field. */
   ocsp: OcspOptions;
@@ -81,7 +83,7 @@ export function defaultConfig(org: string): FleetConfig {
     issuance: { backdateSeconds: 300 },
     registry: { secretTtlHours: 168, manufacturerId: { from: 'serialNumber' } },
     est: { defaultProfile: 'device-tls', retryAfterSeconds: 60, labels: {} },
-    crl: { validityHours: 24, refreshAheadHours: 12, deltaValidityHours: 0, checkIntervalSeconds: 5, httpMaxAgeSeconds: 60, shards: 0 },
+    crl: { validityHours: 24, refreshAheadHours: 12, deltaValidityHours: 0, checkIntervalSeconds: 5, httpMaxAgeSeconds: 60, shards: 0, partitionAbove: 0 },
     ocsp: { validitySeconds: 3600 },
     profiles: {},
   };
@@ -155,6 +157,7 @@ export function validateConfig(raw: unknown): FleetConfig {
   const crl = merged.crl;
   if (!(crl.validityHours > 0) || !(crl.refreshAheadHours > 0) || crl.refreshAheadHours >= crl.validityHours) throw bad('crl.validityHours must be positive and larger than crl.refreshAheadHours');
   if (!(Number.isInteger(crl.shards) && crl.shards >= 0 && crl.shards <= 1024)) throw bad('crl.shards is a whole number from 0 (off) to 1024');
+  if (!(Number.isInteger(crl.partitionAbove) && crl.partitionAbove >= 0)) throw bad('crl.partitionAbove is a whole number of CRL entries, 0 (partition at once) or more');
   if (!(crl.deltaValidityHours >= 0) || !(crl.checkIntervalSeconds > 0) || !(crl.httpMaxAgeSeconds >= 0)) throw bad('crl.deltaValidityHours >= 0, crl.checkIntervalSeconds > 0, crl.httpMaxAgeSeconds >= 0');
   for (const [label, l] of Object.entries(merged.est.labels)) {
     if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(label) || ['cacerts', 'simpleenroll', 'simplereenroll', 'csrattrs', 'serverkeygen', 'fullcmc'].includes(label)) throw bad(`est label "${label}" must be lowercase letters, digits and dashes, and not an EST operation name`);

@@ -82,6 +82,7 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
     backdateSeconds: config.issuance.backdateSeconds,
     deltaCrls: config.crl.deltaValidityHours > 0,
     crlShards: config.crl.shards,
+    crlPartitionAbove: config.crl.partitionAbove,
   });
   const crls = new CrlService(s, authority, clock, { ...config.crl, publicUrl: config.publicUrl });
   const registry = new Registry(s, authority, clock, { secretTtlHours: config.registry.secretTtlHours });
