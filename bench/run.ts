@@ -5,10 +5,11 @@
  * smoke run with small sizes that the test suite uses to keep the harness
  * working). docs/performance.md explains each scenario.
  */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { crlScenarios } from './crl.js';
 import { ocspScenarios } from './ocsp.js';
-import { table, writeResults, type Result } from './lib/report.js';
+import { machine, table, writeResults, type Result } from './lib/report.js';
 
 const SCENARIOS: Record<string, (quick: boolean) => Promise<Result[]>> = {
   crl: crlScenarios,
@@ -32,4 +33,12 @@ for (const name of names.length ? names : Object.keys(SCENARIOS)) {
 const file = fileURLToPath(new URL(`./results/${quick ? 'quick' : 'latest'}.json`, import.meta.url));
 writeResults(file, results);
 console.log(table(results));
+// A full run of every scenario is the table docs/performance.md shows.
+const doc = fileURLToPath(new URL('../docs/performance.md', import.meta.url));
+if (!quick && !names.length && existsSync(doc)) {
+  const m = machine();
+  const block = `<!-- bench:begin -->\nRun ${String(m.date).slice(0, 10)} on ${m.cores} × ${m.cpu}, ${m.memoryGiB} GiB, Node ${m.node}, ${m.openssl}.\n\n${table(results)}\n<!-- bench:end -->`;
+  writeFileSync(doc, readFileSync(doc, 'utf8').replace(/<!-- bench:begin -->[\s\S]*<!-- bench:end -->/, block));
+  console.error(`bench: table written to ${doc}`);
+}
 console.error(`bench: results in ${file}`);
