@@ -414,7 +414,7 @@ export class OcspResponder {
     const tbs = encodeResponseData({
       signerSpki: active.signer.spki,
       producedAt: thisUpdate,
-      answers: items.map((i) => ({ certId: i.rc.certId, state: i.state, thisUpdate, nextUpdate })),
+      answers: items.map((i) => ({ certIdDer: i.rc.certIdDer, state: i.state, thisUpdate, nextUpdate })),
       nonce,
     });
     const alg = signatureAlgorithmFor(active.signer.key);
