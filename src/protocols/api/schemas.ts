@@ -21,6 +21,7 @@ export const ca = {
     notBefore: date,
     notAfter: date,
     keyOnline: { type: 'boolean' },
+    keyUri: nullableStr,
     keyAlgorithm: str,
     pathLen: { type: 'integer', nullable: true },
     fingerprintSha256: str,
