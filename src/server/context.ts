@@ -17,6 +17,7 @@ import { Pkcs11KeyStore } from '../keys/pkcs11_key_store.js';
 import { SoftwareKeyStore, writeFileAtomic } from '../keys/software_key_store.js';
 import { Operators } from '../registry/operators.js';
 import { Enrollment } from '../registry/enrollment.js';
+import { KeyCustody } from '../registry/key_custody.js';
 import { Registry } from '../registry/registry.js';
 import { openStore } from '../store/open_store.js';
 import type { Store } from '../store/store.js';
@@ -33,6 +34,8 @@ export interface FleetContext {
   operators: Operators;
   registry: Registry;
   enrollment: Enrollment;
+  /** Server-side key generation and key escrow. */
+  custody: KeyCustody;
   crls: CrlService;
   clock: Clock;
   close(): Promise<void>;
@@ -102,12 +105,13 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
   });
   const crls = new CrlService(s, authority, clock, { ...config.crl, publicUrl: config.publicUrl });
   const registry = new Registry(s, authority, clock, { secretTtlHours: config.registry.secretTtlHours });
-  const enrollment = new Enrollment(s, authority, clock, { org: config.org, manufacturerId: config.registry.manufacturerId, retryAfterSeconds: config.est.retryAfterSeconds });
+  const custody = new KeyCustody(s, keys, authority, clock);
+  const enrollment = new Enrollment(s, authority, clock, { org: config.org, manufacturerId: config.registry.manufacturerId, retryAfterSeconds: config.est.retryAfterSeconds }, custody);
   const close = async () => {
     await keys.close?.();
     await s.close();
   };
-  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, crls, clock, close };
+  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, crls, clock, close };
 }
 
 export async function openContext(dirOpt?: string, opts: { clock?: Clock; storeOverride?: string } = {}): Promise<FleetContext> {

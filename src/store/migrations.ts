@@ -269,10 +269,29 @@ async function createRevocation(db: Kysely<Database>, dialect: SqlDialect): Prom
   await db.schema.createIndex('ocsp_signers_ca_created').on('ocsp_signers').columns(['ca', 'created_at', 'id']).execute();
 }
 
+/** Key custody: the escrow key and the server-generated keys escrowed to it. */
+async function createKeyEscrow(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  await db.schema
+    .createTable('escrow_keys')
+    .addColumn('key_ref', t.key, (c) => c.primaryKey())
+    .addColumn('spki', t.bytes, (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .execute();
+  await db.schema
+    .createTable('escrowed_keys')
+    .addColumn('serial', t.key, (c) => c.primaryKey().references('certificates.serial'))
+    .addColumn('escrow_key_ref', t.key, (c) => c.notNull().references('escrow_keys.key_ref'))
+    .addColumn('envelope', t.bytes, (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .execute();
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', up: createInitialSchema },
   { version: 2, name: 'device registry', up: createRegistry },
   { version: 3, name: 'revocation', up: createRevocation },
+  { version: 4, name: 'key escrow', up: createKeyEscrow },
 ];
 
 /**
