@@ -160,6 +160,18 @@ describe('PKCS#11 key store: CA keys in SoftHSM2', () => {
     assert.ok(point.endsWith(spki.slice(-194)), 'the root certificate carries the public key of the token object');
   });
 
+  it('create-intermediate --key-uri adopts an RSA key made by pkcs11-tool; certificates under it verify', () => {
+    const gen = token.tool(['--login', '--pin', token.pin, '--keypairgen', '--key-type', 'rsa:2048', '--id', 'c3d4', '--label', 'line-ca', '--usage-sign']);
+    assert.equal(gen.status, 0, gen.stderr);
+    const ca = json(cli(['ca', 'create-intermediate', '--name', 'line-ca', '--key-uri', `pkcs11:token=${token.label};object=line-ca`, '--json']));
+    assert.equal(ca.keyAlgorithm, 'rsa-2048');
+    assert.match(ca.keyUri, /object=line-ca;type=private$/);
+    writeFileSync(f('line-ca.pem'), ca.pem);
+    const { csrPath } = opensslCsr(work, 'line-dev');
+    json(cli(['cert', 'issue', '--ca', 'line-ca', '--csr', csrPath, '--profile', 'device-tls', '--out', f('line-dev.pem'), '--json']));
+    assert.match(run2(['verify', '-x509_strict', '-CAfile', f('root.pem'), '-untrusted', f('line-ca.pem'), f('line-dev.pem')]), /line-dev.pem: OK/);
+  });
+
   const refusals: Array<{ name: string; args: string[]; env?: Record<string, string>; code: string; detail: RegExp }> = [
     { name: 'fail-wrong-pin', args: [], env: { [`FLEETPKI_TEST_TOKEN_PIN`]: '999999' }, code: 'key_unavailable', detail: /PIN .* is wrong/ },
     { name: 'fail-missing-token', args: ['--pkcs11-token', 'no-such-token'], code: 'key_unavailable', detail: /no PKCS#11 token labelled "no-such-token"/ },
