@@ -467,7 +467,12 @@ export class Pkcs11KeyStore implements DecryptingKeyStore {
   }
 
   async has(ref: string): Promise<boolean> {
-    const u = this.parseRef(ref);
+    let u: Pkcs11Uri;
+    try {
+      u = this.parseRef(ref);
+    } catch {
+      return false; // not a key of this token (e.g. a software reference from before a switch)
+    }
     return this.withSession('C_FindObjects', (s) => this.find(s, this.p!.CKO_PRIVATE_KEY, u).length > 0);
   }
 
