@@ -153,8 +153,11 @@ describe('PKCS#11 key store: CA keys in SoftHSM2', () => {
     const root = json(fleetpki(['ca', 'list', '--json', '--dir', d2], token.env)).find((c: CaRow) => c.name === 'root');
     assert.equal(root.keyAlgorithm, 'ecdsa-p384', 'the adopted P-384 key, not a new P-256 one');
     assert.match(root.keyUri, /id=%a1%b2;type=private$/);
-    const listed = token.tool(['--list-objects', '--type', 'pubkey', '--id', 'a1b2']);
-    const point = /EC_POINT:\s+([0-9a-f]+)/.exec(listed.stdout)![1];
+    // pkcs11-tool lists every public key object; pick the one with our CKA_ID.
+    const listed = token.tool(['--list-objects', '--type', 'pubkey']);
+    const block = listed.stdout.split(/(?=Public Key Object)/).find((b) => /ID:\s+a1b2\b/.test(b));
+    assert.ok(block, listed.stdout);
+    const point = /EC_POINT:\s+([0-9a-f]+)/.exec(block)![1];
     const rootPem = fleetpki(['ca', 'cert', '--root', '--dir', d2], token.env).stdout;
     const spki = Buffer.from(parseCertificate(rootPem).spki).toString('hex');
     assert.ok(point.endsWith(spki.slice(-194)), 'the root certificate carries the public key of the token object');
