@@ -94,7 +94,7 @@ export class Pkcs11KeyStore implements DecryptingKeyStore {
   private connecting?: Promise<void>;
   private readonly free: PooledSession[] = [];
   private open = 0;
-  private readonly waiters: Array<(s: PooledSession) => void> = [];
+  private readonly waiters: Array<{ resolve: (s: PooledSession) => void; reject: (e: unknown) => void }> = [];
   private readonly handles = new Map<string, KeyHandles>();
   private readonly publics = new Map<string, PublicInfo>();
   /** A refused PIN is remembered: retrying it would count towards the token's lockout. */
@@ -211,21 +211,34 @@ export class Pkcs11KeyStore implements DecryptingKeyStore {
       this.open++;
       try {
         const handle = this.lib!.C_OpenSession(this.slot!, p.CKF_SERIAL_SESSION | p.CKF_RW_SESSION);
-        const session = { handle, generation: this.generation };
-        this.login(handle);
-        return session;
+        try {
+          this.login(handle);
+        } catch (e) {
+          try {
+            this.lib!.C_CloseSession(handle);
+          } catch {
+            /* gone already */
+          }
+          throw e;
+        }
+        return { handle, generation: this.generation };
       } catch (e) {
         this.open--;
         throw e;
       }
     }
-    return new Promise((resolve) => this.waiters.push(resolve));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
   private release(s: PooledSession): void {
-    if (s.generation !== this.generation) return;
     const next = this.waiters.shift();
-    if (next) next(s);
+    if (s.generation !== this.generation) {
+      // A session of a generation that was reset: the waiter gets a fresh one
+      // (the reset emptied the pool, so there is room to open it).
+      if (next) this.acquire().then(next.resolve, next.reject);
+      return;
+    }
+    if (next) next.resolve(s);
     else this.free.push(s);
   }
 
@@ -286,6 +299,7 @@ export class Pkcs11KeyStore implements DecryptingKeyStore {
       }
     }
     // C_Finalize is process-wide: leave the library initialised for other users in this process.
+    for (const w of this.waiters.splice(0)) w.reject(unavailable('token_error', 'the PKCS#11 key store was closed'));
     this.free.length = 0;
     this.handles.clear();
   }

@@ -79,6 +79,17 @@ describe('PKCS#11 session pool and recovery', () => {
     });
   }
 
+  it('ok-reset-while-requests-wait: 60 signatures queued on 3 sessions, the sessions closed mid-way; all complete and verify', async () => {
+    const s = await ks.signer(ref);
+    const pub = createPublicKey({ key: Buffer.from(s.spki), format: 'der', type: 'spki' });
+    const before = ks.reconnects;
+    const all = Array.from({ length: 60 }, (_, i) => s.sign(Buffer.from(`q${i}`), 'sha256').then((sig) => ({ i, sig })));
+    await new Promise((r) => setImmediate(r));
+    other.C_CloseAllSessions(otherSlot());
+    for (const { i, sig } of await Promise.all(all)) assert.ok(verify('sha256', Buffer.from(`q${i}`), { key: pub, dsaEncoding: 'der' }, sig));
+    assert.ok(ks.reconnects > before, 'the sessions were lost while requests waited');
+  });
+
   it('fail-wrong-pin: key_unavailable (pin_incorrect), and the PIN is not tried again', async () => {
     let tries = 0;
     const bad = new Pkcs11KeyStore({ module: token.module, token: token.label, pin: () => (tries++, '000000') });
