@@ -21,6 +21,8 @@ export interface Signer {
 export interface GenerateOptions {
   /** What the key is for (default sign). A token sets CKA_SIGN or CKA_DECRYPT accordingly. */
   usage?: 'sign' | 'decrypt';
+  /** PKCS#11: the label of the token to make it in (default: the main token). */
+  token?: string;
 }
 
 export interface KeyStore {

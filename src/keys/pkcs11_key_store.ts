@@ -384,6 +384,7 @@ export class Pkcs11KeyStore implements DecryptingKeyStore {
 
   async generate(algorithm: KeyAlgorithm, label: string, opts: GenerateOptions = {}): Promise<string> {
     const usage = opts.usage ?? 'sign';
+    if (opts.token !== undefined && opts.token !== this.opts.token) throw new ProblemError('config_error', `this key store uses PKCS#11 token "${this.opts.token}", not "${opts.token}"`);
     const safe = label.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'key';
     const object = `${safe}-${randomBytes(4).toString('hex')}`;
     const id = randomBytes(16);

@@ -14,6 +14,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
 import type { KeyStore } from '../keys/key_store.js';
 import { Pkcs11KeyStore } from '../keys/pkcs11_key_store.js';
+import { isAdopting, Pkcs11TokenSet } from '../keys/pkcs11_token_set.js';
 import { SoftwareKeyStore, writeFileAtomic } from '../keys/software_key_store.js';
 import { Operators } from '../registry/operators.js';
 import { Enrollment } from '../registry/enrollment.js';
@@ -62,8 +63,7 @@ function passphraseSource(dir: string, config: FleetConfig): () => string {
 }
 
 /** The PKCS#11 user PIN: the environment variable or the file the config names. */
-function pinSource(dir: string, config: FleetConfig): () => string {
-  const ks = config.keyStore;
+function pinSource(dir: string, ks: { pinEnv?: string; pinFile?: string }): () => string {
   return () => {
     if (ks.pinEnv) {
       const v = process.env[ks.pinEnv];
@@ -84,7 +84,11 @@ function pinSource(dir: string, config: FleetConfig): () => string {
 /** The key store the config names. */
 export function openKeyStore(dir: string, config: FleetConfig): KeyStore {
   const ks = config.keyStore;
-  if (ks.type === 'pkcs11') return new Pkcs11KeyStore({ module: ks.module!, token: ks.token!, pin: pinSource(dir, config), poolSize: ks.poolSize });
+  if (ks.type === 'pkcs11') {
+    const main = new Pkcs11KeyStore({ module: ks.module!, token: ks.token!, pin: pinSource(dir, ks), poolSize: ks.poolSize });
+    if (!ks.extraTokens?.length) return main;
+    return new Pkcs11TokenSet(main, ks.extraTokens.map((t) => new Pkcs11KeyStore({ module: ks.module!, token: t.token, pin: pinSource(dir, t), poolSize: ks.poolSize })));
+  }
   return new SoftwareKeyStore({ dir: resolve(dir, ks.dir), passphrase: passphraseSource(dir, config), pbkdf2Iterations: ks.pbkdf2Iterations });
 }
 
@@ -136,7 +140,14 @@ export interface InitOptions {
   store?: string;
   clock?: Clock;
   /** A PKCS#11 token instead of the software key store. */
-  pkcs11?: { module: string; token: string; pinEnv?: string; pinFile?: string };
+  pkcs11?: {
+    module: string;
+    token: string;
+    pinEnv?: string;
+    pinFile?: string;
+    /** The root key goes into this token of its own (kept offline between ceremonies). */
+    rootToken?: { token: string; pinEnv?: string; pinFile?: string };
+  };
   /** Adopt existing token keys (PKCS#11 URIs) instead of generating the CA keys. */
   rootKeyUri?: string;
   issuingKeyUri?: string;
@@ -176,7 +187,11 @@ export async function initDataDir(o: InitOptions): Promise<InitResult> {
   }
   if (o.hostnames?.length) config.server.hostnames = o.hostnames;
   if (o.store) config.store = o.store;
-  if (o.pkcs11) config.keyStore = { ...config.keyStore, type: 'pkcs11', module: o.pkcs11.module, token: o.pkcs11.token, pinEnv: o.pkcs11.pinEnv, pinFile: o.pkcs11.pinFile };
+  if (o.pkcs11) {
+    config.keyStore = { ...config.keyStore, type: 'pkcs11', module: o.pkcs11.module, token: o.pkcs11.token, pinEnv: o.pkcs11.pinEnv, pinFile: o.pkcs11.pinFile };
+    if (o.pkcs11.rootToken) config.keyStore.extraTokens = [o.pkcs11.rootToken];
+  }
+  if (o.pkcs11?.rootToken && o.rootKeyUri) throw new ProblemError('bad_request', 'give either a root token (the root key is generated there) or --key-uri, not both');
   if ((o.rootKeyUri || o.issuingKeyUri) && !o.pkcs11) throw new ProblemError('bad_request', 'adopting a key by PKCS#11 URI needs the pkcs11 key store (--key-store pkcs11)');
   validateConfig(config);
   if (o.pkcs11 && !existsSync(o.pkcs11.module)) throw new ProblemError('key_unavailable', `the PKCS#11 module ${o.pkcs11.module} does not exist`, { reason: 'module_missing' });
@@ -197,16 +212,19 @@ export async function initDataDir(o: InitOptions): Promise<InitResult> {
   const actor = cliActor();
   let ctx: FleetContext | undefined;
   const adopted = new Set<string>();
+  let generatedRoot: string | undefined;
   try {
     ctx = await wire(dir, config, o.clock ?? systemClock);
     const keys = ctx.keys;
     const adopt = async (uri: string | undefined) => {
-      if (!uri || !(keys instanceof Pkcs11KeyStore)) return undefined;
+      if (!uri || !isAdopting(keys)) return undefined;
       const ref = await keys.adopt(uri);
       adopted.add(ref);
       return ref;
     };
-    const rootKeyRef = await adopt(o.rootKeyUri);
+    const rootToken = o.pkcs11?.rootToken?.token;
+    // A root in a token of its own: generate it there; init's clean-up removes it on failure.
+    const rootKeyRef = rootToken ? (generatedRoot = await keys.generate(o.keyAlgorithm, 'root-ca', { token: rootToken })) : await adopt(o.rootKeyUri);
     const issuingKeyRef = await adopt(o.issuingKeyUri);
     const orgAttr: DnAttribute = { type: 'O', value: o.org };
     const rootSubject = o.rootSubject ? parseDn(o.rootSubject) : [orgAttr, { type: 'CN', value: `${o.org} Root CA` }];
@@ -221,9 +239,9 @@ export async function initDataDir(o: InitOptions): Promise<InitResult> {
   } catch (e) {
     if (ctx && o.pkcs11) {
       // Token keys outlive the directory: delete those this init generated (never adopted ones).
-      for (const ca of await ctx.store.listCas().catch(() => [])) {
-        if (ca.keyRef && !adopted.has(ca.keyRef)) await ctx.keys.remove(ca.keyRef).catch(() => undefined);
-      }
+      const refs = new Set((await ctx.store.listCas().catch(() => [])).map((ca) => ca.keyRef));
+      if (generatedRoot) refs.add(generatedRoot);
+      for (const ref of refs) if (ref && !adopted.has(ref)) await ctx.keys.remove(ref).catch(() => undefined);
     }
     await ctx?.close().catch(() => undefined);
     if (created) await fs.rm(dir, { recursive: true, force: true });

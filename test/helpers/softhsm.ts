@@ -4,7 +4,7 @@
  * variable is set in this process too, since SoftHSM reads it at C_Initialize.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './data_dir.js';
 
@@ -21,10 +21,16 @@ export interface TestToken {
   /** Environment for child processes (SOFTHSM2_CONF, the PIN variable). */
   env: Record<string, string>;
   pinEnv: string;
-  /** Runs pkcs11-tool (OpenSC) against the token. */
-  tool(args: string[]): { status: number | null; stdout: string; stderr: string };
+  /** Runs pkcs11-tool (OpenSC) against the token (or another token of the same configuration). */
+  tool(args: string[], tokenLabel?: string): { status: number | null; stdout: string; stderr: string };
   /** An OpenSSL config that loads libengine-pkcs11-openssl for this module. */
   opensslConf: string;
+  /**
+   * Another token in the same SoftHSM configuration; `unplug()` moves its
+   * files out of the token directory (processes started afterwards no longer
+   * see it) and `plug()` puts them back.
+   */
+  addToken(label: string, pin: string): { unplug(): void; plug(): void };
   cleanup(): void;
 }
 
@@ -70,9 +76,20 @@ export function makeToken(label = 'fleet-test', pin = '123456'): TestToken {
     env,
     pinEnv,
     opensslConf,
-    tool: (args) => {
-      const r = spawnSync('pkcs11-tool', ['--module', SOFTHSM_MODULE, '--token-label', label, ...args], { encoding: 'utf8', env: { ...process.env, SOFTHSM2_CONF: conf } });
+    tool: (args, tokenLabel = label) => {
+      const r = spawnSync('pkcs11-tool', ['--module', SOFTHSM_MODULE, '--token-label', tokenLabel, ...args], { encoding: 'utf8', env: { ...process.env, SOFTHSM2_CONF: conf } });
       return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    },
+    addToken: (label, pin) => {
+      const before = new Set(readdirSync(tokens));
+      execFileSync('softhsm2-util', ['--init-token', '--free', '--label', label, '--so-pin', soPin, '--pin', pin], { env: { ...process.env, SOFTHSM2_CONF: conf }, stdio: 'pipe' });
+      const made = readdirSync(tokens).filter((n) => !before.has(n));
+      if (made.length !== 1) throw new Error(`expected one new token directory, got ${made.join(', ')}`);
+      const [name] = made;
+      return {
+        unplug: () => renameSync(join(tokens, name), join(dir, `unplugged-${name}`)),
+        plug: () => renameSync(join(dir, `unplugged-${name}`), join(tokens, name)),
+      };
     },
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };

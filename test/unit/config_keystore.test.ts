@@ -12,6 +12,7 @@ describe('config: keyStore', () => {
     ['ok-software', { type: 'software' }],
     ['ok-pkcs11-pin-env', { ...P11, pinEnv: 'FLEET_PIN' }],
     ['ok-pkcs11-pin-file', { ...P11, pinFile: '/run/secrets/pin', poolSize: 8 }],
+    ['ok-pkcs11-root-token', { ...P11, pinEnv: 'P', extraTokens: [{ token: 'fleet-root', pinEnv: 'ROOT_PIN' }] }],
   ];
   for (const [name, ks] of ok) it(name, () => assert.equal(validateConfig(withKeyStore(ks)).keyStore.type, ks.type));
 
@@ -23,6 +24,10 @@ describe('config: keyStore', () => {
     ['fail-pkcs11-pin-in-pinEnv', { ...P11, pinEnv: '1234 5678' }, /name of an environment variable, not the PIN/],
     ['fail-pkcs11-pin-in-config', { ...P11, pinEnv: 'P', pin: '1234' }, /PIN may not be in the config/],
     ['fail-pkcs11-pool-size', { ...P11, pinEnv: 'P', poolSize: 0 }, /poolSize is 1..64/],
+    ['fail-extra-token-twice', { ...P11, pinEnv: 'P', extraTokens: [{ token: 'fleet-ca', pinEnv: 'X' }] }, /configured twice/],
+    ['fail-extra-token-no-pin', { ...P11, pinEnv: 'P', extraTokens: [{ token: 'root' }] }, /exactly one of pinEnv and pinFile/],
+    ['fail-extra-token-pin-in-config', { ...P11, pinEnv: 'P', extraTokens: [{ token: 'root', pinEnv: 'R', pin: '1' }] }, /PIN may not be in the config/],
+    ['fail-extra-tokens-not-a-list', { ...P11, pinEnv: 'P', extraTokens: 'root' }, /is a list/],
   ];
   for (const [name, ks, why] of fail) {
     it(name, () => assert.throws(() => validateConfig(withKeyStore(ks)), (e) => isProblem(e, 'config_error') && why.test(e.detail)));

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ProblemError } from '../../errors.js';
 import { keyObjectSigner, loadPrivateKey } from '../../keys/key_store.js';
-import { Pkcs11KeyStore } from '../../keys/pkcs11_key_store.js';
+import { isAdopting } from '../../keys/pkcs11_token_set.js';
 import { writeFileAtomic } from '../../keys/software_key_store.js';
 import { caJson } from '../../protocols/api/plugin.js';
 import { KEY_ALGORITHMS, isKeyAlgorithm } from '../../x509/algorithms.js';
@@ -101,8 +101,8 @@ in a ceremony with 'fleetpki crl --ca root --new --root-key FILE'.`)
           // IP constraints are address/prefix, which parseSan would refuse.
           return type === 'ip' ? { type: 'ip' as const, value: s.slice(i + 1) } : parseSan(s);
         };
-        if (o.keyUri && !(ctx.keys instanceof Pkcs11KeyStore)) throw new ProblemError('bad_request', '--key-uri needs the pkcs11 key store');
-        const keyRef = o.keyUri && ctx.keys instanceof Pkcs11KeyStore ? await ctx.keys.adopt(o.keyUri) : undefined;
+        if (o.keyUri && !isAdopting(ctx.keys)) throw new ProblemError('bad_request', '--key-uri needs the pkcs11 key store');
+        const keyRef = o.keyUri && isAdopting(ctx.keys) ? await ctx.keys.adopt(o.keyUri) : undefined;
         const rec = await ctx.authority.createIssuingCa({
           name: o.name,
           keyRef,

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { KEY_ALGORITHMS, isKeyAlgorithm } from '../../x509/algorithms.js';
 import { ProblemError } from '../../errors.js';
 import { resolve } from 'node:path';
-import { initDataDir } from '../../server/context.js';
+import { initDataDir, type InitOptions } from '../../server/context.js';
 import { resolveDataDir } from '../../server/config.js';
 import { parseCertificate } from '../../x509/cert_info.js';
 import { DIR_HELP } from '../context.js';
@@ -29,6 +29,9 @@ export function registerInit(program: Command): void {
     .option('--pkcs11-token <label>', 'label of the token that holds the CA keys')
     .option('--pkcs11-pin-env <var>', 'name of the environment variable that holds the user PIN (the name is stored, never the PIN)')
     .option('--pkcs11-pin-file <file>', 'file that holds the user PIN (instead of --pkcs11-pin-env)')
+    .option('--root-pkcs11-token <label>', 'generate the root CA key in this token of its own (same module), to keep it offline between ceremonies')
+    .option('--root-pkcs11-pin-env <var>', 'name of the environment variable that holds the root token\'s PIN')
+    .option('--root-pkcs11-pin-file <file>', 'file that holds the root token\'s PIN')
     .option('--key-uri <uri>', 'adopt an existing token key as the root CA key (PKCS#11 URI, RFC 7512) instead of generating one')
     .option('--issuing-key-uri <uri>', 'adopt an existing token key as the issuing CA key')
     .option('--json', 'print the result as JSON')
@@ -83,8 +86,8 @@ The admin API token is printed once; store it now.`)
     });
 }
 
-function pkcs11Options(o: Record<string, string | undefined>): { module: string; token: string; pinEnv?: string; pinFile?: string } | undefined {
-  const p11Flags = ['pkcs11Module', 'pkcs11Token', 'pkcs11PinEnv', 'pkcs11PinFile'].filter((k) => o[k] !== undefined);
+function pkcs11Options(o: Record<string, string | undefined>): InitOptions['pkcs11'] {
+  const p11Flags = ['pkcs11Module', 'pkcs11Token', 'pkcs11PinEnv', 'pkcs11PinFile', 'rootPkcs11Token', 'rootPkcs11PinEnv', 'rootPkcs11PinFile'].filter((k) => o[k] !== undefined);
   if (o.keyStore === 'soft' || o.keyStore === 'software') {
     if (p11Flags.length) throw new ProblemError('bad_request', '--pkcs11-* options need --key-store pkcs11');
     return undefined;
@@ -93,5 +96,11 @@ function pkcs11Options(o: Record<string, string | undefined>): { module: string;
   if (!o.pkcs11Module || !o.pkcs11Token) throw new ProblemError('bad_request', '--key-store pkcs11 needs --pkcs11-module and --pkcs11-token');
   if (!o.pkcs11PinEnv === !o.pkcs11PinFile) throw new ProblemError('bad_request', 'give the PIN source: exactly one of --pkcs11-pin-env VAR and --pkcs11-pin-file FILE');
   if (o.pkcs11PinEnv && !process.env[o.pkcs11PinEnv]) throw new ProblemError('bad_request', `$${o.pkcs11PinEnv} is not set (--pkcs11-pin-env names the variable that holds the PIN)`);
-  return { module: o.pkcs11Module, token: o.pkcs11Token, pinEnv: o.pkcs11PinEnv, pinFile: o.pkcs11PinFile ? resolve(o.pkcs11PinFile) : undefined };
+  let rootToken: { token: string; pinEnv?: string; pinFile?: string } | undefined;
+  if (o.rootPkcs11Token) {
+    if (!o.rootPkcs11PinEnv === !o.rootPkcs11PinFile) throw new ProblemError('bad_request', 'give the root token\'s PIN source: exactly one of --root-pkcs11-pin-env VAR and --root-pkcs11-pin-file FILE');
+    if (o.rootPkcs11PinEnv && !process.env[o.rootPkcs11PinEnv]) throw new ProblemError('bad_request', `$${o.rootPkcs11PinEnv} is not set (--root-pkcs11-pin-env names the variable that holds the root token's PIN)`);
+    rootToken = { token: o.rootPkcs11Token, pinEnv: o.rootPkcs11PinEnv, pinFile: o.rootPkcs11PinFile ? resolve(o.rootPkcs11PinFile) : undefined };
+  } else if (o.rootPkcs11PinEnv || o.rootPkcs11PinFile) throw new ProblemError('bad_request', '--root-pkcs11-pin-* need --root-pkcs11-token');
+  return { module: o.pkcs11Module, token: o.pkcs11Token, pinEnv: o.pkcs11PinEnv, pinFile: o.pkcs11PinFile ? resolve(o.pkcs11PinFile) : undefined, rootToken };
 }
