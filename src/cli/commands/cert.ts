@@ -81,7 +81,7 @@ function serialArg(s: string): string {
 }
 
 export function registerCert(program: Command): void {
-  const cert = program.command('cert').description('issue, list, show and revoke certificates');
+  const cert = program.command('cert').description('issue, list, show and revoke certificates; server-side key generation (export-p12, keygen)');
 
   withDir(cert.command('issue').description('issue a certificate from a PKCS#10 CSR under a profile'))
     .requiredOption('--csr <file>', 'the CSR, PEM or DER')
