@@ -37,6 +37,11 @@ const PEERS = [
   // The benchmark harness's smoke test (test/interop/bench_smoke.test.ts).
   ['wrk', 'wrk'],
   ['ab', 'apache2-utils'],
+  // Key custody: a PKCS#11 token, OpenSC's pkcs11-tool, and OpenSSL's pkcs11 engine.
+  ['softhsm2-util', 'softhsm2'],
+  ['/usr/lib/softhsm/libsofthsm2.so', 'softhsm2'],
+  ['pkcs11-tool', 'opensc'],
+  ['/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so', 'libengine-pkcs11-openssl'],
 ];
 
 function findTests(dir) {

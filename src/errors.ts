@@ -19,6 +19,7 @@ export type ProblemCode =
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'key_unavailable' // CA key not online (offline root) or key store locked
+  | 'key_not_exportable' // the key lives in a token (PKCS#11) and cannot leave it
   | 'config_error'
   | 'conflict'
   | 'internal';

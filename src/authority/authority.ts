@@ -88,6 +88,8 @@ export interface CreateCaRequest {
   name: string;
   subject: DnAttribute[];
   keyAlgorithm: KeyAlgorithm;
+  /** An existing key in the key store (an adopted token key) instead of a new one of keyAlgorithm. */
+  keyRef?: string;
   validityDays: number;
   actor: string;
 }
@@ -218,7 +220,7 @@ export class Authority {
   async createRootCa(req: CreateCaRequest): Promise<CaRecord> {
     this.checkCaName(req.name);
     if (await this.store.getCa(req.name)) throw new ProblemError('already_exists', `a CA named "${req.name}" exists`);
-    const keyRef = await this.keys.generate(req.keyAlgorithm, `${req.name}-ca`);
+    const keyRef = req.keyRef ?? (await this.keys.generate(req.keyAlgorithm, `${req.name}-ca`));
     try {
       const signer = await this.keys.signer(keyRef);
       const subject = encodeName(req.subject);
@@ -236,10 +238,10 @@ export class Authority {
       };
       const { der: certDer, info } = await this.lintAndSign(template, signer, undefined);
       const record: CaRecord = { name: req.name, kind: 'root', subject: info.subjectText, certDer, keyRef, notBefore: info.notBefore, notAfter: info.notAfter, createdAt: this.clock.now() };
-      await this.store.insertCa(record, this.audit(req.actor, 'ca.create', req.name, { kind: 'root', subject: info.subjectText, keyAlgorithm: req.keyAlgorithm, serial: info.serial, fingerprintSha256: info.fingerprintSha256 }));
+      await this.store.insertCa(record, this.audit(req.actor, 'ca.create', req.name, { kind: 'root', subject: info.subjectText, keyAlgorithm: keyInfoName(signer.key), keyStore: this.keys.kind, keyRef, adopted: !!req.keyRef, serial: info.serial, fingerprintSha256: info.fingerprintSha256 }));
       return record;
     } catch (e) {
-      await this.keys.remove(keyRef).catch(() => undefined);
+      if (!req.keyRef) await this.keys.remove(keyRef).catch(() => undefined);
       throw e;
     }
   }
@@ -253,7 +255,7 @@ export class Authority {
       throw new ProblemError('key_unavailable', `the key given does not belong to CA "${req.parent}"`);
     }
     const profile = this.profile('sub-ca');
-    const keyRef = await this.keys.generate(req.keyAlgorithm, `${req.name}-ca`);
+    const keyRef = req.keyRef ?? (await this.keys.generate(req.keyAlgorithm, `${req.name}-ca`));
     try {
       const signer = await this.keys.signer(keyRef);
       const { notBefore, notAfter } = this.validity(req.validityDays, parent.info.notAfter);
@@ -270,12 +272,12 @@ export class Authority {
       const template: CertificateTemplate = { serial: newSerial(), issuer: parent.info.subjectDer, subject: encodeName(req.subject), notBefore, notAfter, spki: signer.spki, extensions: exts };
       const { der: certDer, info } = await this.lintAndSign(template, parentSigner, parent.info);
       const record: CaRecord = { name: req.name, kind: 'issuing', parentName: req.parent, subject: info.subjectText, certDer, keyRef, notBefore: info.notBefore, notAfter: info.notAfter, createdAt: this.clock.now() };
-      const auditDetails = { kind: 'issuing', parent: req.parent, subject: info.subjectText, keyAlgorithm: req.keyAlgorithm, serial: info.serial, nameConstraints: req.nameConstraints ? describeConstraints(req.nameConstraints) : undefined };
+      const auditDetails = { kind: 'issuing', parent: req.parent, subject: info.subjectText, keyAlgorithm: keyInfoName(signer.key), keyStore: this.keys.kind, keyRef, adopted: !!req.keyRef, serial: info.serial, nameConstraints: req.nameConstraints ? describeConstraints(req.nameConstraints) : undefined };
       await this.store.insertCa(record, this.audit(req.actor, 'ca.create', req.name, auditDetails));
       await this.store.insertCertificate(this.certRecord(info, req.parent, 'sub-ca', req.actor), this.audit(req.actor, 'certificate.issue', info.serial, { ca: req.parent, profile: 'sub-ca', subject: info.subjectText }));
       return record;
     } catch (e) {
-      await this.keys.remove(keyRef).catch(() => undefined);
+      if (!req.keyRef) await this.keys.remove(keyRef).catch(() => undefined);
       throw e;
     }
   }
@@ -369,7 +371,9 @@ export class Authority {
   async exportCaKey(name: string, passphrase: string, actor: string): Promise<string> {
     const ca = await this.ca(name);
     if (!ca.record.keyRef) throw new ProblemError('key_unavailable', `the key of CA "${name}" is already offline`);
-    if (!isExportable(this.keys)) throw new ProblemError('key_unavailable', `the ${this.keys.kind} key store does not let keys leave it`);
+    // A token key is non-extractable by construction: the offline root then is
+    // a token of its own kept offline (docs/keys.md), not a file.
+    if (!isExportable(this.keys)) throw new ProblemError('key_not_exportable', `the key of CA "${name}" is in a ${this.keys.kind} token and cannot leave it; to keep a root offline, keep it on a token of its own and disconnect that token (docs/keys.md)`);
     const pem = await this.keys.exportEncrypted(ca.record.keyRef, passphrase);
     await this.store.appendAudit(this.audit(actor, 'ca.key.export', name, { keyRef: ca.record.keyRef }));
     return pem;

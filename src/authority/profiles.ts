@@ -60,8 +60,14 @@ export interface Profile {
    * ('trim', default) or refused ('refuse').
    */
   csrNames?: 'trim' | 'refuse';
-  /** Allow server-side key generation (EST serverkeygen). Default false. */
+  /** Allow server-side key generation (EST serverkeygen, the API, cert export-p12). Default false. */
   serverKeyGen?: boolean;
+  /**
+   * Keep server-generated keys in escrow, encrypted to the escrow key held in
+   * the KeyStore, for recovery by a key-recovery operator. Needs serverKeyGen.
+   * Default false: the server keeps no copy of a key it generated.
+   */
+  keyEscrow?: boolean;
 }
 
 const ALL_KEYS: KeyAlgorithm[] = [...KEY_ALGORITHMS];
@@ -164,6 +170,8 @@ export function validateProfile(name: string, p: Profile): void {
   for (const t of p.san?.allowed ?? []) if (!SAN_TYPES.includes(t)) throw bad(`unknown SAN type "${t}"`);
   if (p.csrNames !== undefined && p.csrNames !== 'trim' && p.csrNames !== 'refuse') throw bad('csrNames is "trim" or "refuse"');
   if (p.serverKeyGen !== undefined && typeof p.serverKeyGen !== 'boolean') throw bad('serverKeyGen is true or false');
+  if (p.keyEscrow !== undefined && typeof p.keyEscrow !== 'boolean') throw bad('keyEscrow is true or false');
+  if (p.keyEscrow && !p.serverKeyGen) throw bad('keyEscrow needs serverKeyGen: only keys the server generates can be escrowed');
   for (const [t, pats] of Object.entries(p.san?.patterns ?? {})) {
     for (const pat of pats ?? []) {
       try {

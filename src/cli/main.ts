@@ -3,6 +3,7 @@ import 'reflect-metadata';
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
 import { registerAudit } from './commands/audit.js';
+import { registerBackup } from './commands/backup.js';
 import { registerCa } from './commands/ca.js';
 import { registerCert } from './commands/cert.js';
 import { registerInit } from './commands/init.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerRegistryAdmin(program);
   registerCrl(program);
   registerAudit(program);
+  registerBackup(program);
   return program;
 }
 

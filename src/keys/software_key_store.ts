@@ -4,12 +4,12 @@
  * from the command line. Decrypted keys are cached in memory for the life of
  * the process: PBKDF2 is deliberately slow.
  */
-import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { constants, generateKeyPairSync, privateDecrypt, randomBytes, type KeyObject } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { ProblemError } from '../errors.js';
 import { nodeKeyGenParams, type KeyAlgorithm } from '../x509/algorithms.js';
-import { keyObjectSigner, loadPrivateKey, type ExportableKeyStore, type Signer } from './key_store.js';
+import { keyObjectSigner, loadPrivateKey, type DecryptingKeyStore, type ExportableKeyStore, type Signer } from './key_store.js';
 import { encryptPkcs8, DEFAULT_PBKDF2_ITERATIONS } from './pkcs8_encrypt.js';
 
 const REF_PREFIX = 'soft:';
@@ -23,7 +23,7 @@ export interface SoftwareKeyStoreOptions {
   pbkdf2Iterations?: number;
 }
 
-export class SoftwareKeyStore implements ExportableKeyStore {
+export class SoftwareKeyStore implements ExportableKeyStore, DecryptingKeyStore {
   readonly kind = 'software' as const;
   private readonly signers = new Map<string, Signer>();
 
@@ -94,6 +94,15 @@ export class SoftwareKeyStore implements ExportableKeyStore {
     }
     await fs.unlink(file);
     this.signers.delete(ref);
+  }
+
+  async decryptOaep(ref: string, ciphertext: Uint8Array): Promise<Uint8Array> {
+    const key = await this.load(ref);
+    try {
+      return new Uint8Array(privateDecrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, ciphertext));
+    } catch {
+      throw new ProblemError('bad_request', `key ${ref} cannot decrypt this data`);
+    }
   }
 
   async exportEncrypted(ref: string, passphrase: string): Promise<string> {

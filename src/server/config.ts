@@ -19,7 +19,28 @@ export interface FleetConfig {
   org: string;
   /** SQLite file (relative to the data directory) or a postgres:// URL. */
   store: string;
-  keyStore: { type: 'software'; dir: string; passphraseFile?: string; pbkdf2Iterations?: number };
+  /**
+   * Where keys live. Software: encrypted PKCS#8 files in `dir`. PKCS#11: a
+   * token (`module`, `token` label); the PIN comes from the environment
+   * variable `pinEnv` or the file `pinFile`, never from this file itself.
+   */
+  keyStore: {
+    type: 'software' | 'pkcs11';
+    dir: string;
+    passphraseFile?: string;
+    pbkdf2Iterations?: number;
+    module?: string;
+    token?: string;
+    pinEnv?: string;
+    pinFile?: string;
+    /** Most PKCS#11 sessions open at once (default 4). */
+    poolSize?: number;
+    /**
+     * Further tokens of the same module, each with its own PIN source: e.g. the
+     * root's token, connected only for ceremonies (docs/keys.md).
+     */
+    extraTokens?: Array<{ token: string; pinEnv?: string; pinFile?: string }>;
+  };
   defaultCa: string;
   /** Base URL of the plain-HTTP listener as relying parties reach it. */
   publicUrl: string;
@@ -129,7 +150,25 @@ export function validateConfig(raw: unknown): FleetConfig {
   };
   if (merged.version !== 1) throw bad(`unsupported version ${String(merged.version)}`);
   if (!merged.org) throw bad('"org" is required');
-  if (merged.keyStore.type !== 'software') throw bad(`key store type "${merged.keyStore.type}" is not supported`);
+  const ks = merged.keyStore;
+  if (ks.type !== 'software' && ks.type !== 'pkcs11') throw bad(`key store type "${ks.type}" is not supported (software or pkcs11)`);
+  if (ks.type === 'pkcs11') {
+    if (!ks.module || !ks.token) throw bad('a pkcs11 key store needs keyStore.module and keyStore.token');
+    if (!ks.pinEnv === !ks.pinFile) throw bad('a pkcs11 key store needs exactly one of keyStore.pinEnv (a variable name) and keyStore.pinFile');
+    if (ks.pinEnv && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(ks.pinEnv)) throw bad('keyStore.pinEnv is the name of an environment variable, not the PIN');
+    if (ks.poolSize !== undefined && !(Number.isInteger(ks.poolSize) && ks.poolSize >= 1 && ks.poolSize <= 64)) throw bad('keyStore.poolSize is 1..64');
+    if ('pin' in (ks as object)) throw bad('keyStore.pin: the PIN may not be in the config; use pinEnv or pinFile');
+    if (ks.extraTokens !== undefined && !Array.isArray(ks.extraTokens)) throw bad('keyStore.extraTokens is a list of {token, pinEnv | pinFile}');
+    const labels = new Set([ks.token]);
+    for (const t of ks.extraTokens ?? []) {
+      if (!t || typeof t.token !== 'string' || !t.token) throw bad('each keyStore.extraTokens entry needs a token label');
+      if (labels.has(t.token)) throw bad(`PKCS#11 token "${t.token}" is configured twice`);
+      labels.add(t.token);
+      if (!t.pinEnv === !t.pinFile) throw bad(`keyStore.extraTokens "${t.token}" needs exactly one of pinEnv and pinFile`);
+      if (t.pinEnv && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(t.pinEnv)) throw bad(`keyStore.extraTokens "${t.token}": pinEnv is the name of an environment variable, not the PIN`);
+      if ('pin' in (t as object)) throw bad('a PIN may not be in the config; use pinEnv or pinFile');
+    }
+  }
   try {
     new URL(merged.publicUrl);
   } catch {

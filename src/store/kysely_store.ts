@@ -44,6 +44,8 @@ import {
   type EnrollmentCommit,
   type EnrollmentSecretRecord,
   type OcspSignerRecord,
+  type EscrowKeyRecord,
+  type EscrowedKeyRecord,
   type OrderRecord,
   type PendingEnrollmentRecord,
   type PendingStatus,
@@ -857,6 +859,35 @@ export class KyselyStore implements Store {
       .limit(1)
       .executeTakeFirst();
     return row && rowToOcspSigner(row);
+  }
+
+  putEscrowKey(k: EscrowKeyRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      await translateConstraintErrors(() => trx.insertInto('escrow_keys').values({ key_ref: k.keyRef, spki: toBuffer(k.spki), created_at: toMs(k.createdAt, 'createdAt') }).execute(), {
+        unique: `escrow key ${k.keyRef} exists`,
+      });
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async getEscrowKey(): Promise<EscrowKeyRecord | undefined> {
+    const row = await this.db.selectFrom('escrow_keys').selectAll().orderBy('created_at', 'desc').orderBy('key_ref', 'desc').limit(1).executeTakeFirst();
+    return row && { keyRef: row.key_ref, spki: fromBuffer(row.spki), createdAt: new Date(Number(row.created_at)) };
+  }
+
+  putEscrowedKey(k: EscrowedKeyRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      await translateConstraintErrors(
+        () => trx.insertInto('escrowed_keys').values({ serial: k.serial, escrow_key_ref: k.escrowKeyRef, envelope: toBuffer(k.envelope), created_at: toMs(k.createdAt, 'createdAt') }).execute(),
+        { unique: `certificate ${k.serial} has an escrowed key already`, foreignKey: `no certificate ${k.serial} or escrow key ${k.escrowKeyRef}` },
+      );
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async getEscrowedKey(serial: string): Promise<EscrowedKeyRecord | undefined> {
+    const row = await this.db.selectFrom('escrowed_keys').selectAll().where('serial', '=', serial).executeTakeFirst();
+    return row && { serial: row.serial, escrowKeyRef: row.escrow_key_ref, envelope: fromBuffer(row.envelope), createdAt: new Date(Number(row.created_at)) };
   }
 
   private write<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {

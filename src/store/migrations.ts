@@ -287,11 +287,30 @@ async function createChangeFeed(db: Kysely<Database>, dialect: SqlDialect): Prom
     .execute();
 }
 
+/** Key custody: the escrow key and the server-generated keys escrowed to it. */
+async function createKeyEscrow(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  await db.schema
+    .createTable('escrow_keys')
+    .addColumn('key_ref', t.key, (c) => c.primaryKey())
+    .addColumn('spki', t.bytes, (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .execute();
+  await db.schema
+    .createTable('escrowed_keys')
+    .addColumn('serial', t.key, (c) => c.primaryKey().references('certificates.serial'))
+    .addColumn('escrow_key_ref', t.key, (c) => c.notNull().references('escrow_keys.key_ref'))
+    .addColumn('envelope', t.bytes, (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .execute();
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', up: createInitialSchema },
   { version: 2, name: 'device registry', up: createRegistry },
   { version: 3, name: 'revocation', up: createRevocation },
   { version: 4, name: 'certificate change feed', up: createChangeFeed },
+  { version: 5, name: 'key escrow', up: createKeyEscrow },
 ];
 
 /**

@@ -166,6 +166,20 @@ export interface OcspSignerTable {
   created_at: number;
 }
 
+/** Since migration 4: escrow keys (the newest is used) and escrowed keys. */
+export interface EscrowKeyTable {
+  key_ref: string;
+  spki: Uint8Array;
+  created_at: number;
+}
+
+export interface EscrowedKeyTable {
+  serial: string;
+  escrow_key_ref: string;
+  envelope: Uint8Array;
+  created_at: number;
+}
+
 export interface SchemaVersionTable {
   version: number;
   name: string;
@@ -185,5 +199,7 @@ export interface Database {
   crl_counters: CrlCounterTable;
   crls: CrlTable;
   ocsp_signers: OcspSignerTable;
+  escrow_keys: EscrowKeyTable;
+  escrowed_keys: EscrowedKeyTable;
   schema_version: SchemaVersionTable;
 }

@@ -311,6 +311,26 @@ export interface OcspSignerRecord {
   createdAt: Date;
 }
 
+// ---------------------------------------------------------------- key custody
+
+/** The key that escrowed keys are encrypted to (RSA, in the KeyStore); the newest is used. */
+export interface EscrowKeyRecord {
+  keyRef: string;
+  /** DER SubjectPublicKeyInfo: escrowing needs only the public half. */
+  spki: Uint8Array;
+  createdAt: Date;
+}
+
+/** A server-generated private key kept in escrow for one certificate. */
+export interface EscrowedKeyRecord {
+  serial: string;
+  /** The escrow key it is encrypted to. */
+  escrowKeyRef: string;
+  /** The encrypted key (see registry/key_custody.ts for the format). */
+  envelope: Uint8Array;
+  createdAt: Date;
+}
+
 export interface Store {
   /** Creates or upgrades the schema; idempotent. */
   migrate(): Promise<void>;
@@ -445,6 +465,15 @@ export interface Store {
   countInShard(ca: string, shard: number): Promise<number>;
 
   putOcspSigner(s: OcspSignerRecord, audit: AuditInput): Promise<void>;
+
+  // --- key custody (escrow) ---
+  /** Stores an escrow key; already_exists for a taken keyRef. */
+  putEscrowKey(k: EscrowKeyRecord, audit: AuditInput): Promise<void>;
+  /** The newest escrow key. */
+  getEscrowKey(): Promise<EscrowKeyRecord | undefined>;
+  /** Stores an escrowed key; not_found for an unknown certificate, already_exists for a second one. */
+  putEscrowedKey(k: EscrowedKeyRecord, audit: AuditInput): Promise<void>;
+  getEscrowedKey(serial: string): Promise<EscrowedKeyRecord | undefined>;
   /** The newest OCSP signer of a CA. */
   getOcspSigner(ca: string): Promise<OcspSignerRecord | undefined>;
 }

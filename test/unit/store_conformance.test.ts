@@ -321,6 +321,25 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
       });
     });
 
+    describe('schema: version 4 (key escrow)', () => {
+      it('ok migrating a database created at version 3 keeps its certificates; escrow works on it', async () => {
+        const old = await openUnmigrated();
+        try {
+          const db = rawDb(old);
+          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 3)), [1, 2, 3]);
+          await withRoot(old);
+          await old.insertCertificate(certRecord('0001'), audit('certificate.issue', '0001'));
+          await old.migrate();
+          assert.deepEqual(await old.listCertificates(), [certRecord('0001')]);
+          await old.putEscrowKey({ keyRef: 'k1', spki: ALL_BYTES, createdAt: at(0) }, audit('key.escrow.create'));
+          await old.putEscrowedKey({ serial: '0001', escrowKeyRef: 'k1', envelope: ALL_BYTES, createdAt: at(1) }, audit('key.escrow', '0001'));
+          assert.deepEqual(await old.getEscrowedKey('0001'), { serial: '0001', escrowKeyRef: 'k1', envelope: ALL_BYTES, createdAt: at(1) });
+        } finally {
+          await old.close();
+        }
+      });
+    });
+
     describe('schema: version 3 (revocation)', () => {
       it('ok migrating a database created at version 2 keeps its rows, in CRL shard 0 with no release', async () => {
         const old = await openUnmigrated();
@@ -679,6 +698,7 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
 
     registryConformance(() => store);
     revocationConformance(() => store);
+    escrowConformance(() => store);
 
     describe('audit log', () => {
       it('seq starts at 1 and increments; entries chain and match what listAudit returns', async () => {
@@ -1455,6 +1475,47 @@ function registryConformance(current: () => Store): void {
 }
 
 // --- the revocation part of the suite ---
+
+function escrowConformance(current: () => Store): void {
+  describe('key custody: escrow keys and escrowed keys', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await withRoot(store);
+      await store.insertCertificate(certRecord('0a'), audit('certificate.issue', '0a'));
+    });
+
+    it('ok the newest escrow key is current; escrowed keys round-trip byte for byte', async () => {
+      assert.equal(await store.getEscrowKey(), undefined);
+      const k1 = { keyRef: 'pkcs11:token=t;id=%01', spki: ALL_BYTES, createdAt: at(HOUR) };
+      await store.putEscrowKey(k1, audit('key.escrow.create', k1.keyRef));
+      const k2 = { keyRef: 'soft:escrow-2', spki: Uint8Array.of(1, 2), createdAt: at(2 * HOUR) };
+      await store.putEscrowKey(k2, audit('key.escrow.create', k2.keyRef));
+      assert.deepEqual(await store.getEscrowKey(), k2);
+      const e = { serial: '0a', escrowKeyRef: k1.keyRef, envelope: ALL_BYTES, createdAt: at(3 * HOUR) };
+      await store.putEscrowedKey(e, audit('key.escrow', '0a'));
+      assert.deepEqual(await store.getEscrowedKey('0a'), e);
+      assert.equal(await store.getEscrowedKey('0b'), undefined);
+      assert.deepEqual((await readAuditLog(store)).map((a) => a.action).slice(-3), ['key.escrow.create', 'key.escrow.create', 'key.escrow']);
+    });
+
+    const failures: [string, () => Promise<unknown>, ProblemCode][] = [
+      ['fail-same escrow key twice', () => store.putEscrowKey({ keyRef: 'k1', spki: ALL_BYTES, createdAt: at(0) }, audit('key.escrow.create')), 'already_exists'],
+      ['fail-second escrowed key for a certificate', () => store.putEscrowedKey({ serial: '0a', escrowKeyRef: 'k1', envelope: ALL_BYTES, createdAt: at(0) }, audit('key.escrow')), 'already_exists'],
+      ['fail-unknown certificate', () => store.putEscrowedKey({ serial: 'ff', escrowKeyRef: 'k1', envelope: ALL_BYTES, createdAt: at(0) }, audit('key.escrow')), 'not_found'],
+      ['fail-unknown escrow key', () => store.putEscrowedKey({ serial: '0a', escrowKeyRef: 'nope', envelope: ALL_BYTES, createdAt: at(0) }, audit('key.escrow')), 'not_found'],
+    ];
+    for (const [title, call, code] of failures) {
+      it(`${title} → ${code}, and nothing changes`, async () => {
+        await store.putEscrowKey({ keyRef: 'k1', spki: ALL_BYTES, createdAt: at(0) }, audit('key.escrow.create'));
+        if (title.includes('second')) await store.putEscrowedKey({ serial: '0a', escrowKeyRef: 'k1', envelope: Uint8Array.of(7), createdAt: at(0) }, audit('key.escrow'));
+        const before = [await store.getEscrowKey(), await store.getEscrowedKey('0a'), await readAuditLog(store)];
+        await expectProblem(call(), code);
+        assert.deepEqual([await store.getEscrowKey(), await store.getEscrowedKey('0a'), await readAuditLog(store)], before);
+      });
+    }
+  });
+}
 
 function revocationConformance(current: () => Store): void {
   describe('revocation: listRevoked, countRevoked, shards', () => {

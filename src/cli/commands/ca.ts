@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ProblemError } from '../../errors.js';
 import { keyObjectSigner, loadPrivateKey } from '../../keys/key_store.js';
+import { isAdopting } from '../../keys/pkcs11_token_set.js';
 import { writeFileAtomic } from '../../keys/software_key_store.js';
 import { caJson } from '../../protocols/api/plugin.js';
 import { KEY_ALGORITHMS, isKeyAlgorithm } from '../../x509/algorithms.js';
@@ -90,6 +91,7 @@ in a ceremony with 'fleetpki crl --ca root --new --root-key FILE'.`)
     .option('--root-key <file>', 'the offline root key file written by export-root-key')
     .option('--root-key-passphrase-file <file>', 'file holding its passphrase (else $FLEETPKI_ROOT_KEY_PASSPHRASE)')
     .option('--key-algorithm <alg>', `key algorithm of the new CA: ${KEY_ALGORITHMS.join(', ')}`, 'ecdsa-p256')
+    .option('--key-uri <uri>', 'adopt an existing key in the PKCS#11 token (RFC 7512 URI) as the new CA\'s key instead of generating one')
     .option('--validity-days <n>', 'lifetime in days (capped at the parent\'s)', positiveInt, 3650)
     .option('--permit <name>', 'name constraint, permitted subtree: dns:example.com, ip:10.0.0.0/8, email:example.com, uri:.example.com (repeatable)', collect, [])
     .option('--exclude <name>', 'name constraint, excluded subtree (repeatable)', collect, [])
@@ -106,8 +108,11 @@ in a ceremony with 'fleetpki crl --ca root --new --root-key FILE'.`)
           // IP constraints are address/prefix, which parseSan would refuse.
           return type === 'ip' ? { type: 'ip' as const, value: s.slice(i + 1) } : parseSan(s);
         };
+        if (o.keyUri && !isAdopting(ctx.keys)) throw new ProblemError('bad_request', '--key-uri needs the pkcs11 key store');
+        const keyRef = o.keyUri && isAdopting(ctx.keys) ? await ctx.keys.adopt(o.keyUri) : undefined;
         const rec = await ctx.authority.createIssuingCa({
           name: o.name,
+          keyRef,
           parent: o.parent,
           parentSigner,
           subject: o.subject ? parseDn(o.subject) : [{ type: 'O', value: ctx.config.org }, { type: 'CN', value: `${ctx.config.org} ${o.name}` }],
