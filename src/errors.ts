@@ -20,6 +20,8 @@ export type ProblemCode =
   | 'unsupported_media_type'
   | 'key_unavailable' // CA key not online (offline root) or key store locked
   | 'config_error'
+  | 'unavailable' // a remote service (the CA, a CRL URL) cannot be reached now; retry later
+  | 'corrupt_state' // a local state file is damaged; never silently recreated
   | 'conflict'
   | 'internal';
 

@@ -21,6 +21,8 @@ export const STATUS_OF: Record<ProblemCode, number> = {
   unsupported_media_type: 415,
   key_unavailable: 503,
   config_error: 500,
+  unavailable: 503,
+  corrupt_state: 500,
   internal: 500,
 };
 
