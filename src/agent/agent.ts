@@ -241,7 +241,10 @@ export class Agent extends EventEmitter {
 
   private recordError(during: AgentError['during'], e: unknown): ProblemError {
     const p = e instanceof ProblemError ? e : new ProblemError('internal', (e as Error)?.message ?? String(e));
-    this.state.lastError = { at: this.clock.now().toISOString(), during, code: p.code, detail: p.detail };
+    const err: AgentError = { at: this.clock.now().toISOString(), during, code: p.code, detail: p.detail };
+    this.state.lastError = err;
+    if (during === 'refresh') this.state.refresh.lastError = err;
+    else if (during !== 'hook') this.state.renewal.lastError = err;
     this.log(`${during} failed: ${p.code}: ${p.detail}`);
     this.emit('failure', { during, error: p });
     return p;
@@ -328,6 +331,7 @@ export class Agent extends EventEmitter {
     this.uncommitted = { generation, key, certDer, via };
     const chain = this.chainOf(cert);
     const g = genDir(generation);
+    await this.files.mkdir(this.path(g), 0o700);
     await this.files.writeAtomic(this.path(g, 'cert.pem'), pemEncode('CERTIFICATE', cert.der), 0o644);
     await this.files.writeAtomic(this.path(g, 'chain.pem'), pemOfCerts([cert.der, ...chain.map((c) => c.der)]), 0o644);
     const now = this.clock.now();

@@ -139,8 +139,8 @@ export interface AgentState {
   identity?: Identity;
   /** A first enrollment waiting for approval: the key to send again. */
   pending?: { generation: number; keyRef: string; since: string; via: 'secret' | 'manufacturer' };
-  renewal: { failures: number; nextAttemptAt?: string; lastAttemptAt?: string; lastSuccessAt?: string };
-  refresh: { failures: number; lastAt?: string; lastSuccessAt?: string; nextAt?: string };
+  renewal: { failures: number; nextAttemptAt?: string; lastAttemptAt?: string; lastSuccessAt?: string; lastError?: AgentError };
+  refresh: { failures: number; lastAt?: string; lastSuccessAt?: string; nextAt?: string; lastError?: AgentError };
   crls: Record<string, CrlMeta>;
   lastError?: AgentError;
 }
