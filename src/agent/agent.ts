@@ -763,3 +763,35 @@ function readOnly(files: AgentFiles): AgentFiles {
   };
   return { ...files, writeAtomic: no, remove: async () => undefined, mkdir: async () => undefined, symlinkAtomic: async () => undefined };
 }
+
+/**
+ * One agent per state directory: agent.lock holds the pid of the process
+ * that owns it. A lock whose process is gone is taken over.
+ */
+export async function lockStateDir(dir: string): Promise<() => Promise<void>> {
+  const { open, readFile, rm, mkdir } = await import('node:fs/promises');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, 'agent.lock');
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const h = await open(path, 'wx', 0o600);
+      await h.writeFile(`${process.pid}\n`);
+      await h.close();
+      return async () => {
+        await rm(path, { force: true });
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+      let alive = false;
+      try {
+        alive = pid > 0 && pid !== process.pid && process.kill(pid, 0);
+      } catch {
+        alive = false;
+      }
+      if (alive) throw new ProblemError('conflict', `another agent (pid ${pid}) is running on ${dir}`);
+      await rm(path, { force: true });
+    }
+  }
+  throw new ProblemError('conflict', `cannot take the lock ${path}`);
+}

@@ -1,5 +1,5 @@
 /** The device agent's library API (docs/agent.md). */
-export { Agent, readStatus, type AgentOptions, type AgentStatus, type BootstrapCredential } from './agent.js';
+export { Agent, lockStateDir, readStatus, type AgentOptions, type AgentStatus, type BootstrapCredential } from './agent.js';
 export { FileKeyStore, type DeviceKey, type DeviceKeyStore, type TlsKey } from './device_key.js';
 export { EstClient, parseCertsOnly } from './est_client.js';
 export { nodeFiles, type AgentFiles } from './files.js';

@@ -2,6 +2,7 @@
 import 'reflect-metadata';
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
+import { registerAgent } from './commands/agent.js';
 import { registerAudit } from './commands/audit.js';
 import { registerCa } from './commands/ca.js';
 import { registerCert } from './commands/cert.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerRegistryAdmin(program);
   registerCrl(program);
   registerAudit(program);
+  registerAgent(program);
   return program;
 }
 
