@@ -10,6 +10,7 @@ import { registerInit } from './commands/init.js';
 import { registerServe } from './commands/serve.js';
 import { registerToken } from './commands/token.js';
 import { registerCrl } from './commands/crl.js';
+import { registerDemo } from './commands/demo.js';
 import { registerDevice } from './commands/device.js';
 import { registerRegistryAdmin } from './commands/registry_admin.js';
 import { reportError } from './output.js';
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerInit(program);
   registerServe(program);
+  registerDemo(program);
   registerCa(program);
   registerCert(program);
   registerToken(program);
