@@ -725,7 +725,9 @@ export class Agent extends EventEmitter {
     const now = this.clock.now();
     const id = this.current?.identity;
     const crls = Object.values(this.state.crls).sort((a, b) => a.url.localeCompare(b.url));
-    const lastCrl = [...crls].sort((a, b) => b.fetchedAt.localeCompare(a.fetchedAt))[0];
+    // The CRL that covers our own certificate; else the one fetched last.
+    const own = this.current ? crlUrlsOf(this.current.cert).map((u) => this.state.crls[u]).find(Boolean) : undefined;
+    const lastCrl = own ?? [...crls].sort((a, b) => b.fetchedAt.localeCompare(a.fetchedAt))[0];
     let state: AgentStatus['state'] = 'not-enrolled';
     if (this.current) state = this.current.cert.notAfter <= now ? 'expired' : 'enrolled';
     else if (this.state.pending) state = 'pending-approval';
