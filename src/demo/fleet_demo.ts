@@ -115,7 +115,7 @@ async function deliver(d: Device, port: number, o: { checkServer?: boolean } = {
 
 export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
   const say = o.out ?? ((s: string) => process.stdout.write(`${s}\n`));
-  const n = Math.max(4, o.devices ?? 20);
+  const n = Math.max(6, o.devices ?? 20); // two control services and at least two sensors per domain
   const lifetime = o.lifetimeSeconds ?? 20;
   const parent = mkdtempSync(join(tmpdir(), 'fleetpki-demo-'));
   const dir = join(parent, 'server');
@@ -247,9 +247,11 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
     const whyRevoked = await refusedByA('control-a to refuse sensor-a-02');
     if (refused.ok || refusalOf(whyRevoked) !== 'revoked') throw new ProblemError('internal', `demo: the revoked sensor was not refused: ${whyRevoked?.detail}`);
     say(`   refused: sensor-a-02 tried to deliver to control-a, which holds the new CRL: ${why(whyRevoked)}`);
-    const still = await deliver(agents.find((d) => d.id === 'sensor-a-03')!, svcA.port);
-    if (!still.ok) throw new ProblemError('internal', `demo: sensor-a-03 was refused after the revocation: ${JSON.stringify(still)}`);
-    say(`   sensor-a-03 still delivers (${elapsed()})`);
+    const plantA = sensors.filter((d) => d.domain === 'plant-a' && d !== victim);
+    const witness = plantA.find((d) => d.id !== 'sensor-a-01') ?? plantA[0];
+    const still = await deliver(witness, svcA.port);
+    if (!still.ok) throw new ProblemError('internal', `demo: ${witness.id} was refused after the revocation: ${JSON.stringify(still)}`);
+    say(`   ${witness.id} still delivers (${elapsed()})`);
 
     say(`demo finished: enroll, mutual TLS by domain, refusal across domains, renewal and revocation all worked (${elapsed()})`);
     if (!o.keep) {
@@ -263,7 +265,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
     say(`  EST and API     ${server.httpsUrl}/.well-known/est   ${server.httpsUrl}/api/v1`);
     say(`  CRLs, CA certs  ${server.httpUrl}/crl/issuing.crl   ${server.httpUrl}/ca/root.pem`);
     say(`  try             FLEETPKI_DIR=${dir} npx fleetpki device list`);
-    say(`                  npx fleetpki agent status --state ${join(parent, 'agents', 'sensor-a-03')}`);
+    say(`                  npx fleetpki agent status --state ${join(parent, 'agents', witness.id)}`);
     say(`  admin token     ${init.adminToken}`);
     return { dir, httpsUrl: server.httpsUrl, httpUrl: server.httpUrl, close: cleanup };
   } catch (e) {
