@@ -27,7 +27,8 @@ const PEERS = [
   ['pg_createcluster', 'postgresql'],
   ['pg_ctlcluster', 'postgresql'],
   ['curl', 'curl'],
-  ['pki', 'strongswan-pki'],
+  // By path: node-opcua-pki puts a `pki` of its own into node_modules/.bin.
+  ['/usr/bin/pki', 'strongswan-pki'],
   ['/usr/lib/ipsec/plugins/libstrongswan-openssl.so', 'libstrongswan-standard-plugins'],
   ['/usr/lib/ipsec/plugins/libstrongswan-curl.so', 'libstrongswan-extra-plugins'],
   ['mosquitto', 'mosquitto'],

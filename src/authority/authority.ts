@@ -186,7 +186,7 @@ export class Authority {
   private validity(days: number, capAt?: Date): { notBefore: Date; notAfter: Date; capped: boolean } {
     const now = Math.floor(this.clock.now().getTime() / 1000) * 1000;
     const notBefore = new Date(now - this.config.backdateSeconds * 1000);
-    let notAfter = new Date(now + days * DAY);
+    let notAfter = new Date(now + Math.round(days * DAY));
     let capped = false;
     if (capAt && notAfter > capAt) {
       notAfter = capAt;
@@ -311,7 +311,12 @@ export class Authority {
     if (!Number.isInteger(days) || days < 1 || days > maxDays) {
       throw new ProblemError('policy_violation', `validity of ${days} days is outside profile "${req.profile}" (1..${maxDays})`);
     }
-    const { notBefore, notAfter, capped } = this.validity(days, ca.info.notAfter);
+    // Short-lived profiles count in seconds; a request cannot lengthen them.
+    if (profile.validitySeconds !== undefined && req.validityDays !== undefined) {
+      throw new ProblemError('policy_violation', `profile "${req.profile}" issues certificates of ${profile.validitySeconds} s; a validity in days cannot be requested`);
+    }
+    const lifetimeMs = profile.validitySeconds !== undefined ? profile.validitySeconds * 1000 : days * DAY;
+    const { notBefore, notAfter, capped } = this.validity(lifetimeMs / DAY, ca.info.notAfter);
     const serial = newSerial();
     const shard = profile.ca ? 0 : crlShardOf(serial, await this.shardsFor(ca.record.name));
     const template: CertificateTemplate = {

@@ -43,6 +43,11 @@ export interface Profile {
   /** Default lifetime; also the most a request may ask for unless maxValidityDays is set. */
   validityDays: number;
   maxValidityDays?: number;
+  /**
+   * Short-lived certificates (tests, demos, devices that renew often): when
+   * set, certificates live this many seconds and validityDays is ignored.
+   */
+  validitySeconds?: number;
   keyUsage: KeyUsageName[];
   /** Names from EKU_OIDS or dotted OIDs; empty: no EKU extension. */
   extendedKeyUsage: string[];
@@ -156,6 +161,7 @@ export function validateProfile(name: string, p: Profile): void {
   if (!Array.isArray(p.keyAlgorithms) || p.keyAlgorithms.length === 0) throw bad('keyAlgorithms must list at least one algorithm');
   for (const k of p.keyAlgorithms) if (!isKeyAlgorithm(k)) throw bad(`unknown key algorithm "${k}" (known: ${KEY_ALGORITHMS.join(', ')})`);
   if (!Number.isInteger(p.validityDays) || p.validityDays < 1) throw bad('validityDays must be a positive whole number');
+  if (p.validitySeconds !== undefined && (!Number.isInteger(p.validitySeconds) || p.validitySeconds < 10 || p.validitySeconds > 86400 * 36500)) throw bad('validitySeconds must be a whole number of seconds, at least 10');
   if (p.maxValidityDays !== undefined && (!Number.isInteger(p.maxValidityDays) || p.maxValidityDays < p.validityDays)) throw bad('maxValidityDays must be >= validityDays');
   if (!Array.isArray(p.keyUsage)) throw bad('keyUsage must be a list');
   if (!Array.isArray(p.extendedKeyUsage)) throw bad('extendedKeyUsage must be a list (empty for none)');

@@ -2,6 +2,7 @@
 import 'reflect-metadata';
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
+import { registerAgent } from './commands/agent.js';
 import { registerAudit } from './commands/audit.js';
 import { registerBackup } from './commands/backup.js';
 import { registerCa } from './commands/ca.js';
@@ -10,6 +11,7 @@ import { registerInit } from './commands/init.js';
 import { registerServe } from './commands/serve.js';
 import { registerToken } from './commands/token.js';
 import { registerCrl } from './commands/crl.js';
+import { registerDemo } from './commands/demo.js';
 import { registerDevice } from './commands/device.js';
 import { registerRegistryAdmin } from './commands/registry_admin.js';
 import { handleClosedOutput, reportError } from './output.js';
@@ -22,6 +24,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerInit(program);
   registerServe(program);
+  registerDemo(program);
   registerCa(program);
   registerCert(program);
   registerToken(program);
@@ -30,6 +33,7 @@ export function buildProgram(): Command {
   registerCrl(program);
   registerAudit(program);
   registerBackup(program);
+  registerAgent(program);
   return program;
 }
 

@@ -22,6 +22,8 @@ export const STATUS_OF: Record<ProblemCode, number> = {
   key_unavailable: 503,
   key_not_exportable: 409,
   config_error: 500,
+  unavailable: 503,
+  corrupt_state: 500,
   internal: 500,
 };
 
