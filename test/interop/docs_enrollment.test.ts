@@ -111,7 +111,10 @@ describe('docs/enrollment.md, pasted as it stands', () => {
     );
     for (const s of ['fleetpki', 'npx']) chmodSync(join(shims, s), 0o755);
 
-    const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${shims}:${process.env.PATH}` };
+    // npm puts node_modules/.bin first on PATH, where node-opcua's own `pki`
+    // would hide strongSwan's: a reader's shell has neither.
+    const userPath = (process.env.PATH ?? '').split(':').filter((p) => !/node_modules[\\/]\.bin/.test(p)).join(':');
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${shims}:${userPath}` };
     for (const k of ['FLEETPKI_DIR', 'FLEETPKI_KEYSTORE_PASSPHRASE', 'FLEETPKI_KEYSTORE_PASSPHRASE_FILE']) delete env[k];
     const init = fleetpki(['init', '--dir', file('fleetpki-data'), '--org', 'Acme Devices', '--listen', `127.0.0.1:${https}`, '--http-listen', `127.0.0.1:${http}`], env);
     assert.equal(init.status, 0, init.stderr);

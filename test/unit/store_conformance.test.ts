@@ -321,12 +321,12 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
       });
     });
 
-    describe('schema: version 4 (key escrow)', () => {
-      it('ok migrating a database created at version 3 keeps its certificates; escrow works on it', async () => {
+    describe('schema: version 5 (key escrow)', () => {
+      it('ok migrating a database created at version 4 keeps its certificates; escrow works on it', async () => {
         const old = await openUnmigrated();
         try {
           const db = rawDb(old);
-          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 3)), [1, 2, 3]);
+          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 4)), [1, 2, 3, 4]);
           await withRoot(old);
           await old.insertCertificate(certRecord('0001'), audit('certificate.issue', '0001'));
           await old.migrate();
