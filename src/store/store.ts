@@ -279,6 +279,19 @@ export interface RevokedEntry {
   invalidityDate?: Date;
 }
 
+/**
+ * A page of revoked entries as columns, index i of each array one entry:
+ * what a million-entry CRL is built from, without an object and two Dates
+ * per entry. Times in ms since the epoch; reasons as RFC 5280 §5.3.1 codes;
+ * invalidityDates[i] is null where none was given.
+ */
+export interface RevokedColumns {
+  serials: string[];
+  revokedAt: number[];
+  reasons: number[];
+  invalidityDates: (number | null)[];
+}
+
 /** A certificate whose certificateHold was released (RFC 5280 §5.3.1 removeFromCRL in delta CRLs). */
 export interface ReleasedHold {
   serial: string;
@@ -439,6 +452,8 @@ export interface Store {
    * (RFC 5280 §3.3 lets a CA drop them; fleetpki keeps them until told).
    */
   listRevoked(ca: string, q?: { shard?: number; revokedSince?: Date; afterSerial?: string; limit?: number }): Promise<RevokedEntry[]>;
+  /** The same page as listRevoked, as columns (CRL production). */
+  listRevokedColumns(ca: string, q?: { shard?: number; revokedSince?: Date; afterSerial?: string; limit?: number }): Promise<RevokedColumns>;
   /** Number of revoked certificates of a CA (one shard if given). */
   countRevoked(ca: string, shard?: number): Promise<number>;
   /**

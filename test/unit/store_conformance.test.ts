@@ -25,6 +25,7 @@ import { openSqliteStore } from '../../src/store/sqlite_store.js';
 import {
   DEVICE_STATES,
   type ApiTokenRecord,
+  REVOCATION_REASONS,
   type AuditEntry,
   type AuditInput,
   type CaRecord,
@@ -1923,6 +1924,31 @@ function revocationConformance(current: () => Store): void {
         assert.equal(Number((await rawDb(store).selectFrom('crls').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n), 1);
       });
     }
+  });
+
+  describe('revocation: listRevokedColumns', () => {
+    it('ok the same page as listRevoked, as columns (reason codes, ms, null without invalidity date)', async () => {
+      const store = current();
+      await withRoot(store);
+      const recs = [
+        certRecord('a01', revokedAs('keyCompromise', at(5), at(2))),
+        certRecord('a02', revokedAs('unspecified', at(6))),
+        certRecord('a03'),
+        certRecord('a04', revokedAs('certificateHold', at(7))),
+      ];
+      for (const r of recs) await store.insertCertificate(r, audit('certificate.issue', r.serial));
+      for (const q of [{}, { limit: 2 }, { afterSerial: 'a01' }, { revokedSince: at(6) }]) {
+        const rows = await store.listRevoked('root', q);
+        const cols = await store.listRevokedColumns('root', q);
+        assert.deepEqual(cols, {
+          serials: rows.map((e) => e.serial),
+          revokedAt: rows.map((e) => e.revokedAt.getTime()),
+          reasons: rows.map((e) => REVOCATION_REASONS[e.reason]),
+          invalidityDates: rows.map((e) => e.invalidityDate?.getTime() ?? null),
+        }, JSON.stringify(q));
+      }
+      assert.deepEqual(await store.listRevokedColumns('ghost'), { serials: [], revokedAt: [], reasons: [], invalidityDates: [] });
+    });
   });
 
   describe('certificate change feed (OCSP caches)', () => {
