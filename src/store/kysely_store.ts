@@ -356,6 +356,29 @@ export class KyselyStore implements Store {
     return head ? Number(head.seq) : 0;
   }
 
+  acquireLease(name: string, holder: string, until: Date, now: Date): Promise<boolean> {
+    const expires = toMs(until, 'until');
+    const nowMs = toMs(now, 'now');
+    return this.write(async (trx) => {
+      // The condition is in the UPDATE itself: of two nodes updating an
+      // expired lease at once, PostgreSQL re-checks it for the second
+      // after the first commits, and it no longer holds.
+      const r = await trx
+        .updateTable('leases')
+        .set({ holder, expires_at: expires })
+        .where('name', '=', name)
+        .where((eb) => eb.or([eb('holder', '=', holder), eb('expires_at', '<=', nowMs)]))
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) > 0) return true;
+      const ins = await trx.insertInto('leases').values({ name, holder, expires_at: expires }).onConflict((oc) => oc.column('name').doNothing()).executeTakeFirst();
+      return Number(ins.numInsertedOrUpdatedRows ?? 0) > 0;
+    });
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    await this.write((trx) => trx.deleteFrom('leases').where('name', '=', name).where('holder', '=', holder).execute());
+  }
+
   /** Puts a status change of `serial` on the change feed, under the seq of its audit entry. */
   private async statusChanged(trx: Kysely<Database>, serial: string, entry: AuditEntry): Promise<void> {
     await trx.updateTable('certificates').set({ status_seq: entry.seq }).where('serial', '=', serial).execute();

@@ -305,12 +305,28 @@ async function createKeyEscrow(db: Kysely<Database>, dialect: SqlDialect): Promi
     .execute();
 }
 
+/**
+ * Leases: one row per cluster-wide job (CRL publication), naming the node
+ * that runs it until its lease expires. A node that dies stops renewing; the
+ * next one takes over after the expiry.
+ */
+async function createLeases(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  await db.schema
+    .createTable('leases')
+    .addColumn('name', t.key, (c) => c.primaryKey())
+    .addColumn('holder', 'text', (c) => c.notNull())
+    .addColumn('expires_at', t.int64, (c) => c.notNull())
+    .execute();
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', up: createInitialSchema },
   { version: 2, name: 'device registry', up: createRegistry },
   { version: 3, name: 'revocation', up: createRevocation },
   { version: 4, name: 'certificate change feed', up: createChangeFeed },
   { version: 5, name: 'key escrow', up: createKeyEscrow },
+  { version: 6, name: 'leases', up: createLeases },
 ];
 
 /**

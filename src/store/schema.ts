@@ -201,5 +201,13 @@ export interface Database {
   ocsp_signers: OcspSignerTable;
   escrow_keys: EscrowKeyTable;
   escrowed_keys: EscrowedKeyTable;
+  leases: LeaseTable;
   schema_version: SchemaVersionTable;
+}
+
+/** Since migration 6: who runs a cluster-wide job (CRL publication) until when. */
+export interface LeaseTable {
+  name: string;
+  holder: string;
+  expires_at: number;
 }

@@ -396,6 +396,18 @@ export interface Store {
   /** The newest audit seq, 0 for an empty log: where a reader of changes starts. */
   lastAuditSeq(): Promise<number>;
 
+  // --- cluster ---
+  /**
+   * Takes or renews the lease `name` for `holder` until `until`: true when
+   * `holder` now holds it (it was free, expired at `now`, or already its
+   * own), false when another holder's lease runs. Two nodes racing for an
+   * expired lease: exactly one wins. Not audited (it is renewed every few
+   * seconds); the jobs it guards are.
+   */
+  acquireLease(name: string, holder: string, until: Date, now: Date): Promise<boolean>;
+  /** Gives the lease up if `holder` has it (a clean shutdown), so another node takes over at once. */
+  releaseLease(name: string, holder: string): Promise<void>;
+
   // --- devices (registry) ---
   /** Throws already_exists for a taken id. */
   insertDevice(d: DeviceRecord, audit: AuditInput): Promise<void>;

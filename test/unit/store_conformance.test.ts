@@ -1951,6 +1951,31 @@ function revocationConformance(current: () => Store): void {
     });
   });
 
+  describe('cluster: leases', () => {
+    it('ok taken when free, renewed by its holder, refused to others until it expires, released', async () => {
+      const store = current();
+      assert.equal(await store.acquireLease('crl', 'node-a', at(30_000), at(0)), true);
+      assert.equal(await store.acquireLease('crl', 'node-b', at(40_000), at(10_000)), false, 'a running lease is not taken');
+      assert.equal(await store.acquireLease('crl', 'node-a', at(60_000), at(20_000)), true, 'renewed');
+      assert.equal(await store.acquireLease('crl', 'node-b', at(70_000), at(59_999)), false);
+      assert.equal(await store.acquireLease('crl', 'node-b', at(90_000), at(60_000)), true, 'taken over once expired');
+      assert.equal(await store.acquireLease('crl', 'node-a', at(95_000), at(61_000)), false, 'the old holder lost it');
+      assert.equal(await store.acquireLease('other', 'node-a', at(95_000), at(61_000)), true, 'leases are per name');
+      await store.releaseLease('crl', 'node-a'); // not its lease: nothing happens
+      assert.equal(await store.acquireLease('crl', 'node-a', at(95_000), at(62_000)), false);
+      await store.releaseLease('crl', 'node-b');
+      assert.equal(await store.acquireLease('crl', 'node-a', at(95_000), at(62_000)), true, 'free at once after a release');
+    });
+
+    it('ok of many holders racing for a free or an expired lease, exactly one wins', async () => {
+      const store = current();
+      const free = await Promise.all(Array.from({ length: 8 }, (_, i) => store.acquireLease('race', `n${i}`, at(10_000), at(0))));
+      assert.equal(free.filter(Boolean).length, 1);
+      const expired = await Promise.all(Array.from({ length: 8 }, (_, i) => store.acquireLease('race', `m${i}`, at(30_000), at(20_000))));
+      assert.equal(expired.filter(Boolean).length, 1);
+    });
+  });
+
   describe('certificate change feed (OCSP caches)', () => {
     let store: Store;
     beforeEach(async () => {
@@ -2310,6 +2335,20 @@ describe('PostgreSQL store', () => {
       assert.deepEqual(verifyAuditChain(await readAuditLog(a)), { ok: true, entries: 120 });
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('several stores (fleetpki nodes) racing for an expired lease: exactly one wins', async () => {
+    const url = await server.createTestSchema();
+    const stores = await Promise.all(Array.from({ length: 4 }, () => openStore(url)));
+    try {
+      assert.equal(await stores[0].acquireLease('crl', 'first', at(1000), at(0)), true);
+      for (let round = 1; round <= 5; round++) {
+        const won = await Promise.all(stores.flatMap((s, i) => [0, 1].map((k) => s.acquireLease('crl', `node-${round}-${i}-${k}`, at(round * 10_000 + 1000), at(round * 10_000)))));
+        assert.equal(won.filter(Boolean).length, 1, `round ${round}`);
+      }
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
     }
   });
 
