@@ -35,9 +35,14 @@ export function encodeGetRequest(requestDer: Uint8Array): string {
   return encodeURIComponent(Buffer.from(requestDer).toString('base64'));
 }
 
+/** ETags of cached answers, by identity: a pre-signed answer is hashed once, not per request. */
+const etags = new WeakMap<Uint8Array, string>();
+
 /** A strong ETag of the response bytes. */
 export function etagOf(der: Uint8Array): string {
-  return `"${createHash('sha256').update(der).digest('base64url')}"`;
+  let tag = etags.get(der);
+  if (!tag) etags.set(der, (tag = `"${createHash('sha256').update(der).digest('base64url')}"`));
+  return tag;
 }
 
 /**
