@@ -61,17 +61,22 @@ function twoDigits(buf: Buffer, at: number, n: number): void {
   buf[at + 1] = 0x30 + (n % 10);
 }
 
+/** "MMDDHHMMSSZ" of `d` at `at` (11 octets): the part UTCTime and GeneralizedTime share. */
+function writeMonthToSeconds(buf: Buffer, at: number, d: Date): void {
+  twoDigits(buf, at, d.getUTCMonth() + 1);
+  twoDigits(buf, at + 2, d.getUTCDate());
+  twoDigits(buf, at + 4, d.getUTCHours());
+  twoDigits(buf, at + 6, d.getUTCMinutes());
+  twoDigits(buf, at + 8, d.getUTCSeconds());
+  buf[at + 10] = 0x5a; // 'Z'
+}
+
 /** Writes `d` as UTCTime "YYMMDDHHMMSSZ" (13 octets) at `off`; years 1950-2049 only. */
 function writeUtcTime(buf: Buffer, off: number, d: Date): void {
   buf[off] = der.TAG.UTCTime;
   buf[off + 1] = 13;
   twoDigits(buf, off + 2, d.getUTCFullYear() % 100);
-  twoDigits(buf, off + 4, d.getUTCMonth() + 1);
-  twoDigits(buf, off + 6, d.getUTCDate());
-  twoDigits(buf, off + 8, d.getUTCHours());
-  twoDigits(buf, off + 10, d.getUTCMinutes());
-  twoDigits(buf, off + 12, d.getUTCSeconds());
-  buf[off + 14] = 0x5a; // 'Z'
+  writeMonthToSeconds(buf, off + 4, d);
 }
 
 /** Hex digit values by char code; -1 for anything else. */
@@ -114,12 +119,7 @@ function writeInvalidityDate(buf: Buffer, off: number, d: Date): void {
   const t = off + INVALIDITY_PREFIX.length;
   twoDigits(buf, t, (y / 100) | 0);
   twoDigits(buf, t + 2, y % 100);
-  twoDigits(buf, t + 4, d.getUTCMonth() + 1);
-  twoDigits(buf, t + 6, d.getUTCDate());
-  twoDigits(buf, t + 8, d.getUTCHours());
-  twoDigits(buf, t + 10, d.getUTCMinutes());
-  twoDigits(buf, t + 12, d.getUTCSeconds());
-  buf[t + 14] = 0x5a; // 'Z'
+  writeMonthToSeconds(buf, t + 4, d);
 }
 
 /** The invalidityDate extension as bytes (the general path). */
