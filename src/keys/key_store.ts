@@ -40,6 +40,20 @@ export function isExportable(k: KeyStore): k is ExportableKeyStore {
   return typeof (k as Partial<ExportableKeyStore>).exportEncrypted === 'function';
 }
 
+/**
+ * Optional capability: ECDH with a stored EC key. The registry seals
+ * one-time enrollment secrets to such a key (ECIES), and only the server,
+ * which can unlock the store, opens them for CMP's MAC-based protection.
+ */
+export interface KeyAgreementKeyStore extends KeyStore {
+  /** The raw ECDH shared secret of the stored key and `peerSpki` (DER SubjectPublicKeyInfo, same curve). */
+  agree(ref: string, peerSpki: Uint8Array): Promise<Uint8Array>;
+}
+
+export function canAgree(k: KeyStore): k is KeyAgreementKeyStore {
+  return typeof (k as Partial<KeyAgreementKeyStore>).agree === 'function';
+}
+
 /** A signer over an in-memory private key (software keys, an offline root loaded for a ceremony). */
 export function keyObjectSigner(privateKey: KeyObject): Signer {
   const pub = createPublicKey(privateKey);

@@ -4,12 +4,12 @@
  * from the command line. Decrypted keys are cached in memory for the life of
  * the process: PBKDF2 is deliberately slow.
  */
-import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { ProblemError } from '../errors.js';
 import { nodeKeyGenParams, type KeyAlgorithm } from '../x509/algorithms.js';
-import { keyObjectSigner, loadPrivateKey, type ExportableKeyStore, type Signer } from './key_store.js';
+import { keyObjectSigner, loadPrivateKey, type ExportableKeyStore, type KeyAgreementKeyStore, type Signer } from './key_store.js';
 import { encryptPkcs8, DEFAULT_PBKDF2_ITERATIONS } from './pkcs8_encrypt.js';
 
 const REF_PREFIX = 'soft:';
@@ -21,9 +21,10 @@ export interface SoftwareKeyStoreOptions {
   pbkdf2Iterations?: number;
 }
 
-export class SoftwareKeyStore implements ExportableKeyStore {
+export class SoftwareKeyStore implements ExportableKeyStore, KeyAgreementKeyStore {
   readonly kind = 'software' as const;
   private readonly signers = new Map<string, Signer>();
+  private readonly agreementKeys = new Map<string, KeyObject>();
 
   constructor(private readonly opts: SoftwareKeyStoreOptions) {}
 
@@ -70,6 +71,17 @@ export class SoftwareKeyStore implements ExportableKeyStore {
     return s;
   }
 
+  async agree(ref: string, peerSpki: Uint8Array): Promise<Uint8Array> {
+    let key = this.agreementKeys.get(ref);
+    if (!key) {
+      key = await this.load(ref);
+      this.agreementKeys.set(ref, key);
+    }
+    if (key.asymmetricKeyType !== 'ec') throw new ProblemError('key_unavailable', `key ${ref} is not an EC key`);
+    const publicKey = createPublicKey({ key: Buffer.from(peerSpki), format: 'der', type: 'spki' });
+    return new Uint8Array(diffieHellman({ privateKey: key, publicKey }));
+  }
+
   async has(ref: string): Promise<boolean> {
     try {
       await fs.access(this.fileOf(ref));
@@ -91,6 +103,7 @@ export class SoftwareKeyStore implements ExportableKeyStore {
     }
     await fs.unlink(file);
     this.signers.delete(ref);
+    this.agreementKeys.delete(ref);
   }
 
   async exportEncrypted(ref: string, passphrase: string): Promise<string> {

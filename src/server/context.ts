@@ -16,6 +16,7 @@ import { SoftwareKeyStore, writeFileAtomic } from '../keys/software_key_store.js
 import { Operators } from '../registry/operators.js';
 import { Enrollment } from '../registry/enrollment.js';
 import { Registry } from '../registry/registry.js';
+import { SecretVault } from '../registry/secret_vault.js';
 import { openStore } from '../store/open_store.js';
 import type { Store } from '../store/store.js';
 import type { KeyAlgorithm } from '../x509/algorithms.js';
@@ -31,6 +32,8 @@ export interface FleetContext {
   operators: Operators;
   registry: Registry;
   enrollment: Enrollment;
+  /** Sealed one-time secrets (CMP MAC protection). */
+  vault: SecretVault;
   crls: CrlService;
   clock: Clock;
   close(): Promise<void>;
@@ -72,9 +75,10 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
     crlShards: config.crl.shards,
   });
   const crls = new CrlService(s, authority, clock, { ...config.crl, publicUrl: config.publicUrl });
-  const registry = new Registry(s, authority, clock, { secretTtlHours: config.registry.secretTtlHours });
+  const vault = new SecretVault(s, keys, clock);
+  const registry = new Registry(s, authority, clock, { secretTtlHours: config.registry.secretTtlHours }, vault);
   const enrollment = new Enrollment(s, authority, clock, { org: config.org, manufacturerId: config.registry.manufacturerId, retryAfterSeconds: config.est.retryAfterSeconds });
-  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, crls, clock, close: () => s.close() };
+  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, vault, crls, clock, close: () => s.close() };
 }
 
 export async function openContext(dirOpt?: string, opts: { clock?: Clock; storeOverride?: string } = {}): Promise<FleetContext> {
@@ -158,6 +162,8 @@ export async function initDataDir(o: InitOptions): Promise<InitResult> {
     const issuingSubject = o.issuingSubject ? parseDn(o.issuingSubject) : [orgAttr, { type: 'CN', value: `${o.org} Issuing CA 1` }];
     await ctx.authority.createRootCa({ name: 'root', subject: rootSubject, keyAlgorithm: o.keyAlgorithm, validityDays: o.rootValidityDays, actor });
     await ctx.authority.createIssuingCa({ name: config.defaultCa, parent: 'root', subject: issuingSubject, keyAlgorithm: o.keyAlgorithm, validityDays: o.issuingValidityDays, actor });
+    // The key one-time secrets are sealed to for CMP (see secret_vault.ts).
+    await ctx.vault.ensureKey(actor);
     const { token } = await ctx.operators.createToken({ name: 'admin', role: 'admin', actor });
     await saveConfig(dir, config);
     // The store holds token hashes and the audit log: owner-only, like the keys.
