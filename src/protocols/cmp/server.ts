@@ -101,6 +101,11 @@ export class CmpServer {
       ex.verified = await this.deps.verifier.verify(ex.req, { now: ex.now });
     } else if (type === 'certConf' || type === 'pollReq' || type === 'error') {
       const tx = await this.deps.store.getCmpTransaction(ex.req.transactionId!);
+      // A message for a finished transaction is a replay, whatever its protection
+      // (a MAC can no longer be checked once the secret's copy is wiped).
+      if (!tx || tx.state === 'closed') {
+        throw cmpProblem('bad_request', ['badRequest'], tx ? `transaction ${tx.id} is closed (${tx.outcome ?? 'done'}); a ${type} is not expected` : `no transaction ${ex.req.transactionId}: a ${type} continues a transaction this server began`);
+      }
       const sealed = tx?.sealedSecret && tx.deviceId ? { deviceId: tx.deviceId, sealed: tx.sealedSecret } : undefined;
       ex.verified = await this.deps.verifier.verify(ex.req, { now: ex.now, sealed });
     } else {
