@@ -9,7 +9,7 @@ import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
 import { id_alg } from '../../asn1/cmp_oids.js';
 import { PBKDF2Params, PBMAC1Params, PBMParameter, Pbkdf2Salt } from '../../asn1/cmp_pbm.js';
-import { ProblemError, rethrowAs } from '../../errors.js';
+import { ProblemError } from '../../errors.js';
 
 /**
  * Iteration counts above this are refused (badAlg): a request must not make
@@ -55,7 +55,11 @@ export function isMacAlgorithm(alg: AlgorithmIdentifier): boolean {
 
 function params<T>(alg: AlgorithmIdentifier, type: new () => T, what: string): T {
   if (!alg.parameters) throw badAlg(`${what} without parameters`);
-  return rethrowAs('bad_request', `bad ${what} parameters`, () => AsnConvert.parse(alg.parameters!, type));
+  try {
+    return AsnConvert.parse(alg.parameters, type);
+  } catch (e) {
+    throw badAlg(`bad ${what} parameters: ${(e as Error).message}`);
+  }
 }
 
 /**
