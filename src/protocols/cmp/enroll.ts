@@ -119,8 +119,11 @@ async function enroll(deps: CmpDeps, ex: Exchange, tx: CmpTransactionRecord, kin
     });
   } catch (e) {
     if (e instanceof ProblemError) audited.add(e);
-    await closeTransaction(deps, tx.id, from, `refused: ${e instanceof ProblemError ? e.code : 'internal'}`, ex.now);
-    await closeTransaction(deps, tx.id, 'confirming', 'refused', ex.now);
+    // Closed from where it is: `from`, or confirming if the hook ran and the commit then failed
+    // (the certificate named was never stored).
+    const outcome = `refused: ${e instanceof ProblemError ? e.code : 'internal'}`;
+    await closeTransaction(deps, tx.id, from, outcome, ex.now);
+    await closeTransaction(deps, tx.id, 'confirming', outcome, ex.now);
     throw e;
   }
 }

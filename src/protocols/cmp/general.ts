@@ -62,22 +62,27 @@ async function certReqTemplate(deps: CmpDeps, ex: Exchange): Promise<Uint8Array>
   return new Uint8Array(AsnConvert.serialize(new CertReqTemplateContent({ certTemplate: template, keySpec: new Controls(keySpec) })));
 }
 
-/** RFC 9483 §4.3.4: the newest CRL of each source the client names, unless it has that one already. */
-async function crls(deps: CmpDeps, ex: Exchange, value: ArrayBuffer | undefined): Promise<Uint8Array | undefined> {
+/**
+ * RFC 9483 §4.3.4: for each source the client names (a CA by issuer name,
+ * or a CRL distribution point URL of ours), the newest CRL, unless the
+ * client's thisUpdate shows it has that one already.
+ */
+async function crls(deps: CmpDeps, value: ArrayBuffer | undefined): Promise<Uint8Array | undefined> {
   if (!value) throw cmpProblem('bad_request', ['badRequest'], 'crlStatusList needs a CRLStatusListValue');
   const list = AsnConvert.parse(value, CRLStatusListValue);
   const cas = await deps.store.listCas();
   const out: Uint8Array[] = [];
   for (const status of list) {
-    const names = status.source.issuer ?? [];
-    const uris = (status.source.dpn?.fullName ?? []).map((g) => g.uniformResourceIdentifier).filter((u): u is string => !!u);
+    const issuers = (status.source.issuer ?? []).flatMap((g) => (g.directoryName ? [Buffer.from(AsnConvert.serialize(g.directoryName))] : []));
+    const uris = new Set((status.source.dpn?.fullName ?? []).map((g) => g.uniformResourceIdentifier).filter((u): u is string => !!u));
+    const known = status.thisUpdate?.getTime().getTime();
     for (const ca of cas) {
-      const byIssuer = names.some((g) => g.directoryName && Buffer.compare(Buffer.from(AsnConvert.serialize(g.directoryName)), Buffer.from(parseSubject(ca.certDer))) === 0);
-      const shards = byIssuer ? [0] : (await deps.store.listCrlShards(ca.name).catch(() => [] as number[])).concat(0).filter((s) => uris.includes(crlUrl(deps.config.publicUrl, ca.name, 'base', s)));
+      const byIssuer = issuers.some((n) => n.equals(Buffer.from(parseSubject(ca.certDer))));
+      // A distribution point names the full CRL (shard 0) or one partition.
+      const shards = byIssuer ? [0] : [0, ...(await deps.store.listCrlShards(ca.name))].filter((s) => uris.has(crlUrl(deps.config.publicUrl, ca.name, 'base', s)));
       for (const shard of new Set(shards)) {
         const crl = await deps.store.getLatestCrl(ca.name, shard, 'base');
-        const known = status.thisUpdate?.getTime();
-        if (crl && !(known && crl.thisUpdate.getTime() <= known.getTime())) out.push(crl.der);
+        if (crl && !(known !== undefined && crl.thisUpdate.getTime() <= known)) out.push(crl.der);
       }
     }
   }
@@ -109,7 +114,7 @@ async function answer(deps: CmpDeps, ex: Exchange, req: InfoTypeAndValue): Promi
       return itav(id_it.currentCRL, crl?.der);
     }
     case id_it.crlStatusList:
-      return itav(id_it.crls, await crls(deps, ex, req.infoValue));
+      return itav(id_it.crls, await crls(deps, req.infoValue));
     default:
       throw cmpProblem('bad_request', ['badRequest'], `genm info type ${req.infoType} is not supported (caCerts, rootCaCert, certReqTemplate, currentCRL, crlStatusList are)`);
   }

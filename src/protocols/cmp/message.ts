@@ -6,7 +6,7 @@
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { GeneralName, Name, type AlgorithmIdentifier } from '@peculiar/asn1-x509';
 import * as der from '../../asn1/der.js';
-import { bodyTypeOf, PKIBody, type BodyType } from '../../asn1/cmp_body.js';
+import { bodyTypeOf, type BodyType, type PKIBody } from '../../asn1/cmp_body.js';
 import { InfoTypeAndValue, InfoTypeAndValues, PKIHeader, PKIVersion } from '../../asn1/cmp_header.js';
 import { PKIMessage } from '../../asn1/cmp_message.js';
 import { id_it } from '../../asn1/cmp_oids.js';
@@ -163,4 +163,3 @@ export function itav(infoType: string, valueDer?: Uint8Array): InfoTypeAndValue 
   return i;
 }
 
-export { PKIBody };
