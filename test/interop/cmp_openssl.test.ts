@@ -14,6 +14,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { id_it } from '../../src/asn1/cmp_oids.js';
+import type { KyselyStore } from '../../src/store/kysely_store.js';
 import { answerOf, newKey, opensslCmp } from '../helpers/cmp.js';
 import { BIN, REPO } from '../helpers/data_dir.js';
 import {
@@ -313,7 +314,13 @@ describe('CMP with openssl cmp', () => {
       if (!pending) await new Promise((r) => setTimeout(r, 100));
     }
     assert.ok(pending, 'the enrollment waits');
-    await new Promise((r) => setTimeout(r, 1500)); // at least one pollReq/pollRep
+    // Approve only once a pollReq was answered with a pollRep (the transaction moved on).
+    const db = (env.ctx.store as KyselyStore).db;
+    for (let i = 0; i < 200; i++) {
+      const row = await db.selectFrom('cmp_transactions').select(['created_at', 'updated_at']).where('device_id', '=', 'cmp-wait').where('state', '=', 'waiting').executeTakeFirst();
+      if (row && Number(row.updated_at) > Number(row.created_at)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     await env.ctx.registry.decide(pending.id, true, 'token:officer');
     const r = await client;
     assert.equal(r.status, 0, r.out);
