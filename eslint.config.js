@@ -25,6 +25,16 @@ export default tseslint.config(
     },
   },
   {
+    // The agent runs on devices and talks to the server only over the wire
+    // (EST, CRL and CA URLs): it may not import the server's modules.
+    files: ['src/agent/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['**/server/*', '**/store/*', '**/registry/*', '**/authority/*', '**/protocols/**', '**/cli/*', 'fastify', 'better-sqlite3', 'pg', 'kysely'], message: 'agent/ uses the server only over the wire (EST/HTTP), never its modules.' }],
+      }],
+    },
+  },
+  {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },

@@ -16,7 +16,7 @@ await build({
   format: 'esm',
   sourcemap: 'linked',
   logLevel: 'warning',
-  external: ['better-sqlite3', 'pg-native'],
+  external: ['better-sqlite3', 'pg-native', 'pkcs11js'],
   // CommonJS dependencies bundled into ESM still call require().
   banner: { js: "import { createRequire as __fleetpkiCreateRequire } from 'node:module'; const require = __fleetpkiCreateRequire(import.meta.url);" },
 });

@@ -8,9 +8,10 @@
 // Debian packages are installed with apt-get when running as root; otherwise
 // the script stops and prints the exact command to run.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensurePeers } from './peers.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 process.chdir(root);
@@ -26,35 +27,23 @@ const PEERS = [
   ['pg_createcluster', 'postgresql'],
   ['pg_ctlcluster', 'postgresql'],
   ['curl', 'curl'],
-  ['pki', 'strongswan-pki'],
+  // By path: node-opcua-pki puts a `pki` of its own into node_modules/.bin.
+  ['/usr/bin/pki', 'strongswan-pki'],
   ['/usr/lib/ipsec/plugins/libstrongswan-openssl.so', 'libstrongswan-standard-plugins'],
   ['/usr/lib/ipsec/plugins/libstrongswan-curl.so', 'libstrongswan-extra-plugins'],
   ['mosquitto', 'mosquitto'],
   ['mosquitto_pub', 'mosquitto-clients'],
   ['ocsptool', 'gnutls-bin'],
+  ['script', 'bsdutils'],
+  // The benchmark harness's smoke test (test/interop/bench_smoke.test.ts).
+  ['wrk', 'wrk'],
+  ['ab', 'apache2-utils'],
+  // Key custody: a PKCS#11 token, OpenSC's pkcs11-tool, and OpenSSL's pkcs11 engine.
+  ['softhsm2-util', 'softhsm2'],
+  ['/usr/lib/softhsm/libsofthsm2.so', 'softhsm2'],
+  ['pkcs11-tool', 'opensc'],
+  ['/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so', 'libengine-pkcs11-openssl'],
 ];
-
-function have(cmd) {
-  if (cmd.startsWith('/')) return existsSync(cmd);
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-}
-
-function ensurePeers() {
-  const missing = [...new Set(PEERS.filter(([cmd]) => !have(cmd)).map(([, pkg]) => pkg))];
-  if (missing.length === 0) return;
-  const cmd = `apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}`;
-  if (process.getuid?.() !== 0) {
-    console.error(`fleetpki tests need Debian packages that are not installed: ${missing.join(', ')}`);
-    console.error(`Run as root:\n  sudo sh -c '${cmd}'`);
-    process.exit(2);
-  }
-  console.log(`installing test peers: ${missing.join(' ')}`);
-  const r = spawnSync('sh', ['-c', cmd], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  if (r.status !== 0) {
-    console.error('apt-get failed; the tests cannot run without these packages');
-    process.exit(2);
-  }
-}
 
 function findTests(dir) {
   const out = [];
@@ -66,7 +55,7 @@ function findTests(dir) {
   return out;
 }
 
-ensurePeers();
+ensurePeers(PEERS, 'fleetpki tests');
 // Tests run the `fleetpki` command as users do: through the fresh bundle.
 const b = spawnSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' });
 if (b.status !== 0) process.exit(b.status ?? 1);

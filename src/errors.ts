@@ -19,7 +19,10 @@ export type ProblemCode =
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'key_unavailable' // CA key not online (offline root) or key store locked
+  | 'key_not_exportable' // the key lives in a token (PKCS#11) and cannot leave it
   | 'config_error'
+  | 'unavailable' // a remote service (the CA, a CRL URL) cannot be reached now; retry later
+  | 'corrupt_state' // a local state file is damaged; never silently recreated
   | 'conflict'
   | 'internal';
 

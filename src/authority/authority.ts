@@ -34,7 +34,16 @@ export interface AuthorityConfig {
   deltaCrls?: boolean;
   /** Partitioned CRLs: number of shards new end-entity certificates are spread over (0: off). */
   crlShards?: number;
+  /**
+   * Partition only once a CA's full CRL has more than this many entries
+   * (0: from the first certificate). Certificates issued before keep
+   * pointing at the full CRL, which stays complete.
+   */
+  crlPartitionAbove?: number;
 }
+
+/** How often at most issuance asks the store whether a CA's CRL passed crlPartitionAbove. */
+const PARTITION_CHECK_MS = 60_000;
 
 /**
  * The CRL shard of a new certificate: from its random serial, so it needs no
@@ -82,6 +91,8 @@ export interface CreateCaRequest {
   name: string;
   subject: DnAttribute[];
   keyAlgorithm: KeyAlgorithm;
+  /** An existing key in the key store (an adopted token key) instead of a new one of keyAlgorithm. */
+  keyRef?: string;
   validityDays: number;
   actor: string;
 }
@@ -110,6 +121,24 @@ export class Authority {
     private readonly clock: Clock,
     private readonly config: AuthorityConfig,
   ) {}
+
+  /** CAs whose CRL passed crlPartitionAbove (for good: a CRL only shrinks when certificates expire, and shards stay valid). */
+  private readonly partitioned = new Set<string>();
+  private readonly partitionCheckedAt = new Map<string, number>();
+
+  /** The shard count new certificates of `ca` are spread over now. */
+  private async shardsFor(ca: string): Promise<number> {
+    const shards = this.config.crlShards ?? 0;
+    const above = this.config.crlPartitionAbove ?? 0;
+    if (!shards || !above || this.partitioned.has(ca)) return shards;
+    const now = this.clock.now().getTime();
+    const checked = this.partitionCheckedAt.get(ca);
+    if (checked !== undefined && now - checked < PARTITION_CHECK_MS) return 0;
+    this.partitionCheckedAt.set(ca, now);
+    if ((await this.store.countRevoked(ca)) <= above) return 0;
+    this.partitioned.add(ca);
+    return shards;
+  }
 
   get profiles(): ProfileSet {
     return this.config.profiles;
@@ -160,7 +189,7 @@ export class Authority {
   private validity(days: number, capAt?: Date): { notBefore: Date; notAfter: Date; capped: boolean } {
     const now = Math.floor(this.clock.now().getTime() / 1000) * 1000;
     const notBefore = new Date(now - this.config.backdateSeconds * 1000);
-    let notAfter = new Date(now + days * DAY);
+    let notAfter = new Date(now + Math.round(days * DAY));
     let capped = false;
     if (capAt && notAfter > capAt) {
       notAfter = capAt;
@@ -194,7 +223,7 @@ export class Authority {
   async createRootCa(req: CreateCaRequest): Promise<CaRecord> {
     this.checkCaName(req.name);
     if (await this.store.getCa(req.name)) throw new ProblemError('already_exists', `a CA named "${req.name}" exists`);
-    const keyRef = await this.keys.generate(req.keyAlgorithm, `${req.name}-ca`);
+    const keyRef = req.keyRef ?? (await this.keys.generate(req.keyAlgorithm, `${req.name}-ca`));
     try {
       const signer = await this.keys.signer(keyRef);
       const subject = encodeName(req.subject);
@@ -212,10 +241,10 @@ export class Authority {
       };
       const { der: certDer, info } = await this.lintAndSign(template, signer, undefined);
       const record: CaRecord = { name: req.name, kind: 'root', subject: info.subjectText, certDer, keyRef, notBefore: info.notBefore, notAfter: info.notAfter, createdAt: this.clock.now() };
-      await this.store.insertCa(record, this.audit(req.actor, 'ca.create', req.name, { kind: 'root', subject: info.subjectText, keyAlgorithm: req.keyAlgorithm, serial: info.serial, fingerprintSha256: info.fingerprintSha256 }));
+      await this.store.insertCa(record, this.audit(req.actor, 'ca.create', req.name, { kind: 'root', subject: info.subjectText, keyAlgorithm: keyInfoName(signer.key), keyStore: this.keys.kind, keyRef, adopted: !!req.keyRef, serial: info.serial, fingerprintSha256: info.fingerprintSha256 }));
       return record;
     } catch (e) {
-      await this.keys.remove(keyRef).catch(() => undefined);
+      if (!req.keyRef) await this.keys.remove(keyRef).catch(() => undefined);
       throw e;
     }
   }
@@ -229,7 +258,7 @@ export class Authority {
       throw new ProblemError('key_unavailable', `the key given does not belong to CA "${req.parent}"`);
     }
     const profile = this.profile('sub-ca');
-    const keyRef = await this.keys.generate(req.keyAlgorithm, `${req.name}-ca`);
+    const keyRef = req.keyRef ?? (await this.keys.generate(req.keyAlgorithm, `${req.name}-ca`));
     try {
       const signer = await this.keys.signer(keyRef);
       const { notBefore, notAfter } = this.validity(req.validityDays, parent.info.notAfter);
@@ -246,12 +275,12 @@ export class Authority {
       const template: CertificateTemplate = { serial: newSerial(), issuer: parent.info.subjectDer, subject: encodeName(req.subject), notBefore, notAfter, spki: signer.spki, extensions: exts };
       const { der: certDer, info } = await this.lintAndSign(template, parentSigner, parent.info);
       const record: CaRecord = { name: req.name, kind: 'issuing', parentName: req.parent, subject: info.subjectText, certDer, keyRef, notBefore: info.notBefore, notAfter: info.notAfter, createdAt: this.clock.now() };
-      const auditDetails = { kind: 'issuing', parent: req.parent, subject: info.subjectText, keyAlgorithm: req.keyAlgorithm, serial: info.serial, nameConstraints: req.nameConstraints ? describeConstraints(req.nameConstraints) : undefined };
+      const auditDetails = { kind: 'issuing', parent: req.parent, subject: info.subjectText, keyAlgorithm: keyInfoName(signer.key), keyStore: this.keys.kind, keyRef, adopted: !!req.keyRef, serial: info.serial, nameConstraints: req.nameConstraints ? describeConstraints(req.nameConstraints) : undefined };
       await this.store.insertCa(record, this.audit(req.actor, 'ca.create', req.name, auditDetails));
       await this.store.insertCertificate(this.certRecord(info, req.parent, 'sub-ca', req.actor), this.audit(req.actor, 'certificate.issue', info.serial, { ca: req.parent, profile: 'sub-ca', subject: info.subjectText }));
       return record;
     } catch (e) {
-      await this.keys.remove(keyRef).catch(() => undefined);
+      if (!req.keyRef) await this.keys.remove(keyRef).catch(() => undefined);
       throw e;
     }
   }
@@ -285,9 +314,14 @@ export class Authority {
     if (!Number.isInteger(days) || days < 1 || days > maxDays) {
       throw new ProblemError('policy_violation', `validity of ${days} days is outside profile "${req.profile}" (1..${maxDays})`);
     }
-    const { notBefore, notAfter, capped } = this.validity(days, ca.info.notAfter);
+    // Short-lived profiles count in seconds; a request cannot lengthen them.
+    if (profile.validitySeconds !== undefined && req.validityDays !== undefined) {
+      throw new ProblemError('policy_violation', `profile "${req.profile}" issues certificates of ${profile.validitySeconds} s; a validity in days cannot be requested`);
+    }
+    const lifetimeMs = profile.validitySeconds !== undefined ? profile.validitySeconds * 1000 : days * DAY;
+    const { notBefore, notAfter, capped } = this.validity(lifetimeMs / DAY, ca.info.notAfter);
     const serial = newSerial();
-    const shard = profile.ca ? 0 : crlShardOf(serial, this.config.crlShards ?? 0);
+    const shard = profile.ca ? 0 : crlShardOf(serial, await this.shardsFor(ca.record.name));
     const template: CertificateTemplate = {
       serial,
       issuer: ca.info.subjectDer,
@@ -345,7 +379,9 @@ export class Authority {
   async exportCaKey(name: string, passphrase: string, actor: string): Promise<string> {
     const ca = await this.ca(name);
     if (!ca.record.keyRef) throw new ProblemError('key_unavailable', `the key of CA "${name}" is already offline`);
-    if (!isExportable(this.keys)) throw new ProblemError('key_unavailable', `the ${this.keys.kind} key store does not let keys leave it`);
+    // A token key is non-extractable by construction: the offline root then is
+    // a token of its own kept offline (docs/keys.md), not a file.
+    if (!isExportable(this.keys)) throw new ProblemError('key_not_exportable', `the key of CA "${name}" is in a ${this.keys.kind} token and cannot leave it; to keep a root offline, keep it on a token of its own and disconnect that token (docs/keys.md)`);
     const pem = await this.keys.exportEncrypted(ca.record.keyRef, passphrase);
     await this.store.appendAudit(this.audit(actor, 'ca.key.export', name, { keyRef: ca.record.keyRef }));
     return pem;

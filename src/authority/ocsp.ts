@@ -21,11 +21,16 @@
  * request signature is not checked: OCSP status is public information.
  *
  * Caching: answers to single-CertID requests without a nonce are signed once
- * and kept in memory (bounded LRU) until nextUpdate − refreshAhead. Every
- * request still reads the certificate's status from the store (one indexed
- * lookup), and a cached answer whose status differs is re-signed at once:
- * revocations from another process (the CLI, another node) are never hidden
- * by the cache. Nonce requests are signed on demand and never cached.
+ * and kept in memory (bounded) until nextUpdate − refreshAhead, and found
+ * again by the request's exact bytes, so a repeated request costs a map
+ * lookup: no parsing, no store, no signature. What keeps them true is the
+ * store's change feed (listCertificateChanges: every issuance, revocation
+ * and release, from any process or node, in commit order), read at most
+ * every `statusPollSeconds` (default 1 s): an answer whose certificate
+ * changed since its status was read is answered afresh. So a revocation
+ * reaches every node's answers within that time. A timer of the server's
+ * (refreshDue) re-signs answers before their refresh point, so clients get
+ * pre-signed answers. Nonce requests are signed on demand, never cached.
  *
  * Signing: by default with a delegated OCSP signer per CA (RFC 6960
  * §4.2.2.2: id-kp-OCSPSigning, id-pkix-ocsp-nocheck), issued from the CA on
@@ -72,6 +77,8 @@ export interface OcspOptions {
   signerCheckSeconds?: number;
   /** How often at most an unknown issuer makes the CA list reload; default 5 s. */
   caReloadSeconds?: number;
+  /** How often the store's change feed is read (how stale a cached status may be); 0: before every answer; default 1 s. */
+  statusPollSeconds?: number;
 }
 
 export interface OcspResult {
@@ -104,13 +111,19 @@ interface ActiveSigner {
   generation: number;
 }
 
+/** A signed answer; refreshDue() updates it in place, so every map that holds it sees the new one. */
 interface CachedAnswer {
+  ca: string;
+  rc: RequestedCert;
   der: Uint8Array;
   thisUpdate: Date;
   nextUpdate: Date;
   refreshAt: number;
   state: string;
   generation: number;
+  /** The change feed's position when the status was read: a later change of `rc.serial` makes it stale. */
+  seq: number;
+  result: OcspResult;
 }
 
 const CERT_ID_HASHES: readonly CertIdHash[] = ['sha1', 'sha256'];
@@ -135,6 +148,16 @@ export class OcspResponder {
 
   private readonly cache = new Map<string, CachedAnswer>();
   private readonly signing = new Map<string, Promise<CachedAnswer>>();
+  /** Request bytes (latin1) → its answer in `cache`. */
+  private readonly byRequest = new Map<string, CachedAnswer>();
+
+  private readonly pollMs: number;
+  /** Last change-feed seq read; -1 before the first read. */
+  private feedSeq = -1;
+  private nextPollAt = Number.NEGATIVE_INFINITY;
+  private polling?: Promise<boolean>;
+  /** serial → seq of its newest change and when it was read, oldest first; kept one answer lifetime. */
+  private readonly changed = new Map<string, { seq: number; seenAt: number }>();
 
   constructor(
     private readonly store: Store,
@@ -152,6 +175,7 @@ export class OcspResponder {
     this.maxCache = Math.max(0, opts.maxCacheEntries ?? 10_000);
     this.signerCheckMs = (opts.signerCheckSeconds ?? 60) * 1000;
     this.caReloadMs = (opts.caReloadSeconds ?? 5) * 1000;
+    this.pollMs = Math.max(0, opts.statusPollSeconds ?? 1) * 1000;
   }
 
   /** Number of answers in the cache (tests, metrics). */
@@ -161,6 +185,11 @@ export class OcspResponder {
 
   /** Answers one OCSPRequest. Never throws: failures become an error status. */
   async respond(requestDer: Uint8Array): Promise<OcspResult> {
+    const key = this.maxCache > 0 ? Buffer.from(requestDer.buffer, requestDer.byteOffset, requestDer.byteLength).toString('latin1') : undefined;
+    if (key !== undefined && (await this.feedCurrent())) {
+      const hit = this.byRequest.get(key);
+      if (hit && this.stillTrue(hit, this.clock.now().getTime())) return hit.result;
+    }
     let req: ParsedOcspRequest;
     try {
       req = parseOcspRequest(requestDer);
@@ -168,7 +197,7 @@ export class OcspResponder {
       return failure('malformedRequest', e);
     }
     try {
-      return await this.answer(req);
+      return await this.answer(req, key);
     } catch (e) {
       if (isProblem(e, 'unauthorized')) return failure('unauthorized', e);
       if (isProblem(e, 'bad_request')) return failure('malformedRequest', e);
@@ -176,7 +205,10 @@ export class OcspResponder {
     }
   }
 
-  private async answer(req: ParsedOcspRequest): Promise<OcspResult> {
+  private async answer(req: ParsedOcspRequest, requestKey: string | undefined): Promise<OcspResult> {
+    // The feed position before the statuses are read: a change committed
+    // after it shows up in the feed with a higher seq.
+    const seq = this.feedSeq;
     // Resolve every CertID to its CA before anything is signed.
     const resolved: Array<{ rc: RequestedCert; ca: string; record?: CertificateRecord }> = [];
     for (const rc of req.certs) {
@@ -191,8 +223,12 @@ export class OcspResponder {
 
     if (!req.nonce && resolved.length === 1) {
       const { rc, record } = resolved[0];
-      const a = await this.cachedAnswer(ca, rc, stateOf(record));
-      return { der: a.der, status: 'successful', thisUpdate: a.thisUpdate, nextUpdate: a.nextUpdate, cacheable: true };
+      const a = await this.cachedAnswer(ca, rc, stateOf(record), seq);
+      if (requestKey !== undefined && this.maxCache > 0) {
+        this.byRequest.set(requestKey, a);
+        while (this.byRequest.size > this.maxCache) this.byRequest.delete(this.byRequest.keys().next().value as string);
+      }
+      return a.result;
     }
     const signed = await this.sign(ca, resolved.map((r) => ({ rc: r.rc, state: stateOf(r.record) })), req.nonce);
     return { der: signed.der, status: 'successful', thisUpdate: signed.thisUpdate, nextUpdate: signed.nextUpdate, cacheable: !req.nonce };
@@ -234,9 +270,96 @@ export class OcspResponder {
     return this.caLoading;
   }
 
+  // ------------------------------------------------------------ change feed
+
+  /**
+   * Reads the change feed if it is due; false when it cannot be read (the
+   * store is down): then no cached answer is trusted without the store.
+   */
+  private async feedCurrent(): Promise<boolean> {
+    if (this.clock.now().getTime() < this.nextPollAt) return true;
+    this.polling ??= this.pollChanges().finally(() => (this.polling = undefined));
+    return this.polling;
+  }
+
+  private async pollChanges(): Promise<boolean> {
+    const started = this.clock.now().getTime();
+    try {
+      if (this.feedSeq < 0) {
+        // Nothing is cached yet: start at the end of the feed.
+        this.feedSeq = await this.store.lastAuditSeq();
+      } else {
+        for (;;) {
+          const page = await this.store.listCertificateChanges(this.feedSeq, 1000);
+          for (const c of page) {
+            this.changed.delete(c.serial);
+            this.changed.set(c.serial, { seq: c.seq, seenAt: started });
+          }
+          if (page.length) this.feedSeq = page[page.length - 1].seq;
+          if (page.length < 1000) break;
+        }
+      }
+    } catch {
+      this.nextPollAt = Number.NEGATIVE_INFINITY;
+      return false;
+    }
+    // An answer lives at most validityMs: a change seen before that can no longer matter.
+    for (const [serial, c] of this.changed) {
+      if (c.seenAt >= started - this.validityMs) break;
+      this.changed.delete(serial);
+    }
+    this.nextPollAt = started + this.pollMs;
+    return true;
+  }
+
+  /** A cached answer that may be sent again as it is: not due for refresh, same signer, no change since its status was read. */
+  private stillTrue(a: CachedAnswer, now: number): boolean {
+    if (now >= a.refreshAt) return false;
+    const signer = this.signers.get(a.ca);
+    if (!signer || signer.generation !== a.generation || this.signerNeedsCheck(signer, now)) return false;
+    const c = this.changed.get(a.rc.serial);
+    return !c || c.seq <= a.seq;
+  }
+
   // ------------------------------------------------------------ cache
 
-  private async cachedAnswer(ca: string, rc: RequestedCert, state: CertState): Promise<CachedAnswer> {
+  /** How often the server should call refreshDue(). */
+  get refreshIntervalMs(): number {
+    return Math.max(1000, Math.min(60_000, this.refreshAheadMs / 2));
+  }
+
+  /**
+   * Re-signs, in the background, every cached answer that reaches its
+   * refresh point within the next refresh interval, reading its status
+   * afresh: requests keep finding pre-signed answers. Returns how many.
+   */
+  async refreshDue(): Promise<number> {
+    const horizon = this.clock.now().getTime() + this.refreshIntervalMs;
+    let n = 0;
+    for (const a of [...this.cache.values()]) {
+      if (a.refreshAt > horizon) continue;
+      const seq = this.feedSeq;
+      const record = await this.store.getCertificate(a.rc.serial);
+      const state = stateOf(record && record.issuerCa === a.ca ? record : undefined);
+      const signed = await this.sign(a.ca, [{ rc: a.rc, state }]);
+      this.fill(a, signed, stateKey(state), seq);
+      n++;
+    }
+    return n;
+  }
+
+  private fill(a: CachedAnswer, signed: { der: Uint8Array; thisUpdate: Date; nextUpdate: Date; generation: number }, state: string, seq: number): void {
+    a.der = signed.der;
+    a.thisUpdate = signed.thisUpdate;
+    a.nextUpdate = signed.nextUpdate;
+    a.generation = signed.generation;
+    a.refreshAt = signed.nextUpdate.getTime() - this.refreshAheadMs;
+    a.state = state;
+    a.seq = seq;
+    a.result = { der: signed.der, status: 'successful', thisUpdate: signed.thisUpdate, nextUpdate: signed.nextUpdate, cacheable: true };
+  }
+
+  private async cachedAnswer(ca: string, rc: RequestedCert, state: CertState, seq: number): Promise<CachedAnswer> {
     const key = `${ca}|${Buffer.from(rc.certIdDer).toString('hex')}`;
     const sk = stateKey(state);
     const now = this.clock.now().getTime();
@@ -244,6 +367,8 @@ export class OcspResponder {
     const signer = await this.signerFor(ca);
     const hit = this.cache.get(key);
     if (hit && hit.state === sk && now < hit.refreshAt && hit.generation === signer.generation) {
+      // The status was just read again and is unchanged: true as of `seq`.
+      hit.seq = Math.max(hit.seq, seq);
       // Least recently used goes first: move the hit to the end.
       this.cache.delete(key);
       this.cache.set(key, hit);
@@ -256,7 +381,9 @@ export class OcspResponder {
       p = (async () => {
         try {
           const signed = await this.sign(ca, [{ rc, state }]);
-          const entry: CachedAnswer = { ...signed, state: sk, refreshAt: signed.nextUpdate.getTime() - this.refreshAheadMs };
+          // Updated in place: byRequest may hold the same object.
+          const entry = hit ?? ({ ca, rc } as CachedAnswer);
+          this.fill(entry, signed, sk, seq);
           if (this.maxCache > 0) {
             this.cache.delete(key);
             this.cache.set(key, entry);
@@ -287,7 +414,7 @@ export class OcspResponder {
     const tbs = encodeResponseData({
       signerSpki: active.signer.spki,
       producedAt: thisUpdate,
-      answers: items.map((i) => ({ certId: i.rc.certId, state: i.state, thisUpdate, nextUpdate })),
+      answers: items.map((i) => ({ certIdDer: i.rc.certIdDer, state: i.state, thisUpdate, nextUpdate })),
       nonce,
     });
     const alg = signatureAlgorithmFor(active.signer.key);

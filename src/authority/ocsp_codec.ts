@@ -1,26 +1,23 @@
 /**
  * OCSP on the wire (RFC 6960 §4, RFC 8954): reads an OCSPRequest strictly and
- * writes OCSPResponses. Parsing uses @peculiar/asn1-ocsp; because the library
- * is lenient (it ignores trailing data and unknown trailing elements), the
- * request is first walked as DER and the parsed TBSRequest must re-encode to
- * exactly the bytes received. Anything else is a `bad_request`, which the
+ * writes OCSPResponses. Anything but a request is a `bad_request`, which the
  * responder answers with malformedRequest.
+ *
+ * Two readers: the common shape (no version, requestor name, signature or
+ * per-certificate extensions; what OpenSSL, GnuTLS, NSS and browsers send)
+ * is read straight from the DER in a few microseconds; anything else goes
+ * through @peculiar/asn1-ocsp, which costs some hundreds (too slow for a
+ * responder that signs nonce answers by the ten thousand). Because the
+ * library is lenient (it ignores trailing data and unknown trailing
+ * elements), that request is first walked as DER and the parsed TBSRequest
+ * must re-encode to exactly the bytes received. Responses are written
+ * directly as DER too; test/unit/ocsp_codec.test.ts checks both readers
+ * agree and that responses match the library's encoding byte for byte.
  */
 import { createHash } from 'node:crypto';
-import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
-import { CRLReason, Extension } from '@peculiar/asn1-x509';
-import {
-  CertID,
-  CertStatus,
-  KeyHash,
-  OCSPRequest,
-  ResponderID,
-  ResponseData,
-  RevokedInfo,
-  SingleResponse,
-  id_pkix_ocsp_basic,
-  id_pkix_ocsp_nonce,
-} from '@peculiar/asn1-ocsp';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import type { Extension } from '@peculiar/asn1-x509';
+import { OCSPRequest, id_pkix_ocsp_basic, id_pkix_ocsp_nonce } from '@peculiar/asn1-ocsp';
 import * as der from '../asn1/der.js';
 import { ProblemError } from '../errors.js';
 import { REVOCATION_REASONS, type RevocationReason } from '../store/store.js';
@@ -55,9 +52,7 @@ export interface RequestedCert {
   issuerKeyHash: Uint8Array;
   /** Lowercase hex of the INTEGER content octets, as the store keeps serials. */
   serial: string;
-  /** The CertID as parsed; echoed unchanged in the SingleResponse. */
-  certId: CertID;
-  /** Its DER (the request's own bytes: the request re-encodes exactly). */
+  /** The CertID's DER, the request's own bytes: echoed unchanged in the SingleResponse. */
   certIdDer: Uint8Array;
 }
 
@@ -116,6 +111,142 @@ function readNonce(ext: Extension): Uint8Array {
 export function parseOcspRequest(input: Uint8Array): ParsedOcspRequest {
   if (input.length === 0) throw bad('empty');
   if (input.length > MAX_REQUEST_OCTETS) throw bad(`${input.length} octets is more than ${MAX_REQUEST_OCTETS}`);
+  return readCommonRequest(input) ?? parseWithLibrary(input);
+}
+
+const OID_TLV = (dotted: string) => Buffer.from(der.oid(dotted));
+const NONCE_OID_TLV = OID_TLV(OID_NONCE);
+const HASH_BY_OID_TLV = new Map<string, CertIdHash>(Object.entries(CERT_ID_HASHES).map(([oid, h]) => [OID_TLV(oid).toString('latin1'), h]));
+
+/**
+ * The common request shape, read directly (every length checked by
+ * der.readTlv: definite, minimal, inside its parent):
+ *   OCSPRequest SEQUENCE { TBSRequest SEQUENCE { requestList SEQUENCE OF
+ *     Request SEQUENCE { CertID SEQUENCE { AlgorithmIdentifier SEQUENCE {
+ *     OID [NULL] }, OCTET STRING, OCTET STRING, INTEGER } },
+ *     [2] { Extensions SEQUENCE OF Extension SEQUENCE { OID, BOOLEAN?, OCTET STRING } } } }
+ * Returns undefined for anything else, or anything this reader cannot vouch
+ * for (then the library path decides); throws only what both readers refuse
+ * alike with the same detail.
+ */
+export function readCommonRequest(input: Uint8Array): ParsedOcspRequest | undefined {
+  try {
+    const outer = der.readTlv(input, 0);
+    if (outer.tag !== der.TAG.SEQUENCE || outer.end !== input.length) return undefined;
+    const tbs = der.readTlv(input, outer.contentStart);
+    if (tbs.tag !== der.TAG.SEQUENCE || tbs.end !== outer.end) return undefined; // a signature follows, or junk
+    const list = der.readTlv(input, tbs.contentStart);
+    if (list.tag !== der.TAG.SEQUENCE) return undefined; // version or requestorName first
+    const certs: RequestedCert[] = [];
+    for (let p = list.contentStart; p < list.end; ) {
+      const request = der.readTlv(input, p);
+      if (request.tag !== der.TAG.SEQUENCE || request.end > list.end) return undefined;
+      const id = der.readTlv(input, request.contentStart);
+      if (id.tag !== der.TAG.SEQUENCE || id.end !== request.end) return undefined; // singleRequestExtensions
+      const cert = readCertId(input, id);
+      if (!cert) return undefined;
+      certs.push(cert);
+      if (certs.length > MAX_REQUESTS_PER_MESSAGE) return undefined;
+      p = request.end;
+    }
+    if (certs.length === 0) return undefined;
+    let nonce: Uint8Array | undefined;
+    if (list.end !== tbs.end) {
+      const exts = der.readTlv(input, list.end);
+      if (exts.tag !== 0xa2 || exts.end !== tbs.end) return undefined;
+      const seq = der.readTlv(input, exts.contentStart);
+      if (seq.tag !== der.TAG.SEQUENCE || seq.end !== exts.end || seq.end === seq.contentStart) return undefined;
+      for (let p = seq.contentStart; p < seq.end; ) {
+        const ext = der.readTlv(input, p);
+        if (ext.tag !== der.TAG.SEQUENCE || ext.end > seq.end) return undefined;
+        const oid = der.readTlv(input, ext.contentStart);
+        if (oid.tag !== der.TAG.OID || !wellFormedOid(input, oid)) return undefined;
+        let at = oid.end;
+        let critical = false;
+        const next = der.readTlv(input, at);
+        if (next.tag === der.TAG.BOOLEAN) {
+          // DER: TRUE is FF, and FALSE (the default) is never written.
+          if (next.end - next.contentStart !== 1 || input[next.contentStart] !== 0xff) return undefined;
+          critical = true;
+          at = next.end;
+        }
+        const value = der.readTlv(input, at);
+        if (value.tag !== der.TAG.OCTET_STRING || value.end !== ext.end) return undefined;
+        const isNonce = sameBytes(der.slice(input, oid), NONCE_OID_TLV);
+        // Duplicates, unknown critical ones and bad nonces: the library path words the refusal.
+        if (!isNonce) {
+          if (critical) return undefined;
+        } else {
+          if (nonce) return undefined;
+          const inner = der.readTlv(input, value.contentStart);
+          const len = inner.end - inner.contentStart;
+          if (inner.tag !== der.TAG.OCTET_STRING || inner.end !== value.end || len < 1 || len > NONCE_MAX_OCTETS) return undefined;
+          nonce = input.slice(value.contentStart, value.end);
+        }
+        p = ext.end;
+      }
+      // Another extension twice: let the library path find and word it.
+      if (hasDuplicateExtension(input, seq)) return undefined;
+    }
+    return { certs, nonce };
+  } catch {
+    return undefined;
+  }
+}
+
+/** X.690 §8.19: at least one subidentifier, each minimal (no leading 0x80), the last octet ending one. */
+function wellFormedOid(input: Uint8Array, t: der.Tlv): boolean {
+  if (t.end === t.contentStart || input[t.end - 1] & 0x80) return false;
+  for (let i = t.contentStart; i < t.end; i++) {
+    const startsSubid = i === t.contentStart || !(input[i - 1] & 0x80);
+    if (startsSubid && input[i] === 0x80) return false;
+  }
+  return true;
+}
+
+function hasDuplicateExtension(input: Uint8Array, seq: der.Tlv): boolean {
+  const seen = new Set<string>();
+  for (const ext of der.readChildren(input, seq)) {
+    const oid = Buffer.from(der.slice(input, der.readTlv(input, ext.contentStart))).toString('latin1');
+    if (seen.has(oid)) return true;
+    seen.add(oid);
+  }
+  return false;
+}
+
+/** CertID ::= SEQUENCE { hashAlgorithm, issuerNameHash OCTET STRING, issuerKeyHash OCTET STRING, serialNumber INTEGER } */
+function readCertId(input: Uint8Array, id: der.Tlv): RequestedCert | undefined {
+  const alg = der.readTlv(input, id.contentStart);
+  if (alg.tag !== der.TAG.SEQUENCE) return undefined;
+  const oid = der.readTlv(input, alg.contentStart);
+  if (oid.tag !== der.TAG.OID) return undefined;
+  const hash = HASH_BY_OID_TLV.get(Buffer.from(der.slice(input, oid)).toString('latin1'));
+  if (!hash) return undefined;
+  if (oid.end !== alg.end) {
+    const params = der.readTlv(input, oid.end);
+    if (params.tag !== der.TAG.NULL || params.contentStart !== params.end || params.end !== alg.end) return undefined;
+  }
+  const nameHash = der.readTlv(input, alg.end);
+  const keyHashTlv = nameHash.tag === der.TAG.OCTET_STRING ? der.readTlv(input, nameHash.end) : undefined;
+  const serial = keyHashTlv?.tag === der.TAG.OCTET_STRING ? der.readTlv(input, keyHashTlv.end) : undefined;
+  if (!keyHashTlv || !serial || serial.tag !== der.TAG.INTEGER || serial.end !== id.end) return undefined;
+  const n = serial.end - serial.contentStart;
+  // A minimal INTEGER only (DER); the library path words any refusal.
+  if (n === 0 || (n > 1 && ((input[serial.contentStart] === 0 && input[serial.contentStart + 1] < 0x80) || (input[serial.contentStart] === 0xff && input[serial.contentStart + 1] >= 0x80)))) return undefined;
+  const issuerNameHash = input.slice(nameHash.contentStart, nameHash.end);
+  const issuerKeyHash = input.slice(keyHashTlv.contentStart, keyHashTlv.end);
+  if (issuerNameHash.length !== DIGEST_LENGTH[hash] || issuerKeyHash.length !== DIGEST_LENGTH[hash]) return undefined;
+  return {
+    hash,
+    issuerNameHash,
+    issuerKeyHash,
+    serial: Buffer.from(input.buffer, input.byteOffset + serial.contentStart, n).toString('hex'),
+    certIdDer: input.slice(id.start, id.end),
+  };
+}
+
+/** The library reader: any request shape, strictly checked (exported for the tests that compare the readers). */
+export function parseWithLibrary(input: Uint8Array): ParsedOcspRequest {
   let outer: der.Tlv;
   let parts: der.Tlv[];
   try {
@@ -161,7 +292,7 @@ export function parseOcspRequest(input: Uint8Array): ParsedOcspRequest {
     if (nameHash.length !== DIGEST_LENGTH[hash] || keyHash.length !== DIGEST_LENGTH[hash]) throw bad(`CertID hashes are not ${hash} digests`);
     const serial = new Uint8Array(id.serialNumber);
     if (serial.length === 0) throw bad('empty serial number');
-    return { hash, issuerNameHash: nameHash, issuerKeyHash: keyHash, serial: Buffer.from(serial).toString('hex'), certId: id, certIdDer: new Uint8Array(AsnConvert.serialize(id)) };
+    return { hash, issuerNameHash: nameHash, issuerKeyHash: keyHash, serial: Buffer.from(serial).toString('hex'), certIdDer: new Uint8Array(AsnConvert.serialize(id)) };
   });
 
   const nonceExt = tbs.requestExtensions?.find((e) => e.extnID === OID_NONCE);
@@ -177,7 +308,8 @@ export function stateKey(s: CertState): string {
 }
 
 export interface SingleAnswer {
-  certId: CertID;
+  /** DER CertID, as the request had it. */
+  certIdDer: Uint8Array;
   state: CertState;
   thisUpdate: Date;
   nextUpdate: Date;
@@ -205,30 +337,56 @@ export function keyHash(spki: Uint8Array, hash: CertIdHash = 'sha1'): Uint8Array
   return new Uint8Array(createHash(hash).update(subjectPublicKeyBits(spki)).digest());
 }
 
-function certStatus(s: CertState): CertStatus {
-  if (s.kind === 'good') return new CertStatus({ good: null });
-  if (s.kind === 'unknown') return new CertStatus({ unknown: null });
+/** GeneralizedTime "YYYYMMDDHHMMSSZ" of whole seconds (RFC 5280 §4.1.2.5.2, which RFC 6960 follows). */
+function generalizedTime(d: Date): Uint8Array {
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  const text = `${p(d.getUTCFullYear(), 4)}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}Z`;
+  return der.tlv(der.TAG.GeneralizedTime, new Uint8Array(Buffer.from(text, 'latin1')));
+}
+
+/**
+ * CertStatus ::= CHOICE { good [0] IMPLICIT NULL, revoked [1] IMPLICIT
+ * RevokedInfo, unknown [2] IMPLICIT NULL }; RevokedInfo ::= SEQUENCE {
+ * revocationTime GeneralizedTime, revocationReason [0] EXPLICIT CRLReason OPTIONAL }
+ */
+function certStatus(s: CertState): Uint8Array {
+  if (s.kind === 'good') return Uint8Array.of(0x80, 0);
+  if (s.kind === 'unknown') return Uint8Array.of(0x82, 0);
   // RFC 5280 §5.3.1: unspecified is expressed by leaving the reason out.
   const code = REVOCATION_REASONS[s.reason];
-  return new CertStatus({ revoked: new RevokedInfo({ revocationTime: wholeSeconds(s.revokedAt), revocationReason: code ? new CRLReason(code) : undefined }) });
+  const reason = code ? [der.ctx(0, true, der.tlv(der.TAG.ENUMERATED, Uint8Array.of(code)))] : [];
+  return der.ctx(1, true, generalizedTime(wholeSeconds(s.revokedAt)), ...reason);
 }
+
+/** ResponderID byKey [2] EXPLICIT KeyHash, per signer key (it is the same for every answer). */
+const responderIds = new WeakMap<Uint8Array, Uint8Array>();
+function responderIdByKey(spki: Uint8Array): Uint8Array {
+  let id = responderIds.get(spki);
+  if (!id) responderIds.set(spki, (id = der.ctx(2, true, der.octets(keyHash(spki, 'sha1')))));
+  return id;
+}
+
+const NONCE_EXTENSION_HEAD = der.oid(OID_NONCE);
 
 /** GeneralizedTime without fractions (RFC 5280 §4.1.2.5.2, which RFC 6960 follows). */
 export function wholeSeconds(d: Date): Date {
   return new Date(Math.floor(d.getTime() / 1000) * 1000);
 }
 
-/** DER of the ResponseData: the bytes the signature covers. */
+/**
+ * DER of the ResponseData, the bytes the signature covers:
+ *   ResponseData ::= SEQUENCE { version [0] DEFAULT v1 (left out), responderID,
+ *     producedAt GeneralizedTime, responses SEQUENCE OF SingleResponse,
+ *     responseExtensions [1] EXPLICIT Extensions OPTIONAL }
+ *   SingleResponse ::= SEQUENCE { certID, certStatus, thisUpdate,
+ *     nextUpdate [0] EXPLICIT GeneralizedTime OPTIONAL }
+ */
 export function encodeResponseData(r: ResponseToSign): Uint8Array {
-  const data = new ResponseData({
-    responderID: new ResponderID({ byKey: new KeyHash(keyHash(r.signerSpki, 'sha1')) }),
-    producedAt: wholeSeconds(r.producedAt),
-    responses: r.answers.map(
-      (a) => new SingleResponse({ certID: a.certId, certStatus: certStatus(a.state), thisUpdate: wholeSeconds(a.thisUpdate), nextUpdate: wholeSeconds(a.nextUpdate) }),
-    ),
-    responseExtensions: r.nonce ? [new Extension({ extnID: OID_NONCE, critical: false, extnValue: new OctetString(r.nonce) })] : undefined,
-  });
-  return new Uint8Array(AsnConvert.serialize(data));
+  const responses = r.answers.map((a) =>
+    der.seq(a.certIdDer, certStatus(a.state), generalizedTime(wholeSeconds(a.thisUpdate)), der.ctx(0, true, generalizedTime(wholeSeconds(a.nextUpdate)))),
+  );
+  const exts = r.nonce ? [der.ctx(1, true, der.seq(der.seq(NONCE_EXTENSION_HEAD, der.octets(r.nonce))))] : [];
+  return der.seq(responderIdByKey(r.signerSpki), generalizedTime(wholeSeconds(r.producedAt)), der.seq(...responses), ...exts);
 }
 
 /**

@@ -43,6 +43,11 @@ export interface Profile {
   /** Default lifetime; also the most a request may ask for unless maxValidityDays is set. */
   validityDays: number;
   maxValidityDays?: number;
+  /**
+   * Short-lived certificates (tests, demos, devices that renew often): when
+   * set, certificates live this many seconds and validityDays is ignored.
+   */
+  validitySeconds?: number;
   keyUsage: KeyUsageName[];
   /** Names from EKU_OIDS or dotted OIDs; empty: no EKU extension. */
   extendedKeyUsage: string[];
@@ -60,8 +65,14 @@ export interface Profile {
    * ('trim', default) or refused ('refuse').
    */
   csrNames?: 'trim' | 'refuse';
-  /** Allow server-side key generation (EST serverkeygen). Default false. */
+  /** Allow server-side key generation (EST serverkeygen, the API, cert export-p12). Default false. */
   serverKeyGen?: boolean;
+  /**
+   * Keep server-generated keys in escrow, encrypted to the escrow key held in
+   * the KeyStore, for recovery by a key-recovery operator. Needs serverKeyGen.
+   * Default false: the server keeps no copy of a key it generated.
+   */
+  keyEscrow?: boolean;
 }
 
 const ALL_KEYS: KeyAlgorithm[] = [...KEY_ALGORITHMS];
@@ -150,6 +161,7 @@ export function validateProfile(name: string, p: Profile): void {
   if (!Array.isArray(p.keyAlgorithms) || p.keyAlgorithms.length === 0) throw bad('keyAlgorithms must list at least one algorithm');
   for (const k of p.keyAlgorithms) if (!isKeyAlgorithm(k)) throw bad(`unknown key algorithm "${k}" (known: ${KEY_ALGORITHMS.join(', ')})`);
   if (!Number.isInteger(p.validityDays) || p.validityDays < 1) throw bad('validityDays must be a positive whole number');
+  if (p.validitySeconds !== undefined && (!Number.isInteger(p.validitySeconds) || p.validitySeconds < 10 || p.validitySeconds > 86400 * 36500)) throw bad('validitySeconds must be a whole number of seconds, at least 10');
   if (p.maxValidityDays !== undefined && (!Number.isInteger(p.maxValidityDays) || p.maxValidityDays < p.validityDays)) throw bad('maxValidityDays must be >= validityDays');
   if (!Array.isArray(p.keyUsage)) throw bad('keyUsage must be a list');
   if (!Array.isArray(p.extendedKeyUsage)) throw bad('extendedKeyUsage must be a list (empty for none)');
@@ -164,6 +176,8 @@ export function validateProfile(name: string, p: Profile): void {
   for (const t of p.san?.allowed ?? []) if (!SAN_TYPES.includes(t)) throw bad(`unknown SAN type "${t}"`);
   if (p.csrNames !== undefined && p.csrNames !== 'trim' && p.csrNames !== 'refuse') throw bad('csrNames is "trim" or "refuse"');
   if (p.serverKeyGen !== undefined && typeof p.serverKeyGen !== 'boolean') throw bad('serverKeyGen is true or false');
+  if (p.keyEscrow !== undefined && typeof p.keyEscrow !== 'boolean') throw bad('keyEscrow is true or false');
+  if (p.keyEscrow && !p.serverKeyGen) throw bad('keyEscrow needs serverKeyGen: only keys the server generates can be escrowed');
   for (const [t, pats] of Object.entries(p.san?.patterns ?? {})) {
     for (const pat of pats ?? []) {
       try {

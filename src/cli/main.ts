@@ -2,16 +2,19 @@
 import 'reflect-metadata';
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
+import { registerAgent } from './commands/agent.js';
 import { registerAudit } from './commands/audit.js';
+import { registerBackup } from './commands/backup.js';
 import { registerCa } from './commands/ca.js';
 import { registerCert } from './commands/cert.js';
 import { registerInit } from './commands/init.js';
 import { registerServe } from './commands/serve.js';
 import { registerToken } from './commands/token.js';
 import { registerCrl } from './commands/crl.js';
+import { registerDemo } from './commands/demo.js';
 import { registerDevice } from './commands/device.js';
 import { registerRegistryAdmin } from './commands/registry_admin.js';
-import { reportError } from './output.js';
+import { handleClosedOutput, reportError } from './output.js';
 
 export function buildProgram(): Command {
   const program = new Command('fleetpki')
@@ -21,6 +24,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerInit(program);
   registerServe(program);
+  registerDemo(program);
   registerCa(program);
   registerCert(program);
   registerToken(program);
@@ -28,9 +32,12 @@ export function buildProgram(): Command {
   registerRegistryAdmin(program);
   registerCrl(program);
   registerAudit(program);
+  registerBackup(program);
+  registerAgent(program);
   return program;
 }
 
+handleClosedOutput();
 try {
   await buildProgram().parseAsync(process.argv);
 } catch (e) {

@@ -6,16 +6,49 @@
 import { readFileSync } from 'node:fs';
 import { ProblemError } from '../errors.js';
 
+/**
+ * Exit status when the reader of stdout went away (`fleetpki cert list | head`):
+ * 128 + SIGPIPE, what a shell reports for any program killed by a closed pipe.
+ * Node ignores SIGPIPE, so the write fails with EPIPE instead.
+ */
+export const CLOSED_STDOUT_STATUS = 141;
+
+let stdoutClosed = false;
+
+/**
+ * Makes a closed stdout end the command quietly: no 'Unhandled error' stack
+ * trace, later output dropped, exit status 141. The work the command started
+ * still finishes (a store write commits, the store is closed). A closed
+ * stderr is ignored: there is nowhere left to report anything.
+ */
+export function handleClosedOutput(): void {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    stdoutClosed = true;
+    if (e.code === 'EPIPE') {
+      process.exitCode = CLOSED_STDOUT_STATUS;
+      return;
+    }
+    process.exitCode = 1;
+    note(`fleetpki: cannot write to stdout: ${e.code ?? e.message}`);
+  });
+  process.stderr.on('error', () => undefined);
+}
+
+/** Everything for stdout goes through here. */
+export function printRaw(s: string | Uint8Array): void {
+  if (!stdoutClosed) process.stdout.write(s);
+}
+
 export function printJson(v: unknown): void {
-  process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+  printRaw(`${JSON.stringify(v, null, 2)}\n`);
 }
 
 export function printLine(s = ''): void {
-  process.stdout.write(`${s}\n`);
+  printRaw(`${s}\n`);
 }
 
 export function note(s: string): void {
-  process.stderr.write(`${s}\n`);
+  if (!process.stderr.destroyed) process.stderr.write(`${s}\n`);
 }
 
 /** Left-aligned columns for list output. */
@@ -26,7 +59,7 @@ export function printTable(rows: string[][], header: string[]): void {
 }
 
 /** Exit status per problem: 2 for input the user can fix, 1 otherwise. */
-const USER_ERRORS = new Set(['bad_request', 'bad_csr', 'bad_signature', 'bad_key', 'policy_violation', 'not_found', 'already_exists', 'already_revoked', 'config_error']);
+const USER_ERRORS = new Set(['bad_request', 'bad_csr', 'bad_signature', 'bad_key', 'policy_violation', 'not_found', 'already_exists', 'already_revoked', 'config_error', 'key_not_exportable']);
 
 export function reportError(e: unknown): number {
   if (e instanceof ProblemError) {

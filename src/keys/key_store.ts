@@ -18,16 +18,39 @@ export interface Signer {
   sign(data: Uint8Array, hash: HashName | null): Promise<Uint8Array>;
 }
 
+export interface GenerateOptions {
+  /** What the key is for (default sign). A token sets CKA_SIGN or CKA_DECRYPT accordingly. */
+  usage?: 'sign' | 'decrypt';
+  /** PKCS#11: the label of the token to make it in (default: the main token). */
+  token?: string;
+}
+
 export interface KeyStore {
   readonly kind: 'software' | 'pkcs11';
   /** Creates a key pair inside the store; returns its reference. */
-  generate(algorithm: KeyAlgorithm, label: string): Promise<string>;
+  generate(algorithm: KeyAlgorithm, label: string, opts?: GenerateOptions): Promise<string>;
   /** A signer for a stored key; throws key_unavailable if it is not there. */
   signer(ref: string): Promise<Signer>;
   /** Deletes the key from the store. */
   remove(ref: string): Promise<void>;
   /** Whether the key is present. */
   has(ref: string): Promise<boolean>;
+  /** Releases sessions or handles (PKCS#11); optional. */
+  close?(): Promise<void>;
+}
+
+/**
+ * Optional capability: decryption with a stored RSA key (the key escrow key).
+ * RSAES-OAEP with SHA-1/MGF1-SHA-1 (RFC 8017 §7.1): OAEP's security does not
+ * rest on SHA-1's collision resistance, and it is what PKCS#11 tokens such as
+ * SoftHSM 2.6 offer (they refuse OAEP with SHA-256).
+ */
+export interface DecryptingKeyStore extends KeyStore {
+  decryptOaep(ref: string, ciphertext: Uint8Array): Promise<Uint8Array>;
+}
+
+export function isDecrypting(k: KeyStore): k is DecryptingKeyStore {
+  return typeof (k as Partial<DecryptingKeyStore>).decryptOaep === 'function';
 }
 
 /** Optional capability: keys that may leave the store, encrypted (offline root). */
@@ -38,20 +61,6 @@ export interface ExportableKeyStore extends KeyStore {
 
 export function isExportable(k: KeyStore): k is ExportableKeyStore {
   return typeof (k as Partial<ExportableKeyStore>).exportEncrypted === 'function';
-}
-
-/**
- * Optional capability: ECDH with a stored EC key. The registry seals
- * one-time enrollment secrets to such a key (ECIES), and only the server,
- * which can unlock the store, opens them for CMP's MAC-based protection.
- */
-export interface KeyAgreementKeyStore extends KeyStore {
-  /** The raw ECDH shared secret of the stored key and `peerSpki` (DER SubjectPublicKeyInfo, same curve). */
-  agree(ref: string, peerSpki: Uint8Array): Promise<Uint8Array>;
-}
-
-export function canAgree(k: KeyStore): k is KeyAgreementKeyStore {
-  return typeof (k as Partial<KeyAgreementKeyStore>).agree === 'function';
 }
 
 /** A signer over an in-memory private key (software keys, an offline root loaded for a ceremony). */

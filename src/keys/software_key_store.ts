@@ -4,12 +4,12 @@
  * from the command line. Decrypted keys are cached in memory for the life of
  * the process: PBKDF2 is deliberately slow.
  */
-import { createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { constants, generateKeyPairSync, privateDecrypt, randomBytes, type KeyObject } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { ProblemError } from '../errors.js';
 import { nodeKeyGenParams, type KeyAlgorithm } from '../x509/algorithms.js';
-import { keyObjectSigner, loadPrivateKey, type ExportableKeyStore, type KeyAgreementKeyStore, type Signer } from './key_store.js';
+import { keyObjectSigner, loadPrivateKey, type DecryptingKeyStore, type ExportableKeyStore, type Signer } from './key_store.js';
 import { encryptPkcs8, DEFAULT_PBKDF2_ITERATIONS } from './pkcs8_encrypt.js';
 
 const REF_PREFIX = 'soft:';
@@ -18,13 +18,14 @@ export interface SoftwareKeyStoreOptions {
   dir: string;
   /** Resolves the passphrase lazily, so commands that sign nothing need none. */
   passphrase: () => string;
+  /** Where the passphrase came from ("$FLEETPKI_KEYSTORE_PASSPHRASE", a file), for a wrong-passphrase error. */
+  passphraseOrigin?: () => string;
   pbkdf2Iterations?: number;
 }
 
-export class SoftwareKeyStore implements ExportableKeyStore, KeyAgreementKeyStore {
+export class SoftwareKeyStore implements ExportableKeyStore, DecryptingKeyStore {
   readonly kind = 'software' as const;
   private readonly signers = new Map<string, Signer>();
-  private readonly agreementKeys = new Map<string, KeyObject>();
 
   constructor(private readonly opts: SoftwareKeyStoreOptions) {}
 
@@ -58,7 +59,8 @@ export class SoftwareKeyStore implements ExportableKeyStore, KeyAgreementKeyStor
       return loadPrivateKey(pem, this.opts.passphrase());
     } catch (e) {
       if (e instanceof ProblemError) throw e;
-      throw new ProblemError('key_unavailable', `cannot decrypt key ${ref}: wrong key store passphrase?`);
+      const origin = this.opts.passphraseOrigin?.();
+      throw new ProblemError('key_unavailable', `cannot decrypt key ${ref}: wrong key store passphrase${origin ? ` (from ${origin})` : ''}?`);
     }
   }
 
@@ -69,17 +71,6 @@ export class SoftwareKeyStore implements ExportableKeyStore, KeyAgreementKeyStor
       this.signers.set(ref, s);
     }
     return s;
-  }
-
-  async agree(ref: string, peerSpki: Uint8Array): Promise<Uint8Array> {
-    let key = this.agreementKeys.get(ref);
-    if (!key) {
-      key = await this.load(ref);
-      this.agreementKeys.set(ref, key);
-    }
-    if (key.asymmetricKeyType !== 'ec') throw new ProblemError('key_unavailable', `key ${ref} is not an EC key`);
-    const publicKey = createPublicKey({ key: Buffer.from(peerSpki), format: 'der', type: 'spki' });
-    return new Uint8Array(diffieHellman({ privateKey: key, publicKey }));
   }
 
   async has(ref: string): Promise<boolean> {
@@ -103,7 +94,15 @@ export class SoftwareKeyStore implements ExportableKeyStore, KeyAgreementKeyStor
     }
     await fs.unlink(file);
     this.signers.delete(ref);
-    this.agreementKeys.delete(ref);
+  }
+
+  async decryptOaep(ref: string, ciphertext: Uint8Array): Promise<Uint8Array> {
+    const key = await this.load(ref);
+    try {
+      return new Uint8Array(privateDecrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, ciphertext));
+    } catch {
+      throw new ProblemError('bad_request', `key ${ref} cannot decrypt this data`);
+    }
   }
 
   async exportEncrypted(ref: string, passphrase: string): Promise<string> {

@@ -15,6 +15,8 @@ import type { CertInfo } from '../x509/cert_info.js';
 import { isParsedCsr, parseCsr, type ParsedCsr } from '../x509/csr.js';
 import { formatSan, parseSan, type San } from '../x509/general_names.js';
 import type { DnAttribute } from '../x509/names.js';
+import type { KeyCustody } from './key_custody.js';
+import { mayEnroll } from './lifecycle.js';
 import { domainUri, hashSecret } from './registry.js';
 
 /** How the device proved who it is. The transport (TLS, HTTP auth) checked the cryptography. */
@@ -82,6 +84,8 @@ export class Enrollment {
     private readonly authority: Authority,
     private readonly clock: Clock,
     private readonly config: EnrollmentConfig,
+    /** Escrows server-generated keys where the profile says so. */
+    private readonly custody?: KeyCustody,
   ) {}
 
   /**
@@ -153,7 +157,8 @@ export class Enrollment {
 
   private async enrollAuthenticated(req: EnrollRequest, auth: Authenticated): Promise<EnrollResult> {
     const { device } = auth;
-    if (device.state !== 'registered' && device.state !== 'active') throw new ProblemError('forbidden', `device ${device.id} is ${device.state} and may not enroll`);
+    // The lifecycle (lifecycle.ts): suspended, revoked and retired devices do not enroll.
+    if (!mayEnroll(device.state)) throw new ProblemError('forbidden', `device ${device.id} is ${device.state} and may not enroll`);
     if (req.profile && req.profile !== device.profile) throw new ProblemError('forbidden', `device ${device.id} is registered for profile ${device.profile}, not ${req.profile}`);
     // simplereenroll renews a certificate of ours. With a manufacturer
     // certificate it is a bootstrap (strongSwan's pki sends any --cert
@@ -176,6 +181,11 @@ export class Enrollment {
     let spkiForIssue: Uint8Array | undefined;
     if (req.serverKeyGen) {
       if (!profile.serverKeyGen) throw new ProblemError('forbidden', `profile ${device.profile} does not allow server-side key generation`);
+      // The escrow key must exist before a certificate is issued whose key it is to hold.
+      if (profile.keyEscrow) {
+        if (!this.custody) throw new ProblemError('config_error', `profile ${device.profile} escrows keys but no key custody is configured`);
+        await this.custody.escrowKey(`device:${device.id}`);
+      }
       const alg = keyInfoName(csr.key);
       if (!isKeyAlgorithm(alg) || !(profile.keyAlgorithms as string[]).includes(alg)) throw new ProblemError('bad_key', `profile ${device.profile} does not allow ${alg} keys`);
       const { type, options } = nodeKeyGenParams(alg);
@@ -233,6 +243,7 @@ export class Enrollment {
       },
       this.authority.issueAudit(result, actor, { deviceId: device.id, via: req.via, method: auth.method, renewal, serverKeyGen: !!req.serverKeyGen, replaces: device.currentSerial }),
     );
+    if (privateKey && profile.keyEscrow) await this.custody!.escrow(result.record.serial, privateKey, actor);
     const updated = await this.store.getDevice(device.id);
     return { status: 'issued', device: updated ?? device, result: { ...result, record: { ...result.record, deviceId: device.id } }, privateKey };
   }

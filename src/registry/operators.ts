@@ -8,14 +8,16 @@ import type { Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
 import { ROLES, type ApiTokenRecord, type Role, type Store } from '../store/store.js';
 
-export const PERMISSIONS = ['ca:read', 'ca:admin', 'cert:read', 'cert:issue', 'cert:revoke', 'token:admin', 'audit:read', 'device:read', 'device:register', 'enrollment:approve', 'trust:admin'] as const;
+export const PERMISSIONS = ['ca:read', 'ca:admin', 'cert:read', 'cert:issue', 'cert:revoke', 'token:admin', 'audit:read', 'device:read', 'device:register', 'enrollment:approve', 'trust:admin', 'key:recover'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
-  admin: PERMISSIONS,
+  // Key recovery is a role of its own, not an admin power: an admin must
+  // create a key-recovery token (audited) to read an escrowed key.
+  admin: PERMISSIONS.filter((p) => p !== 'key:recover'),
   'ra-officer': ['ca:read', 'cert:read', 'cert:issue', 'cert:revoke', 'device:read', 'device:register', 'enrollment:approve'],
   auditor: ['ca:read', 'cert:read', 'audit:read', 'device:read'],
-  'key-recovery': ['ca:read', 'cert:read', 'device:read'],
+  'key-recovery': ['ca:read', 'cert:read', 'device:read', 'key:recover'],
   'firmware-signer': ['ca:read'],
 };
 

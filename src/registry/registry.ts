@@ -7,7 +7,8 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Authority } from '../authority/authority.js';
 import type { Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
-import type { AuditInput, DevicePatch, DeviceQuery, DeviceRecord, DeviceState, OrderRecord, PendingEnrollmentRecord, Store, TrustAnchorRecord } from '../store/store.js';
+import { DEVICE_STATES, type AuditInput, type DevicePatch, type DeviceQuery, type DeviceRecord, type DeviceState, type DeviceUpdateGuard, type OrderRecord, type PendingEnrollmentRecord, type Store, type TrustAnchorRecord } from '../store/store.js';
+import { checkTransition, mayGetSecret } from './lifecycle.js';
 import { parseCertificate } from '../x509/cert_info.js';
 import { formatSan, parseSan } from '../x509/general_names.js';
 import { pemDecodeAll } from '../x509/pem.js';
@@ -174,7 +175,7 @@ export class Registry {
   /** A new one-time enrollment secret for a device; replaces any earlier one. */
   async newSecret(deviceId: string, actor: string): Promise<string> {
     const device = await this.device(deviceId);
-    if (device.state === 'retired' || device.state === 'revoked') throw new ProblemError('forbidden', `device ${deviceId} is ${device.state}`);
+    if (!mayGetSecret(device.state)) throw new ProblemError('forbidden', `device ${deviceId} is ${device.state}`);
     const secret = randomBytes(18).toString('base64url');
     const now = this.clock.now();
     const sealed = await this.vault?.seal(deviceId, secret);
@@ -195,19 +196,32 @@ export class Registry {
     return this.store.listDevices(q);
   }
 
+  /**
+   * Changes a device record. A state change must be a transition of the
+   * lifecycle (lifecycle.ts), checked against the state read here and
+   * applied only if the device is still in it; otherwise `conflict` and
+   * nothing changes. Setting the state the device already has changes nothing.
+   */
   async updateDevice(id: string, patch: DevicePatch, actor: string): Promise<DeviceRecord> {
     const bad = (why: string) => new ProblemError('bad_request', `device "${id}": ${why}`);
+    if (patch.state !== undefined && !DEVICE_STATES.includes(patch.state)) throw bad(`the state is one of ${DEVICE_STATES.join(', ')}`);
     if (patch.domain && !DOMAIN_RE.test(patch.domain)) throw bad('the domain must be lowercase letters, digits, dots and dashes');
     checkLabels({ model: patch.model ?? undefined, owner: patch.owner ?? undefined }, bad);
     const clean: DevicePatch = { ...patch, sans: patch.sans ? normaliseExtraNames(patch.sans, bad) : undefined };
     if (clean.sans === undefined) delete clean.sans;
+    const d = await this.device(id);
     if (patch.profile !== undefined || patch.domain !== undefined || patch.sans !== undefined) {
-      const d = await this.device(id);
       this.checkProfileFits(patch.profile ?? d.profile, patch.domain === null ? undefined : (patch.domain ?? d.domain), clean.sans ?? d.sans, bad);
     }
-    return this.store.updateDevice(id, clean, this.clock.now(), { actor, action: 'device.update', target: id, details: { ...clean } });
+    let guard: DeviceUpdateGuard | undefined;
+    if (clean.state === d.state) delete clean.state;
+    else if (clean.state !== undefined) guard = { ifState: d.state, reregister: !!checkTransition(d, clean.state).reregister };
+    if (Object.keys(patch).length > 0 && Object.keys(clean).length === 0) return d; // only the state it already has
+    const details: Record<string, unknown> = { ...clean, ...(guard ? { from: d.state } : {}), ...(guard?.reregister ? { reregister: true } : {}) };
+    return this.store.updateDevice(id, clean, this.clock.now(), { actor, action: 'device.update', target: id, details }, guard);
   }
 
+  /** A lifecycle state change (see lifecycle.ts for the allowed ones). */
   async setState(id: string, state: DeviceState, actor: string): Promise<DeviceRecord> {
     return this.updateDevice(id, { state }, actor);
   }

@@ -7,24 +7,27 @@
  * picks for each message, so the server needs the secret itself: neither a
  * hash nor a key derived at registration can verify such a MAC.
  *
- * So each new secret is also sealed (ECIES: an ephemeral P-256 key, ECDH with
- * the sealing key, HKDF-SHA256, AES-256-GCM bound to the device id) to a
- * sealing key whose private half lives in the key store, like the CA keys.
- * Registering a device needs only the public half, so `fleetpki device
- * register` does not unlock the key store; opening needs the key store, which
- * only the server unlocks. The database alone (a dump, a backup) yields
- * neither the secret nor a way to test guesses faster than the hash allows.
- * The registry wipes the sealed copy when the secret is used.
+ * So each new secret is also sealed to a sealing key whose private half
+ * lives in the key store, like the CA keys (a token, where there is one):
+ * AES-256-GCM under a fresh key, bound to the device id, the fresh key
+ * wrapped with RSAES-OAEP (RFC 8017 §7.1), the scheme key escrow uses.
+ * Sealing needs only the public half (in the store), so `fleetpki device
+ * register` does not unlock the key store; opening decrypts inside the key
+ * store, which only the server unlocks. The database alone (a dump, a
+ * backup) yields neither the secret nor a faster test of guesses than the
+ * hash allows. The registry wipes the sealed copy when the secret is used.
  */
-import { createCipheriv, createDecipheriv, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { constants, createCipheriv, createDecipheriv, createPublicKey, publicEncrypt, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
-import { canAgree, type KeyStore } from '../keys/key_store.js';
+import { isDecrypting, type KeyStore } from '../keys/key_store.js';
 import type { SealingKeyRecord, Store } from '../store/store.js';
+import type { KeyAlgorithm } from '../x509/algorithms.js';
 import { hashSecret } from './registry.js';
 
+/** RSA-3072: 128-bit security, as for the escrow key (NIST SP 800-57). */
+const SEALING_KEY_ALGORITHM: KeyAlgorithm = 'rsa-3072';
 const VERSION = 1;
-const INFO = Buffer.from('fleetpki enrollment secret v1');
 /** One answer for every reason a secret cannot be used: do not reveal which device ids exist. */
 export const SECRET_DENIED = 'unknown device or wrong, used or expired enrollment secret';
 
@@ -36,48 +39,59 @@ export class SecretVault {
   ) {}
 
   /**
-   * The sealing key, created when there is none (by `init`, or by the server
-   * at start on a data directory made before CMP). Needs the key store.
+   * The sealing key, created in the key store when there is none (by `init`,
+   * or by the server at start on a data directory made before CMP).
    */
   async ensureKey(actor: string): Promise<SealingKeyRecord> {
     const have = await this.store.getSealingKey();
     if (have) return have;
-    if (!canAgree(this.keys)) throw new ProblemError('key_unavailable', `the ${this.keys.kind} key store cannot hold the secret sealing key (no ECDH)`);
-    const keyRef = await this.keys.generate('ecdsa-p256', 'secret-sealing');
-    const signer = await this.keys.signer(keyRef);
-    const rec: SealingKeyRecord = { id: randomUUID(), keyRef, spki: signer.spki, createdAt: this.clock.now() };
-    await this.store.putSealingKey(rec, { actor, action: 'registry.sealing-key.create', target: rec.id, details: { keyRef } });
+    if (!isDecrypting(this.keys)) throw new ProblemError('config_error', `the ${this.keys.kind} key store cannot hold the secret sealing key (no RSA decryption)`);
+    const keyRef = await this.keys.generate(SEALING_KEY_ALGORITHM, 'secret-sealing', { usage: 'decrypt' });
+    const spki = (await this.keys.signer(keyRef)).spki;
+    const rec: SealingKeyRecord = { id: randomUUID(), keyRef, spki, createdAt: this.clock.now() };
+    await this.store.putSealingKey(rec, { actor, action: 'registry.sealing-key.create', target: rec.id, details: { keyRef, algorithm: SEALING_KEY_ALGORITHM, keyStore: this.keys.kind } });
     return rec;
   }
 
-  /** Seals a new secret; undefined when no sealing key exists yet (the secret then serves EST only). */
+  /**
+   * Seals a new secret to the newest sealing key. Undefined when there is
+   * none (a data directory made before CMP that no server has opened yet):
+   * the secret then serves EST only, and CMP asks for a new one.
+   */
   async seal(deviceId: string, secret: string): Promise<Uint8Array | undefined> {
     const key = await this.store.getSealingKey();
     if (!key) return undefined;
-    const eph = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const ephSpki = new Uint8Array(eph.publicKey.export({ format: 'der', type: 'spki' }));
-    const shared = diffieHellman({ privateKey: eph.privateKey, publicKey: createPublicKey({ key: Buffer.from(key.spki), format: 'der', type: 'spki' }) });
+    const contentKey = randomBytes(32);
+    const wrapped = publicEncrypt({ key: createPublicKey({ key: Buffer.from(key.spki), format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, contentKey);
     const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', contentKey(shared, ephSpki), iv);
+    const cipher = createCipheriv('aes-256-gcm', contentKey, iv);
     cipher.setAAD(aad(deviceId, key.id));
     const ct = Buffer.concat([cipher.update(secret, 'utf8'), cipher.final()]);
-    return encodeBlob({ keyId: key.id, ephSpki, iv, ct, tag: cipher.getAuthTag() });
+    return encodeBlob({ keyId: key.id, wrapped, iv, tag: cipher.getAuthTag(), ct });
   }
 
   /** Opens a sealed secret of `deviceId`. Throws unauthorized when it does not open. */
   async open(deviceId: string, sealed: Uint8Array): Promise<string> {
+    const denied = (reason: string) => new ProblemError('unauthorized', SECRET_DENIED, { reason });
     const blob = decodeBlob(sealed);
     const key = await this.store.getSealingKey(blob.keyId);
-    if (!key) throw new ProblemError('unauthorized', SECRET_DENIED, { reason: `sealing key ${blob.keyId} is gone` });
-    if (!canAgree(this.keys)) throw new ProblemError('key_unavailable', `the ${this.keys.kind} key store cannot open sealed secrets (no ECDH)`);
-    const shared = await this.keys.agree(key.keyRef, blob.ephSpki);
+    if (!key) throw denied(`sealing key ${blob.keyId} is gone`);
+    const keys = this.keys;
+    if (!isDecrypting(keys)) throw new ProblemError('key_unavailable', `the ${keys.kind} key store cannot open sealed secrets (no RSA decryption)`);
+    let contentKey: Uint8Array;
     try {
-      const decipher = createDecipheriv('aes-256-gcm', contentKey(shared, blob.ephSpki), blob.iv);
+      contentKey = await keys.decryptOaep(key.keyRef, blob.wrapped);
+    } catch (e) {
+      if (e instanceof ProblemError && e.code === 'key_unavailable') throw e;
+      throw denied('the sealed secret does not open (tampered, or sealed to another key)');
+    }
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', contentKey, blob.iv);
       decipher.setAAD(aad(deviceId, key.id));
       decipher.setAuthTag(blob.tag);
       return Buffer.concat([decipher.update(blob.ct), decipher.final()]).toString('utf8');
     } catch {
-      throw new ProblemError('unauthorized', SECRET_DENIED, { reason: 'the sealed secret does not open (wrong device or tampered)' });
+      throw denied('the sealed secret does not open (wrong device or tampered)');
     }
   }
 
@@ -93,7 +107,7 @@ export class SecretVault {
     if (!device || !rec) throw denied('no such device or no secret');
     if (rec.usedAt) throw denied('the secret was used');
     if (rec.expiresAt <= this.clock.now()) throw denied('the secret expired');
-    if (!rec.sealed) throw denied('the secret was made before CMP support (no sealed copy); issue a new one');
+    if (!rec.sealed) throw denied('the secret has no sealed copy (made before CMP support); issue a new one');
     const secret = await this.open(deviceId, rec.sealed);
     // The hash is what EST and the enrollment check: the two copies must agree.
     if (!timingSafeEqual(Buffer.from(hashSecret(secret), 'hex'), Buffer.from(rec.secretHash, 'hex'))) throw denied('the sealed copy does not match the hash');
@@ -101,26 +115,24 @@ export class SecretVault {
   }
 }
 
-function contentKey(shared: Uint8Array, ephSpki: Uint8Array): Buffer {
-  return Buffer.from(hkdfSync('sha256', shared, ephSpki, INFO, 32));
-}
-
 function aad(deviceId: string, keyId: string): Buffer {
-  return Buffer.from(`${deviceId}\0${keyId}`, 'utf8');
+  return Buffer.from(`fleetpki enrollment secret v1\0${deviceId}\0${keyId}`, 'utf8');
 }
 
 interface Blob {
   keyId: string;
-  ephSpki: Uint8Array;
+  wrapped: Uint8Array;
   iv: Uint8Array;
-  ct: Uint8Array;
   tag: Uint8Array;
+  ct: Uint8Array;
 }
 
-/** version(1) | len(1) keyId | len(1) ephemeral SPKI | iv(12) | tag(16) | ciphertext */
+/** version(1) | len(1) keyId | len(2) RSA-OAEP wrapped key | iv(12) | tag(16) | ciphertext */
 function encodeBlob(b: Blob): Uint8Array {
   const id = Buffer.from(b.keyId, 'utf8');
-  return new Uint8Array(Buffer.concat([Buffer.of(VERSION, id.length), id, Buffer.of(b.ephSpki.length), b.ephSpki, b.iv, b.tag, b.ct]));
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(b.wrapped.length);
+  return new Uint8Array(Buffer.concat([Buffer.of(VERSION, id.length), id, len, b.wrapped, b.iv, b.tag, b.ct]));
 }
 
 function decodeBlob(bytes: Uint8Array): Blob {
@@ -135,9 +147,9 @@ function decodeBlob(bytes: Uint8Array): Blob {
     return out;
   };
   const keyId = take(take(1)[0]).toString('utf8');
-  const ephSpki = new Uint8Array(take(take(1)[0]));
+  const wrapped = new Uint8Array(take(take(2).readUInt16BE(0)));
   const iv = take(12);
   const tag = take(16);
   const ct = buf.subarray(p);
-  return { keyId, ephSpki, iv, ct, tag };
+  return { keyId, wrapped, iv, tag, ct };
 }

@@ -19,7 +19,28 @@ export interface FleetConfig {
   org: string;
   /** SQLite file (relative to the data directory) or a postgres:// URL. */
   store: string;
-  keyStore: { type: 'software'; dir: string; passphraseFile?: string; pbkdf2Iterations?: number };
+  /**
+   * Where keys live. Software: encrypted PKCS#8 files in `dir`. PKCS#11: a
+   * token (`module`, `token` label); the PIN comes from the environment
+   * variable `pinEnv` or the file `pinFile`, never from this file itself.
+   */
+  keyStore: {
+    type: 'software' | 'pkcs11';
+    dir: string;
+    passphraseFile?: string;
+    pbkdf2Iterations?: number;
+    module?: string;
+    token?: string;
+    pinEnv?: string;
+    pinFile?: string;
+    /** Most PKCS#11 sessions open at once (default 4). */
+    poolSize?: number;
+    /**
+     * Further tokens of the same module, each with its own PIN source: e.g. the
+     * root's token, connected only for ceremonies (docs/keys.md).
+     */
+    extraTokens?: Array<{ token: string; pinEnv?: string; pinFile?: string }>;
+  };
   defaultCa: string;
   /** Base URL of the plain-HTTP listener as relying parties reach it. */
   publicUrl: string;
@@ -65,6 +86,8 @@ export interface FleetConfig {
      * certificate in one of N shards whose CRL lists only that shard.
      */
     shards: number;
+    /** With shards: start partitioning once a CA's full CRL has more than this many entries (0, default: at once). */
+    partitionAbove: number;
   };
   /** OCSP responder (RFC 6960/5019); see OcspOptions for each field. */
   ocsp: OcspOptions;
@@ -99,14 +122,15 @@ export function defaultConfig(org: string): FleetConfig {
     registry: { secretTtlHours: 168, manufacturerId: { from: 'serialNumber' } },
     est: { defaultProfile: 'device-tls', retryAfterSeconds: 60, labels: {} },
     cmp: { labels: {}, confirmWaitSeconds: 300, messageTimeSkewSeconds: 300, implicitConfirm: true, pollTimeoutSeconds: 86_400, transactionRetentionDays: 30 },
-    crl: { validityHours: 24, refreshAheadHours: 12, deltaValidityHours: 0, checkIntervalSeconds: 5, httpMaxAgeSeconds: 60, shards: 0 },
+    crl: { validityHours: 24, refreshAheadHours: 12, deltaValidityHours: 0, checkIntervalSeconds: 5, httpMaxAgeSeconds: 60, shards: 0, partitionAbove: 0 },
     ocsp: { validitySeconds: 3600 },
     profiles: {},
   };
 }
 
+/** --dir, else $FLEETPKI_DIR (an empty value counts as unset), else ./fleetpki-data in the working directory. */
 export function resolveDataDir(dir?: string): string {
-  return resolve(dir ?? process.env.FLEETPKI_DIR ?? './fleetpki-data');
+  return resolve(dir || process.env.FLEETPKI_DIR || './fleetpki-data');
 }
 
 export async function loadConfig(dir: string): Promise<FleetConfig> {
@@ -145,7 +169,25 @@ export function validateConfig(raw: unknown): FleetConfig {
   };
   if (merged.version !== 1) throw bad(`unsupported version ${String(merged.version)}`);
   if (!merged.org) throw bad('"org" is required');
-  if (merged.keyStore.type !== 'software') throw bad(`key store type "${merged.keyStore.type}" is not supported`);
+  const ks = merged.keyStore;
+  if (ks.type !== 'software' && ks.type !== 'pkcs11') throw bad(`key store type "${ks.type}" is not supported (software or pkcs11)`);
+  if (ks.type === 'pkcs11') {
+    if (!ks.module || !ks.token) throw bad('a pkcs11 key store needs keyStore.module and keyStore.token');
+    if (!ks.pinEnv === !ks.pinFile) throw bad('a pkcs11 key store needs exactly one of keyStore.pinEnv (a variable name) and keyStore.pinFile');
+    if (ks.pinEnv && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(ks.pinEnv)) throw bad('keyStore.pinEnv is the name of an environment variable, not the PIN');
+    if (ks.poolSize !== undefined && !(Number.isInteger(ks.poolSize) && ks.poolSize >= 1 && ks.poolSize <= 64)) throw bad('keyStore.poolSize is 1..64');
+    if ('pin' in (ks as object)) throw bad('keyStore.pin: the PIN may not be in the config; use pinEnv or pinFile');
+    if (ks.extraTokens !== undefined && !Array.isArray(ks.extraTokens)) throw bad('keyStore.extraTokens is a list of {token, pinEnv | pinFile}');
+    const labels = new Set([ks.token]);
+    for (const t of ks.extraTokens ?? []) {
+      if (!t || typeof t.token !== 'string' || !t.token) throw bad('each keyStore.extraTokens entry needs a token label');
+      if (labels.has(t.token)) throw bad(`PKCS#11 token "${t.token}" is configured twice`);
+      labels.add(t.token);
+      if (!t.pinEnv === !t.pinFile) throw bad(`keyStore.extraTokens "${t.token}" needs exactly one of pinEnv and pinFile`);
+      if (t.pinEnv && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(t.pinEnv)) throw bad(`keyStore.extraTokens "${t.token}": pinEnv is the name of an environment variable, not the PIN`);
+      if ('pin' in (t as object)) throw bad('a PIN may not be in the config; use pinEnv or pinFile');
+    }
+  }
   try {
     new URL(merged.publicUrl);
   } catch {
@@ -167,11 +209,13 @@ export function validateConfig(raw: unknown): FleetConfig {
     if (o[k] !== undefined && !(Number.isInteger(o[k]) && (o[k] as number) > 0)) throw bad(`ocsp.${k} must be a positive whole number`);
   }
   if (o.refreshAheadSeconds !== undefined && o.refreshAheadSeconds >= (o.validitySeconds ?? 3600)) throw bad('ocsp.refreshAheadSeconds must be below ocsp.validitySeconds');
+  if (o.statusPollSeconds !== undefined && !(typeof o.statusPollSeconds === 'number' && o.statusPollSeconds >= 0 && o.statusPollSeconds <= 3600)) throw bad('ocsp.statusPollSeconds is a number of seconds from 0 (read before every answer) to 3600');
   if (o.signWithCaKey !== undefined && typeof o.signWithCaKey !== 'boolean') throw bad('ocsp.signWithCaKey is true or false');
   if (o.signerKeyAlgorithm !== undefined && !isKeyAlgorithm(o.signerKeyAlgorithm)) throw bad(`ocsp.signerKeyAlgorithm "${o.signerKeyAlgorithm}" is not a key algorithm`);
   const crl = merged.crl;
   if (!(crl.validityHours > 0) || !(crl.refreshAheadHours > 0) || crl.refreshAheadHours >= crl.validityHours) throw bad('crl.validityHours must be positive and larger than crl.refreshAheadHours');
   if (!(Number.isInteger(crl.shards) && crl.shards >= 0 && crl.shards <= 1024)) throw bad('crl.shards is a whole number from 0 (off) to 1024');
+  if (!(Number.isInteger(crl.partitionAbove) && crl.partitionAbove >= 0)) throw bad('crl.partitionAbove is a whole number of CRL entries, 0 (partition at once) or more');
   if (!(crl.deltaValidityHours >= 0) || !(crl.checkIntervalSeconds > 0) || !(crl.httpMaxAgeSeconds >= 0)) throw bad('crl.deltaValidityHours >= 0, crl.checkIntervalSeconds > 0, crl.httpMaxAgeSeconds >= 0');
   for (const [label, l] of Object.entries(merged.est.labels)) {
     if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(label) || ['cacerts', 'simpleenroll', 'simplereenroll', 'csrattrs', 'serverkeygen', 'fullcmc'].includes(label)) throw bad(`est label "${label}" must be lowercase letters, digits and dashes, and not an EST operation name`);

@@ -20,7 +20,10 @@ export const STATUS_OF: Record<ProblemCode, number> = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   key_unavailable: 503,
+  key_not_exportable: 409,
   config_error: 500,
+  unavailable: 503,
+  corrupt_state: 500,
   internal: 500,
 };
 

@@ -11,6 +11,7 @@ import { VERSION } from '../version.js';
 import { aiaPlugin } from '../protocols/aia/plugin.js';
 import { crlPlugin } from '../protocols/crl/plugin.js';
 import { ocspPlugin } from '../protocols/ocsp/plugin.js';
+import { OcspResponder } from '../authority/ocsp.js';
 import { apiPlugin } from '../protocols/api/plugin.js';
 import { estPlugin } from '../protocols/est/plugin.js';
 import { cmpPlugin } from '../protocols/cmp/plugin.js';
@@ -27,6 +28,8 @@ export interface BuildOptions {
   tls?: TlsIdentity;
   /** PEM certificates client certificates may chain to (our CAs, manufacturer CAs). */
   clientTrust?: string[];
+  /** The OCSP responder (its cache is refreshed by startServer); one from ctx otherwise. */
+  ocsp?: OcspResponder;
   /** The CMP server both listeners share; made from ctx when not given. */
   cmp?: CmpServer;
 }
@@ -66,12 +69,14 @@ export async function buildHttpsApp(ctx: FleetContext, o: BuildOptions = {}): Pr
 }
 
 export async function buildHttpApp(ctx: FleetContext, o: BuildOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: o.logger ?? false, bodyLimit: ctx.config.server.bodyLimitBytes });
+  // Public, high-volume, read-only traffic (OCSP, CRLs, CA certificates):
+  // no log line per request; refusals and failures are logged by the plugins.
+  const app = Fastify({ logger: o.logger ?? false, bodyLimit: ctx.config.server.bodyLimitBytes, disableRequestLogging: true });
   installProblemHandlers(app);
   app.get('/healthz', async () => ({ status: 'ok' }));
   await app.register(aiaPlugin, { authority: ctx.authority });
   await app.register(crlPlugin, { crls: ctx.crls, maxAgeSeconds: ctx.config.crl.httpMaxAgeSeconds, shards: ctx.config.crl.shards });
-  await app.register(ocspPlugin, { ctx });
+  await app.register(ocspPlugin, { ctx, responder: o.ocsp });
   // CMP protects its messages itself (RFC 9483 §3.2): served on plain HTTP too.
   await app.register(cmpPlugin, { cmp: o.cmp ?? new CmpServer(ctx) });
   return app;
@@ -110,7 +115,8 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
   await ctx.vault.ensureKey('system');
   const cmp = new CmpServer(ctx);
   const https = await buildHttpsApp(ctx, { logger: o.logger, tls: identity, clientTrust: trust, cmp });
-  const http = await buildHttpApp(ctx, { logger: o.logger, cmp });
+  const ocsp = new OcspResponder(ctx.store, ctx.keys, ctx.authority, ctx.clock, ctx.config.ocsp);
+  const http = await buildHttpApp(ctx, { logger: o.logger, ocsp, cmp });
   const l = parseHostPort(o.listen ?? ctx.config.server.listen);
   const h = parseHostPort(o.httpListen ?? ctx.config.server.httpListen);
   await https.listen({ host: l.host, port: l.port });
@@ -170,6 +176,11 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
     publishCrls().catch((err) => http.log.error({ err }, 'CRL publication failed; will retry'));
   }, ctx.config.crl.checkIntervalSeconds * 1000);
   crlTimer.unref();
+  // Cached OCSP answers are re-signed before they are due: clients get pre-signed ones.
+  const ocspTimer = setInterval(() => {
+    ocsp.refreshDue().catch((err) => http.log.error({ err }, 'refreshing OCSP answers failed; will retry'));
+  }, ocsp.refreshIntervalMs);
+  ocspTimer.unref();
   const timer = setInterval(() => {
     renewTlsIfDue().catch((err) => https.log.error({ err }, 'listener certificate renewal failed; will retry'));
   }, o.renewCheckMs ?? 3_600_000);
@@ -195,6 +206,7 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
       clearInterval(timer);
       clearInterval(trustTimer);
       clearInterval(crlTimer);
+      clearInterval(ocspTimer);
       await Promise.allSettled([https.close(), http.close()]);
     },
   };

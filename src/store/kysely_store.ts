@@ -7,6 +7,7 @@
 import { sql, type Expression, type Insertable, type Kysely, type Selectable } from 'kysely';
 import { systemClock, type Clock } from '../clock.js';
 import { ProblemError, rethrowAs } from '../errors.js';
+import { ENROLLABLE_STATES, mayEnroll } from '../registry/lifecycle.js';
 import { auditEntryHash, GENESIS_HASH } from './audit_chain.js';
 import { migrateToLatest } from './migrations.js';
 import type {
@@ -29,6 +30,7 @@ import type {
 import {
   REVOCATION_REASONS,
   ROLES,
+  type CertificateChange,
   type ApiTokenRecord,
   type AuditEntry,
   type AuditInput,
@@ -42,9 +44,12 @@ import {
   type DevicePatch,
   type DeviceQuery,
   type DeviceRecord,
+  type DeviceUpdateGuard,
   type EnrollmentCommit,
   type EnrollmentSecretRecord,
   type OcspSignerRecord,
+  type EscrowKeyRecord,
+  type EscrowedKeyRecord,
   type OrderRecord,
   type PendingEnrollmentRecord,
   type PendingStatus,
@@ -227,7 +232,7 @@ export class KyselyStore implements Store {
         unique: `a certificate with serial ${cert.serial} exists`,
         foreignKey: `issuer CA "${cert.issuerCa}" is not in the store`,
       });
-      await this.appendAuditIn(trx, audit);
+      await this.statusChanged(trx, cert.serial, await this.appendAuditIn(trx, audit));
     });
   }
 
@@ -284,7 +289,7 @@ export class KyselyStore implements Store {
         { check: `"${revocation.reason}" is not a revocation reason` },
       );
       if (Number(r.numUpdatedRows) === 0) throw alreadyRevoked(serial);
-      await this.appendAuditIn(trx, audit);
+      await this.statusChanged(trx, serial, await this.appendAuditIn(trx, audit));
       return rowToCertificate({ ...row, ...change });
     });
   }
@@ -341,6 +346,28 @@ export class KyselyStore implements Store {
     if (q.target !== undefined) query = query.where('target', '=', q.target);
     const rows = await query.orderBy('seq').limit(pageSize(q.limit)).execute();
     return rows.map(rowToAudit);
+  }
+
+  async listCertificateChanges(afterSeq: number, limit = 1000): Promise<CertificateChange[]> {
+    const rows = await this.db
+      .selectFrom('certificates')
+      .select(['serial', 'status_seq'])
+      .where('status_seq', 'is not', null)
+      .where('status_seq', '>', afterSeq)
+      .orderBy('status_seq')
+      .limit(pageSize(limit))
+      .execute();
+    return rows.map((r) => ({ seq: Number(r.status_seq), serial: r.serial }));
+  }
+
+  async lastAuditSeq(): Promise<number> {
+    const head = await this.db.selectFrom('audit_log').select('seq').orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    return head ? Number(head.seq) : 0;
+  }
+
+  /** Puts a status change of `serial` on the change feed, under the seq of its audit entry. */
+  private async statusChanged(trx: Kysely<Database>, serial: string, entry: AuditEntry): Promise<void> {
+    await trx.updateTable('certificates').set({ status_seq: entry.seq }).where('serial', '=', serial).execute();
   }
 
   // --- devices (registry) ---
@@ -403,13 +430,32 @@ export class KyselyStore implements Store {
     return rows.map(rowToDevice);
   }
 
-  updateDevice(id: string, patch: DevicePatch, at: Date, audit: AuditInput): Promise<DeviceRecord> {
+  updateDevice(id: string, patch: DevicePatch, at: Date, audit: AuditInput, guard: DeviceUpdateGuard = {}): Promise<DeviceRecord> {
     return this.write(async (trx) => {
-      const change = devicePatchToRow(patch, at);
-      const r = await translateConstraintErrors(() => trx.updateTable('devices').set(change).where('id', '=', id).executeTakeFirst(), {
+      const change: Partial<DeviceTable> = devicePatchToRow(patch, at);
+      if (guard.reregister) change.current_serial = null;
+      // The state condition is part of the update itself, so a concurrent
+      // enrollment or state change either happened before (no row matches)
+      // or waits for this one.
+      let update = trx.updateTable('devices').set(change).where('id', '=', id);
+      if (guard.ifState !== undefined) update = update.where('state', '=', guard.ifState);
+      const r = await translateConstraintErrors(() => update.executeTakeFirst(), {
         check: `"${patch.state}" is not a device state`,
       });
-      if (Number(r.numUpdatedRows) === 0) throw noDevice(id);
+      if (Number(r.numUpdatedRows) === 0) {
+        const now = await trx.selectFrom('devices').select('state').where('id', '=', id).executeTakeFirst();
+        if (!now) throw noDevice(id);
+        throw new ProblemError('conflict', `device ${id} became ${now.state} meanwhile (expected ${guard.ifState}); nothing was changed`);
+      }
+      if (guard.reregister) {
+        await trx.deleteFrom('enrollment_secrets').where('device_id', '=', id).execute();
+        await trx
+          .updateTable('pending_enrollments')
+          .set({ status: 'rejected', decided_at: toMs(at, 'at'), decided_by: audit.actor })
+          .where('device_id', '=', id)
+          .where('status', 'in', ['pending', 'approved'])
+          .execute();
+      }
       const row = await trx.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
       await this.appendAuditIn(trx, audit);
       return rowToDevice(row);
@@ -596,13 +642,13 @@ export class KyselyStore implements Store {
         .updateTable('devices')
         .set({ state: 'active', current_serial: cert.serial, updated_at: now })
         .where('id', '=', deviceId)
-        .where('state', 'in', ['registered', 'active'])
+        .where('state', 'in', [...ENROLLABLE_STATES])
         .where((eb) => (c.replacesSerial === undefined ? eb('current_serial', 'is', null) : eb('current_serial', '=', c.replacesSerial!)))
         .executeTakeFirst();
       if (Number(d.numUpdatedRows) === 0) {
         const device = await trx.selectFrom('devices').select(['state', 'current_serial']).where('id', '=', deviceId).executeTakeFirst();
         if (!device) throw noDevice(deviceId);
-        if (device.state !== 'registered' && device.state !== 'active') throw new ProblemError('forbidden', `device ${deviceId} is ${device.state}`);
+        if (!mayEnroll(device.state)) throw new ProblemError('forbidden', `device ${deviceId} is ${device.state}`);
         throw new ProblemError('conflict', `device ${deviceId} received another certificate meanwhile; retry the enrollment`);
       }
 
@@ -622,7 +668,7 @@ export class KyselyStore implements Store {
         }
       }
 
-      await this.appendAuditIn(trx, audit);
+      await this.statusChanged(trx, c.cert.serial, await this.appendAuditIn(trx, audit));
     });
   }
 
@@ -771,7 +817,7 @@ export class KyselyStore implements Store {
         const now = await trx.selectFrom('certificates').select(['status', 'revocation_reason']).where('serial', '=', serial).executeTakeFirstOrThrow();
         throw notOnHold(serial, now);
       }
-      await this.appendAuditIn(trx, audit);
+      await this.statusChanged(trx, serial, await this.appendAuditIn(trx, audit));
       return rowToCertificate({ ...row, ...change });
     });
   }
@@ -917,6 +963,35 @@ export class KyselyStore implements Store {
       .limit(1)
       .executeTakeFirst();
     return row && rowToOcspSigner(row);
+  }
+
+  putEscrowKey(k: EscrowKeyRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      await translateConstraintErrors(() => trx.insertInto('escrow_keys').values({ key_ref: k.keyRef, spki: toBuffer(k.spki), created_at: toMs(k.createdAt, 'createdAt') }).execute(), {
+        unique: `escrow key ${k.keyRef} exists`,
+      });
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async getEscrowKey(): Promise<EscrowKeyRecord | undefined> {
+    const row = await this.db.selectFrom('escrow_keys').selectAll().orderBy('created_at', 'desc').orderBy('key_ref', 'desc').limit(1).executeTakeFirst();
+    return row && { keyRef: row.key_ref, spki: fromBuffer(row.spki), createdAt: new Date(Number(row.created_at)) };
+  }
+
+  putEscrowedKey(k: EscrowedKeyRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      await translateConstraintErrors(
+        () => trx.insertInto('escrowed_keys').values({ serial: k.serial, escrow_key_ref: k.escrowKeyRef, envelope: toBuffer(k.envelope), created_at: toMs(k.createdAt, 'createdAt') }).execute(),
+        { unique: `certificate ${k.serial} has an escrowed key already`, foreignKey: `no certificate ${k.serial} or escrow key ${k.escrowKeyRef}` },
+      );
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async getEscrowedKey(serial: string): Promise<EscrowedKeyRecord | undefined> {
+    const row = await this.db.selectFrom('escrowed_keys').selectAll().where('serial', '=', serial).executeTakeFirst();
+    return row && { serial: row.serial, escrowKeyRef: row.escrow_key_ref, envelope: fromBuffer(row.envelope), createdAt: new Date(Number(row.created_at)) };
   }
 
   private write<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
@@ -1116,6 +1191,7 @@ function certificateToRow(c: CertificateRecord): Insertable<CertificateTable> {
     device_id: c.deviceId ?? null,
     crl_shard: shardNumber(c.crlShard ?? 0, 'crlShard'),
     released_at: null,
+    status_seq: null,
   };
 }
 

@@ -270,6 +270,42 @@ async function createRevocation(db: Kysely<Database>, dialect: SqlDialect): Prom
 }
 
 /**
+ * certificates.status_seq: the audit seq of each certificate's last status
+ * change, indexed, so OCSP responders on any node can ask "what changed
+ * after seq N" (listCertificateChanges) instead of reading every status on
+ * every request. Audit entries are numbered under a lock held to commit, so
+ * the seqs become visible in order and a reader never skips one.
+ */
+async function createChangeFeed(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  await db.schema.alterTable('certificates').addColumn('status_seq', t.int64).execute();
+  await db.schema
+    .createIndex('certificates_status_seq')
+    .on('certificates')
+    .columns(['status_seq', 'serial'])
+    .where(sql<boolean>`status_seq is not null`)
+    .execute();
+}
+
+/** Key custody: the escrow key and the server-generated keys escrowed to it. */
+async function createKeyEscrow(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  await db.schema
+    .createTable('escrow_keys')
+    .addColumn('key_ref', t.key, (c) => c.primaryKey())
+    .addColumn('spki', t.bytes, (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .execute();
+  await db.schema
+    .createTable('escrowed_keys')
+    .addColumn('serial', t.key, (c) => c.primaryKey().references('certificates.serial'))
+    .addColumn('escrow_key_ref', t.key, (c) => c.notNull().references('escrow_keys.key_ref'))
+    .addColumn('envelope', t.bytes, (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .execute();
+}
+
+/**
  * CMP (issue 7): a sealed copy of each one-time secret (MAC-based protection
  * needs the secret, not a hash), the keys they are sealed to, and CMP
  * transactions shared by every node (transactionID reuse, nonces, certConf
@@ -319,7 +355,9 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', up: createInitialSchema },
   { version: 2, name: 'device registry', up: createRegistry },
   { version: 3, name: 'revocation', up: createRevocation },
-  { version: 4, name: 'cmp', up: createCmp },
+  { version: 4, name: 'certificate change feed', up: createChangeFeed },
+  { version: 5, name: 'key escrow', up: createKeyEscrow },
+  { version: 6, name: 'cmp', up: createCmp },
 ];
 
 /**

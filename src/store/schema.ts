@@ -48,6 +48,12 @@ export interface CertificateTable {
    * certificate is good again); cleared when it is revoked again.
    */
   released_at: number | null;
+  /**
+   * Since migration 4: seq of the audit entry of the certificate's last
+   * status change (issued, revoked, released): the change feed OCSP
+   * responders follow. Null for changes made before migration 4.
+   */
+  status_seq: number | null;
 }
 
 export interface ApiTokenTable {
@@ -97,11 +103,11 @@ export interface EnrollmentSecretTable {
   created_at: number;
   expires_at: number;
   used_at: number | null;
-  /** Since migration 4: the secret sealed for CMP; null once used. */
+  /** Since migration 6: the secret sealed for CMP; null once used. */
   sealed: Uint8Array | null;
 }
 
-/** Since migration 4: keys one-time secrets are sealed to (public half; the key store has the rest). */
+/** Since migration 6: keys one-time secrets are sealed to (public half; the key store has the rest). */
 export interface SealingKeyTable {
   id: string;
   key_ref: string;
@@ -109,7 +115,7 @@ export interface SealingKeyTable {
   created_at: number;
 }
 
-/** Since migration 4: CMP transactions (transactionID, nonces, certConf and polling state). */
+/** Since migration 6: CMP transactions (transactionID, nonces, certConf and polling state). */
 export interface CmpTransactionTable {
   id: string;
   state: CmpTransactionState;
@@ -194,6 +200,20 @@ export interface OcspSignerTable {
   created_at: number;
 }
 
+/** Since migration 4: escrow keys (the newest is used) and escrowed keys. */
+export interface EscrowKeyTable {
+  key_ref: string;
+  spki: Uint8Array;
+  created_at: number;
+}
+
+export interface EscrowedKeyTable {
+  serial: string;
+  escrow_key_ref: string;
+  envelope: Uint8Array;
+  created_at: number;
+}
+
 export interface SchemaVersionTable {
   version: number;
   name: string;
@@ -213,6 +233,8 @@ export interface Database {
   crl_counters: CrlCounterTable;
   crls: CrlTable;
   ocsp_signers: OcspSignerTable;
+  escrow_keys: EscrowKeyTable;
+  escrowed_keys: EscrowedKeyTable;
   sealing_keys: SealingKeyTable;
   cmp_transactions: CmpTransactionTable;
   schema_version: SchemaVersionTable;

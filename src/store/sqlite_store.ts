@@ -4,7 +4,7 @@
  */
 import { realpathSync } from 'node:fs';
 import SQLite from 'better-sqlite3';
-import { Kysely, SqliteDialect, sql } from 'kysely';
+import { Kysely, SqliteDialect, sql, type SqliteDatabase } from 'kysely';
 import { ProblemError } from '../errors.js';
 import { KyselyStore, type DialectHooks, type StoreOptions } from './kysely_store.js';
 import type { Database } from './schema.js';
@@ -64,6 +64,35 @@ function sqliteHooks(writers: AsyncMutex): DialectHooks {
   };
 }
 
+/**
+ * better-sqlite3 compiles SQL on every prepare(), and Kysely prepares every
+ * query anew: for a lookup by key the compile costs several times the
+ * query. The store runs the same few dozen statements over and over, so
+ * they are kept, compiled, by their text (bounded; least recently used go
+ * first). Kysely only runs them with all()/run() (streaming would need a
+ * statement of its own per iteration; the store does not stream).
+ */
+function withStatementCache(raw: SQLite.Database, max = 512): SqliteDatabase {
+  const cache = new Map<string, SQLite.Statement>();
+  return {
+    prepare(source: string) {
+      let stmt = cache.get(source);
+      if (stmt) {
+        cache.delete(source);
+      } else {
+        stmt = raw.prepare(source);
+        if (cache.size >= max) cache.delete(cache.keys().next().value as string);
+      }
+      cache.set(source, stmt);
+      return stmt;
+    },
+    close() {
+      cache.clear();
+      raw.close();
+    },
+  };
+}
+
 /** `path` is a file (created if missing) or ":memory:". Does not migrate; openStore does. */
 export async function openSqliteStore(path: string, options: StoreOptions = {}): Promise<Store> {
   let raw: SQLite.Database;
@@ -78,6 +107,6 @@ export async function openSqliteStore(path: string, options: StoreOptions = {}):
   raw.pragma('synchronous = FULL');
   raw.pragma('foreign_keys = ON');
   const file = path === ':memory:' || path === '' ? undefined : realpathSync(path);
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(raw) }) });
   return new KyselyStore(db, sqliteHooks(writerQueueFor(file)), options);
 }

@@ -131,6 +131,12 @@ export interface AuditQuery {
   limit?: number;
 }
 
+/** A certificate whose status changed, with the seq of the audit entry that recorded it. */
+export interface CertificateChange {
+  seq: number;
+  serial: string;
+}
+
 
 // ---------------------------------------------------------------- registry
 
@@ -183,6 +189,17 @@ export interface DevicePatch {
   attributes?: Record<string, string>;
 }
 
+export interface DeviceUpdateGuard {
+  /** Apply only if the device is in this state; otherwise `conflict`. */
+  ifState?: DeviceState;
+  /**
+   * Re-registration, in the same transaction: unlink the current certificate
+   * (it stays in the device's history), delete the enrollment secret and
+   * reject enrollments still pending or approved.
+   */
+  reregister?: boolean;
+}
+
 /** A one-time enrollment secret: its hash, and a sealed copy for CMP (see SecretVault). */
 export interface EnrollmentSecretRecord {
   deviceId: string;
@@ -192,7 +209,7 @@ export interface EnrollmentSecretRecord {
   expiresAt: Date;
   usedAt?: Date;
   /**
-   * The secret sealed to the registry's sealing key (migration 4): CMP's
+   * The secret sealed to the registry's sealing key (migration 6): CMP's
    * MAC-based protection needs the secret itself, a hash cannot verify a
    * MAC. Wiped when the secret is used. Absent for secrets made before.
    */
@@ -375,6 +392,26 @@ export interface OcspSignerRecord {
   createdAt: Date;
 }
 
+// ---------------------------------------------------------------- key custody
+
+/** The key that escrowed keys are encrypted to (RSA, in the KeyStore); the newest is used. */
+export interface EscrowKeyRecord {
+  keyRef: string;
+  /** DER SubjectPublicKeyInfo: escrowing needs only the public half. */
+  spki: Uint8Array;
+  createdAt: Date;
+}
+
+/** A server-generated private key kept in escrow for one certificate. */
+export interface EscrowedKeyRecord {
+  serial: string;
+  /** The escrow key it is encrypted to. */
+  escrowKeyRef: string;
+  /** The encrypted key (see registry/key_custody.ts for the format). */
+  envelope: Uint8Array;
+  createdAt: Date;
+}
+
 export interface Store {
   /** Creates or upgrades the schema; idempotent. */
   migrate(): Promise<void>;
@@ -415,6 +452,17 @@ export interface Store {
   /** Appends an entry on its own (actions with no other record). */
   appendAudit(entry: AuditInput): Promise<AuditEntry>;
   listAudit(q?: AuditQuery): Promise<AuditEntry[]>;
+  /**
+   * The change feed: certificates whose status changed (issued, revoked,
+   * hold released) after audit entry `afterSeq`, oldest first, at most
+   * `limit` (default 1,000); a certificate changed twice appears once, at
+   * its last change. Audit entries are numbered in commit order (the chain
+   * is appended under a lock), so a reader that remembers the last seq it
+   * saw misses no change, whichever node or process made it.
+   */
+  listCertificateChanges(afterSeq: number, limit?: number): Promise<CertificateChange[]>;
+  /** The newest audit seq, 0 for an empty log: where a reader of changes starts. */
+  lastAuditSeq(): Promise<number>;
 
   // --- devices (registry) ---
   /** Throws already_exists for a taken id. */
@@ -426,8 +474,13 @@ export interface Store {
   insertDevices(ds: DeviceRecord[], audit: AuditInput): Promise<{ inserted: number; existing: string[] }>;
   getDevice(id: string): Promise<DeviceRecord | undefined>;
   listDevices(q?: DeviceQuery): Promise<DeviceRecord[]>;
-  /** Throws not_found; sets updatedAt to `at`. */
-  updateDevice(id: string, patch: DevicePatch, at: Date, audit: AuditInput): Promise<DeviceRecord>;
+  /**
+   * Throws not_found; sets updatedAt to `at`. With `guard.ifState`, the
+   * update applies only while the device is still in that state (else
+   * `conflict`, nothing changed): the registry checks a lifecycle transition
+   * against the state it read, and a concurrent change must not slip between.
+   */
+  updateDevice(id: string, patch: DevicePatch, at: Date, audit: AuditInput, guard?: DeviceUpdateGuard): Promise<DeviceRecord>;
 
   /** Replaces the device's secret (at most one per device). Throws not_found for an unknown device. */
   putEnrollmentSecret(s: EnrollmentSecretRecord, audit: AuditInput): Promise<void>;
@@ -525,6 +578,15 @@ export interface Store {
   countInShard(ca: string, shard: number): Promise<number>;
 
   putOcspSigner(s: OcspSignerRecord, audit: AuditInput): Promise<void>;
+
+  // --- key custody (escrow) ---
+  /** Stores an escrow key; already_exists for a taken keyRef. */
+  putEscrowKey(k: EscrowKeyRecord, audit: AuditInput): Promise<void>;
+  /** The newest escrow key. */
+  getEscrowKey(): Promise<EscrowKeyRecord | undefined>;
+  /** Stores an escrowed key; not_found for an unknown certificate, already_exists for a second one. */
+  putEscrowedKey(k: EscrowedKeyRecord, audit: AuditInput): Promise<void>;
+  getEscrowedKey(serial: string): Promise<EscrowedKeyRecord | undefined>;
   /** The newest OCSP signer of a CA. */
   getOcspSigner(ca: string): Promise<OcspSignerRecord | undefined>;
 }

@@ -99,19 +99,41 @@ function copySmall(buf: Buffer, off: number, src: Uint8Array): number {
   return src.length;
 }
 
-/** RFC 5280 §5.3.2: invalidityDate is always GeneralizedTime. */
+/**
+ * RFC 5280 §5.3.2: invalidityDate is always GeneralizedTime. The extension is
+ * fixed-size for years 0000-9999: SEQUENCE { OID 2.5.29.24, OCTET STRING {
+ * GeneralizedTime "YYYYMMDDHHMMSSZ" } }, 26 octets, written in place.
+ */
+const INVALIDITY_PREFIX = Uint8Array.of(0x30, 24, 0x06, 0x03, 0x55, 0x1d, 0x18, 0x04, 17, der.TAG.GeneralizedTime, 15);
+const INVALIDITY_EXT_LEN = INVALIDITY_PREFIX.length + 15;
+
+function writeInvalidityDate(buf: Buffer, off: number, d: Date): void {
+  const y = d.getUTCFullYear();
+  if (!(y >= 0 && y <= 9999)) throw new RangeError(`invalidity date out of range: ${d.toISOString()}`);
+  copySmall(buf, off, INVALIDITY_PREFIX);
+  const t = off + INVALIDITY_PREFIX.length;
+  twoDigits(buf, t, (y / 100) | 0);
+  twoDigits(buf, t + 2, y % 100);
+  twoDigits(buf, t + 4, d.getUTCMonth() + 1);
+  twoDigits(buf, t + 6, d.getUTCDate());
+  twoDigits(buf, t + 8, d.getUTCHours());
+  twoDigits(buf, t + 10, d.getUTCMinutes());
+  twoDigits(buf, t + 12, d.getUTCSeconds());
+  buf[t + 14] = 0x5a; // 'Z'
+}
+
+/** The invalidityDate extension as bytes (the general path). */
 function invalidityDateExt(d: Date): Uint8Array {
-  const p = (n: number, w = 2) => String(n).padStart(w, '0');
-  const text = `${p(d.getUTCFullYear(), 4)}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}Z`;
-  return encodeExtension({ oid: '2.5.29.24', critical: false, value: der.tlv(der.TAG.GeneralizedTime, new Uint8Array(Buffer.from(text, 'ascii'))) });
+  const b = Buffer.alloc(INVALIDITY_EXT_LEN);
+  writeInvalidityDate(b, 0, d);
+  return b;
 }
 
 /** Appends one revokedCertificates element. */
 function writeEntry(sink: ByteSink, serialHex: string, revokedAt: Date, reason: RevocationReason, invalidityDate?: Date): void {
   const serialLen = serialHex.length >> 1;
   const reasonExt = REASON_EXT[reason];
-  const invExt = invalidityDate ? invalidityDateExt(invalidityDate) : undefined;
-  const extsLen = reasonExt.length + (invExt?.length ?? 0);
+  const extsLen = reasonExt.length + (invalidityDate ? INVALIDITY_EXT_LEN : 0);
   const year = revokedAt.getUTCFullYear();
   const utc = year >= 1950 && year < 2050;
   const timeLen = utc ? 15 : encodeTime(revokedAt).length;
@@ -120,7 +142,7 @@ function writeEntry(sink: ByteSink, serialHex: string, revokedAt: Date, reason: 
   if (serialLen > 20 || extsLen > 127 || body > 127) {
     // Unusual shapes take the general path.
     const parts = [der.tlv(der.TAG.INTEGER, new Uint8Array(Buffer.from(serialHex, 'hex'))), encodeTime(revokedAt)];
-    if (extsLen) parts.push(der.seq(reasonExt, ...(invExt ? [invExt] : [])));
+    if (extsLen) parts.push(der.seq(reasonExt, ...(invalidityDate ? [invalidityDateExt(invalidityDate)] : [])));
     sink.bytes(der.seq(...parts));
     return;
   }
@@ -144,7 +166,10 @@ function writeEntry(sink: ByteSink, serialHex: string, revokedAt: Date, reason: 
     b[o++] = der.TAG.SEQUENCE;
     b[o++] = extsLen;
     o += copySmall(b, o, reasonExt);
-    if (invExt) o += copySmall(b, o, invExt);
+    if (invalidityDate) {
+      writeInvalidityDate(b, o, invalidityDate);
+      o += INVALIDITY_EXT_LEN;
+    }
   }
   sink.len = o;
 }
@@ -195,10 +220,21 @@ function header(tag: number, n: number): Uint8Array {
   return Uint8Array.of(tag, 0x80 | bytes.length, ...bytes);
 }
 
-/** Builds and signs a CRL; returns its DER and the number of entries. */
+/** Room for a tag and the longest DER length this encoder writes (2^32 octets). */
+const MAX_HEADER = 6;
+
+/**
+ * Builds and signs a CRL; returns its DER and the number of entries. The
+ * whole CRL is assembled in one buffer: room for the outer and TBS headers
+ * and the fixed fields is left in front of the entry list and filled in once
+ * its length is known, so a million entries are never copied.
+ */
 export async function encodeCrl(i: CrlInput): Promise<{ der: Uint8Array; entries: number }> {
   const alg = signatureAlgorithmFor(i.signer.key);
-  const sink = new ByteSink();
+  const head = der.concat([der.integer(1), alg.algorithmIdentifier, i.issuer, encodeTime(i.thisUpdate), encodeTime(i.nextUpdate)]);
+  const front = 2 * MAX_HEADER + head.length + MAX_HEADER;
+  const sink = new ByteSink(front + (1 << 16));
+  sink.len = front;
   let entries = 0;
   for await (const page of i.entries) {
     for (const e of page) {
@@ -211,23 +247,27 @@ export async function encodeCrl(i: CrlInput): Promise<{ der: Uint8Array; entries
     writeEntry(sink, r.serial, r.releasedAt, 'removeFromCRL');
     entries++;
   }
-  const head = der.concat([der.integer(1), alg.algorithmIdentifier, i.issuer, encodeTime(i.thisUpdate), encodeTime(i.nextUpdate)]);
-  // §5.1.2.6: with no revoked certificates the list is absent, not empty.
-  const listHeader = entries ? header(der.TAG.SEQUENCE, sink.len) : new Uint8Array(0);
-  const listLen = entries ? sink.len : 0;
-  const exts = der.ctx(0, true, der.seq(...crlExtensions(i).map(encodeExtension)));
-  const tbsHeader = header(der.TAG.SEQUENCE, head.length + listHeader.length + listLen + exts.length);
-  // Assemble the TBS once, copying the (possibly large) entry list a single time.
-  const tbsLen = tbsHeader.length + head.length + listHeader.length + listLen + exts.length;
-  const tbs = Buffer.allocUnsafe(tbsLen);
-  let o = 0;
-  for (const part of [tbsHeader, head, listHeader]) {
-    tbs.set(part, o);
-    o += part.length;
-  }
-  if (listLen) o += sink.buf.copy(tbs, o, 0, listLen);
-  tbs.set(exts, o);
+  const listLen = sink.len - front;
+  sink.bytes(der.ctx(0, true, der.seq(...crlExtensions(i).map(encodeExtension))));
+  const b = sink.buf;
+  // Fill in, backwards from the first entry: the list header (§5.1.2.6: with
+  // no revoked certificates the list is absent, not empty), the fixed
+  // fields, the TBS header.
+  let start = front;
+  if (entries) start = putBefore(b, start, header(der.TAG.SEQUENCE, listLen));
+  start = putBefore(b, start, head);
+  const tbsStart = putBefore(b, start, header(der.TAG.SEQUENCE, sink.len - start));
+  const tbs = b.subarray(tbsStart, sink.len);
   const signature = await i.signer.sign(tbs, alg.hash);
-  const tail = der.concat([alg.algorithmIdentifier, der.bitString(signature)]);
-  return { der: Buffer.concat([header(der.TAG.SEQUENCE, tbs.length + tail.length), tbs, tail]), entries };
+  sink.bytes(alg.algorithmIdentifier);
+  sink.bytes(der.bitString(signature));
+  // sink.bytes may have moved the buffer; offsets stay valid.
+  const crlStart = putBefore(sink.buf, tbsStart, header(der.TAG.SEQUENCE, sink.len - tbsStart));
+  return { der: sink.buf.subarray(crlStart, sink.len), entries };
+}
+
+/** Writes `part` to end at `end`; returns where it starts. */
+function putBefore(buf: Buffer, end: number, part: Uint8Array): number {
+  buf.set(part, end - part.length);
+  return end - part.length;
 }

@@ -47,9 +47,11 @@ export async function makeDataDir(opts: { keyAlgorithm?: KeyAlgorithm; clock?: C
   };
 }
 
-/** Runs the real `fleetpki` command. */
-export function fleetpki(args: string[], env: Record<string, string> = {}, input?: string): SpawnSyncReturns<string> {
-  return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, input, timeout: 60_000 });
+/** Runs the real `fleetpki` command; an env value of undefined removes that variable. */
+export function fleetpki(args: string[], env: Record<string, string | undefined> = {}, input?: string, cwd?: string): SpawnSyncReturns<string> {
+  const merged: Record<string, string | undefined> = { ...process.env, ...env };
+  for (const k of Object.keys(merged)) if (merged[k] === undefined) delete merged[k];
+  return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: merged, input, cwd, timeout: 60_000 });
 }
 
 /** Generates a key and CSR with the real openssl CLI. */

@@ -215,9 +215,15 @@ export async function curl(env: EstEnv, path: string, o: CurlOptions = {}): Prom
   return { status: Number(r.stdout), headers, body: readFileSync(bodyFile, 'utf8'), stderr: r.stderr };
 }
 
+/**
+ * strongSwan's pki, by absolute path: under `npm test` node_modules/.bin is
+ * first on PATH, and node-opcua-pki installs a `pki` command of its own there.
+ */
+export const STRONGSWAN_PKI = '/usr/bin/pki';
+
 /** strongSwan pki, with the plugin/TPM noise dropped from stderr. */
 export async function pki(args: string[], timeoutMs = 40_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const r = await run('pki', args, '', timeoutMs);
+  const r = await run(STRONGSWAN_PKI, args, '', timeoutMs);
   const stderr = r.stderr
     .split('\n')
     .filter((l) => l && !/plugin|TPM 2\.0|libtss2|tcti/.test(l))

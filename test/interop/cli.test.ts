@@ -121,6 +121,9 @@ describe('fleetpki cert', () => {
     { name: 'fail-rsa-1024', args: () => ['--csr', opensslCsr(work, 'small', { newkey: ['-newkey', 'rsa:1024'] }).csrPath, '--profile', 'device-tls'], code: 'bad_key' },
     { name: 'fail-ed25519-for-opcua', args: () => ['--csr', opensslCsr(work, 'ed', { newkey: ['-newkey', 'ed25519'] }).csrPath, '--profile', 'opcua-application', '--san', 'uri:urn:x'], code: 'bad_key' },
     { name: 'fail-san-outside-profile', args: () => ['--csr', opensslCsr(work, 'mail', { san: 'email:a@example.com' }).csrPath, '--profile', 'device-tls'], code: 'policy_violation' },
+    { name: 'fail-otherName in the CSR', args: () => ['--csr', opensslCsr(work, 'other', { san: 'otherName:1.3.6.1.4.1.311.20.2.3;UTF8:dev@example' }).csrPath, '--profile', 'device-tls'], code: 'policy_violation' },
+    // --san adds to the CSR's names: the otherName is refused there too, not silently dropped.
+    { name: 'fail-otherName in the CSR with --san', args: () => ['--csr', opensslCsr(work, 'other2', { san: 'DNS:a.example,otherName:1.3.6.1.4.1.311.20.2.3;UTF8:dev@example' }).csrPath, '--profile', 'device-tls', '--san', 'dns:b.example'], code: 'policy_violation' },
     { name: 'fail-too-long', args: () => ['--csr', opensslCsr(work, 'long').csrPath, '--profile', 'device-tls', '--validity-days', '3000'], code: 'policy_violation' },
     { name: 'fail-missing-file', args: () => ['--csr', file('does-not-exist.csr'), '--profile', 'device-tls'], code: 'bad_request' },
   ];
@@ -135,6 +138,12 @@ describe('fleetpki cert', () => {
     });
   }
 
+  it('ok---only-sans replaces the CSR\'s names, an otherName included', () => {
+    const { csrPath } = opensslCsr(work, 'other3', { san: 'otherName:1.3.6.1.4.1.311.20.2.3;UTF8:dev@example' });
+    const r = json(fleetpki(['cert', 'issue', ...D, '--csr', csrPath, '--profile', 'device-tls', '--only-sans', '--san', 'dns:only.example', '--json']));
+    assert.deepEqual(r.sans, ['dns:only.example']);
+  });
+
   it('revoke, then refuse to revoke twice', () => {
     const r = json(fleetpki(['cert', 'revoke', serial, '--reason', 'keyCompromise', '--invalidity-date', '2026-01-01T00:00:00Z', '--json', ...D]));
     assert.equal(r.status, 'revoked');
@@ -146,6 +155,44 @@ describe('fleetpki cert', () => {
     assert.match(bad.stderr, /not_found/);
     const reason = fleetpki(['cert', 'revoke', serial, '--reason', 'whatever', ...D]);
     assert.match(reason.stderr, /bad_request: "whatever" is not a revocation reason/);
+  });
+});
+
+describe('a closed stdout (fleetpki cert list | head -3)', () => {
+  /**
+   * Runs the command with a stdout pipe whose reading end is closed before
+   * the child can write, as `head` does once it has its lines (a real
+   * `| head` only fails when the writer outlives it, so it is racy as a test).
+   */
+  function withClosedStdout(args: string[]): Promise<{ status: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+    return new Promise((resolve) => {
+      const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      p.stdout.destroy();
+      let stderr = '';
+      p.stderr.on('data', (b) => (stderr += b));
+      p.on('close', (status, signal) => resolve({ status, signal, stderr }));
+    });
+  }
+
+  const commands: Array<[string, string[]]> = [
+    ['cert list (a table, printLine)', ['cert', 'list']],
+    ['cert list --json (printJson)', ['cert', 'list', '--json']],
+    ['ca cert --chain (PEM)', ['ca', 'cert', '--chain']],
+    ['audit list', ['audit', 'list']],
+  ];
+  for (const [name, args] of commands) {
+    it(`${name}: exit 141 (128 + SIGPIPE), nothing on stderr`, async () => {
+      const r = await withClosedStdout([...args, ...D]);
+      assert.equal(r.signal, null);
+      assert.equal(r.stderr, '', 'no EPIPE stack trace');
+      assert.equal(r.status, 141);
+    });
+  }
+
+  it('ok-an open stdout still gets everything and exit 0', () => {
+    const r = fleetpki(['cert', 'list', ...D]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^SERIAL\s+STATUS/);
   });
 });
 
@@ -210,6 +257,35 @@ describe('key ceremony: offline root', () => {
     assert.match(text, /IP:10\.0\.0\.0\/255\.0\.0\.0/);
     assert.match(runOpenssl(['verify', '-x509_strict', '-CAfile', file('root.pem'), file('sensors.pem')]).stdout, /OK/);
   });
+
+  it('ca cert --ca NAME prints that CA; --chain adds its issuers; --json the record', () => {
+    const pem = fleetpki(['ca', 'cert', '--ca', 'sensors', ...D]);
+    assert.equal(pem.status, 0, pem.stderr);
+    assert.equal(pem.stdout, readFileSync(file('sensors.pem'), 'utf8'));
+    assert.match(runOpenssl(['x509', '-noout', '-subject'], pem.stdout).stdout, /CN ?= ?CLI Test Devices sensors/);
+    const chain = fleetpki(['ca', 'cert', '--ca', 'sensors', '--chain', ...D]).stdout;
+    assert.equal(chain, pem.stdout + readFileSync(file('root.pem'), 'utf8'));
+    const j = json(fleetpki(['ca', 'cert', '--ca', 'sensors', '--chain', '--json', ...D]));
+    assert.equal(j.name, 'sensors');
+    assert.equal(j.parent, 'root');
+    assert.equal(j.pem, pem.stdout);
+    assert.deepEqual(j.chain, [pem.stdout, readFileSync(file('root.pem'), 'utf8')]);
+    assert.equal(json(fleetpki(['ca', 'cert', '--json', ...D])).name, 'issuing', 'without --ca: the default issuing CA');
+    assert.equal(json(fleetpki(['ca', 'cert', '--root', '--json', ...D])).kind, 'root');
+  });
+
+  const badCaCert: Array<[string, string[], string]> = [
+    ['fail-unknown CA', ['--ca', 'nope'], 'not_found'],
+    ['fail---root with --ca', ['--root', '--ca', 'sensors'], 'bad_request'],
+  ];
+  for (const [name, args, code] of badCaCert) {
+    it(`ca cert ${name}: exit 2, one line, nothing on stdout`, () => {
+      const r = fleetpki(['ca', 'cert', ...args, ...D]);
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, new RegExp(`^fleetpki: ${code}: [^\n]+\n$`));
+      assert.equal(r.stdout, '');
+    });
+  }
 
   it('the new CA issues inside its name constraints and refuses outside', () => {
     const inside = opensslCsr(work, 'in', { san: 'DNS:t1.sensors.example.com,IP:10.1.2.3' });

@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openContext, type FleetContext } from '../../src/server/context.js';
-import { fleetpki, opensslCsr, tempDir } from '../helpers/data_dir.js';
+import { BIN, fleetpki, opensslCsr, tempDir } from '../helpers/data_dir.js';
 
 const work = tempDir('fleetpki-cli-device-');
 const dir = join(work, 'data');
@@ -82,6 +82,33 @@ describe('fleetpki device register', () => {
     assert.match(r.stdout, /^[A-Za-z0-9_-]{20,}\n$/);
   });
 
+  it('device secret --json: id, secret and lifetime, as the API answers; the secret enrolls and replaces the old one', async () => {
+    const old = ok(fleetpki(['device', 'register', '--id', 'cli-sec', '--profile', 'device-tls', '--secret', ...D])).stdout.trim();
+    const j = json(fleetpki(['device', 'secret', 'cli-sec', '--json', ...D]));
+    assert.deepEqual(Object.keys(j).sort(), ['expiresInHours', 'id', 'secret']);
+    assert.equal(j.id, 'cli-sec');
+    assert.equal(j.expiresInHours, 168);
+    assert.match(j.secret, /^[A-Za-z0-9_-]{20,}$/);
+    assert.notEqual(j.secret, old);
+    const ctx = await openContext(dir);
+    try {
+      const csr = opensslCsr(work, 'cli-sec').csrPem;
+      await assert.rejects(ctx.enrollment.enroll({ credential: { kind: 'secret', deviceId: 'cli-sec', secret: old }, csr, via: 'test' }), /unauthorized/);
+      const e = await ctx.enrollment.enroll({ credential: { kind: 'secret', deviceId: 'cli-sec', secret: j.secret }, csr, via: 'test' });
+      assert.equal(e.status, 'issued');
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  it('fail-device secret for an unknown device: exit 2, nothing on stdout (also with --json)', () => {
+    for (const extra of [[], ['--json']]) {
+      const r = fleetpki(['device', 'secret', 'nope', ...extra, ...D]);
+      failed(r, 2, 'not_found');
+      assert.equal(r.stdout, '');
+    }
+  });
+
   const bad: Array<{ name: string; args: string[]; status: number; code: string; re?: RegExp }> = [
     { name: 'fail-bad-id', args: ['--id', 'bad id', '--profile', 'device-tls'], status: 2, code: 'bad_request', re: /the id must be/ },
     { name: 'fail-unknown-profile', args: ['--id', 'cli-x', '--profile', 'nope'], status: 2, code: 'not_found' },
@@ -150,6 +177,18 @@ describe('fleetpki device import', () => {
     assert.equal(dev.domain, 'site-1');
     assert.deepEqual(dev.sans, ['dns:bulk-04999.example', 'ip:10.19.135.1']);
     assert.deepEqual(dev.attributes, { site: 'Berlin' });
+  });
+
+  it('on a terminal (a pty from script(1)): the progress bar is redrawn once per batch of 1000 and ends at the total', () => {
+    const rows = ['id,profile', ...Array.from({ length: 2500 }, (_, i) => `pty-${i},device-tls`)];
+    writeFileSync(file('pty.csv'), `${rows.join('\n')}\n`);
+    const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const r = spawnSync('script', ['-q', '-e', '-c', [process.execPath, BIN, 'device', 'import', file('pty.csv'), ...D].map(q).join(' '), '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    // stdout and stderr share the terminal; it turns "\n" into "\r\n".
+    const bar = (n: number) => `[${'#'.repeat(n)}${'.'.repeat(30 - n)}]`;
+    assert.equal(r.stdout, `\r${bar(12)} 1000/2500\r${bar(24)} 2000/2500\r${bar(30)} 2500/2500\r\n2500 registered, 0 already registered, 0 rejected\r\n`);
+    assert.equal(json(fleetpki(['device', 'show', 'pty-2499', '--json', ...D])).state, 'registered');
   });
 
   it('--json: every rejected row in the JSON summary; importing again finds them registered', () => {
@@ -232,13 +271,15 @@ describe('fleetpki device list / show / set-state', () => {
     const active = json(fleetpki(['device', 'list', '--state', 'active', '--json', ...D]));
     assert.deepEqual(
       active.map((x: { id: string }) => x.id),
-      ['cli-1'],
+      ['cli-1', 'cli-sec'],
     );
   });
 
   it('list as a table', () => {
     const r = ok(fleetpki(['device', 'list', '--state', 'active', ...D]));
-    const [header, row] = r.stdout.trim().split('\n');
+    const [header, row, row2, ...more] = r.stdout.trim().split('\n');
+    assert.match(row2, /^cli-sec\s+active\s/);
+    assert.deepEqual(more, []);
     assert.match(header, /^ID\s+STATE\s+PROFILE\s+DOMAIN\s+MODEL\s+CURRENT CERTIFICATE$/);
     assert.match(row, /^cli-1\s+active\s+device-tls\s+site-a\s+-\s+[0-9a-f]+$/);
   });
@@ -250,6 +291,33 @@ describe('fleetpki device list / show / set-state', () => {
       json(fleetpki(['device', 'list', '--state', 'suspended', '--json', ...D])).map((x: { id: string }) => x.id),
       ['cli-2'],
     );
+  });
+
+  it('set-state follows the lifecycle: resume, retire; refused changes exit 1 with one line and change nothing', () => {
+    ok(fleetpki(['device', 'register', '--id', 'cli-lc', '--profile', 'device-tls', ...D]));
+    const steps: Array<{ to: string; status: number; re: RegExp }> = [
+      { to: 'active', status: 1, re: /^fleetpki: conflict: device cli-lc is registered and cannot be set active .*becomes active by enrolling\n$/ },
+      { to: 'suspended', status: 0, re: /device cli-lc is now suspended/ },
+      { to: 'active', status: 1, re: /^fleetpki: conflict: device cli-lc has no certificate/ },
+      { to: 'registered', status: 0, re: /device cli-lc is now registered/ },
+      { to: 'retired', status: 0, re: /device cli-lc is now retired/ },
+      { to: 'registered', status: 1, re: /^fleetpki: conflict: device cli-lc is retired and cannot be set registered \(retired is final\)/ },
+      { to: 'active', status: 1, re: /retired is final/ },
+    ];
+    for (const s of steps) {
+      const before = json(fleetpki(['device', 'show', 'cli-lc', '--json', ...D]));
+      const r = fleetpki(['device', 'set-state', 'cli-lc', s.to, ...D]);
+      assert.equal(r.status, s.status, `${before.state} → ${s.to}: ${r.stderr}`);
+      assert.match(r.stderr, s.re);
+      const after = json(fleetpki(['device', 'show', 'cli-lc', '--json', ...D]));
+      assert.equal(after.state, s.status === 0 ? s.to : before.state);
+    }
+  });
+
+  it('set-state --help lists the allowed changes', () => {
+    const r = ok(fleetpki(['device', 'set-state', '--help']));
+    assert.match(r.stdout, /^ {2}suspended +→ active \(has a certificate\), registered \(has none\), revoked, retired$/m);
+    assert.match(r.stdout, /^ {2}retired +→ nothing: final$/m);
   });
 
   it('show --json: record, secret status and certificates', () => {
@@ -408,7 +476,7 @@ describe('--help for every registry command', () => {
   const commands: Array<{ cmd: string[]; expect: RegExp[] }> = [
     { cmd: ['device'], expect: [/register/, /import/, /list/, /show/, /secret/, /set-state/] },
     { cmd: ['device', 'register'], expect: [/--id <id>/, /--profile <name>/, /--domain <domain>/, /--san <name>/, /--order <id>/, /--approval/, /--secret/, /--json/] },
-    { cmd: ['device', 'secret'], expect: [/<id>/] },
+    { cmd: ['device', 'secret'], expect: [/<id>/, /--json/] },
     { cmd: ['device', 'import'], expect: [/<file>/, /--profile <name>/, /--format <format>/, /--json/, /CSV: a header row/] },
     { cmd: ['device', 'list'], expect: [/--state <state>/, /--domain <domain>/, /--after <id>/, /--limit <n>/] },
     { cmd: ['device', 'show'], expect: [/<id>/, /--json/] },

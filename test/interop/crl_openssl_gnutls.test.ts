@@ -82,6 +82,37 @@ describe('CRL publication and validation', () => {
     assert.ok(serial);
   });
 
+  it("the server's own timer publishes a revocation made by the CLI, without being asked (crl.checkIntervalSeconds)", async () => {
+    const serial = await issue('timer-1');
+    const r = await run(process.execPath, [BIN, 'cert', 'revoke', serial, '--reason', 'superseded', ...D()]);
+    assert.equal(r.status, 0, r.stderr);
+    const deadline = Date.now() + 15_000;
+    let text = '';
+    while (Date.now() < deadline) {
+      await download('issuing.crl', f('timer.crl.pem'));
+      text = (await run('openssl', ['crl', '-in', f('timer.crl.pem'), '-noout', '-text'])).stdout;
+      if (text.includes(`Serial Number: ${serial.toUpperCase()}`)) break;
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    assert.match(text, new RegExp(`Serial Number: ${serial.toUpperCase()}[\\s\\S]*?Superseded`));
+  });
+
+  it('fleetpki crl --ca NAME --out FILE writes the DER the distribution point serves; without --out, PEM', async () => {
+    await server.publishCrls();
+    const out = await run(process.execPath, [BIN, 'crl', '--ca', 'issuing', '--out', f('cli.crl'), ...D()]);
+    assert.equal(out.status, 0, out.stderr);
+    const served = Buffer.from(await (await fetch(`${crlBase}/crl/issuing.crl`)).arrayBuffer());
+    assert.deepEqual(readFileSync(f('cli.crl')), served);
+    const v = await run('openssl', ['crl', '-inform', 'DER', '-in', f('cli.crl'), '-CAfile', f('issuing.pem'), '-noout']);
+    assert.match(v.stdout + v.stderr, /verify OK/);
+    const pem = await run(process.execPath, [BIN, 'crl', '--ca', 'issuing', ...D()]);
+    assert.equal(pem.status, 0, pem.stderr);
+    assert.match(pem.stdout, /^-----BEGIN X509 CRL-----/);
+    const unknown = await run(process.execPath, [BIN, 'crl', '--ca', 'nope', '--out', f('nope.crl'), ...D()]);
+    assert.notEqual(unknown.status, 0);
+    assert.match(unknown.stderr, /nope/);
+  });
+
   it('a revocation by the CLI (another process) is in the next CRL; openssl and certtool then refuse the certificate', async () => {
     const serial = await issue('lost-1');
     const r = await run(process.execPath, [BIN, 'cert', 'revoke', serial, '--reason', 'keyCompromise', ...D()]);
@@ -108,6 +139,19 @@ describe('CRL publication and validation', () => {
     writeFileSync(goodChain, readFileSync(f('good-1.pem'), 'utf8') + readFileSync(f('issuing.pem'), 'utf8'));
     const good = await run('certtool', ['--verify', '--load-ca-certificate', f('root.pem'), '--load-crl', crls, '--infile', goodChain]);
     assert.match(good.stdout, /Chain verification output: Verified/, good.stdout + good.stderr);
+    // certtool --verify-chain: the whole chain up to the root in one file,
+    // with the CRLs in the same file (certtool reads both from it).
+    const wholeChain = (leaf: string) => {
+      const file = f(`${leaf}-whole.pem`);
+      writeFileSync(file, readFileSync(f(`${leaf}.pem`), 'utf8') + readFileSync(f('issuing.pem'), 'utf8') + readFileSync(f('root.pem'), 'utf8') + readFileSync(crls, 'utf8'));
+      return file;
+    };
+    const badChain = await run('certtool', ['--verify-chain', '--infile', wholeChain('lost-1')]);
+    assert.notEqual(badChain.status, 0);
+    assert.match(badChain.stdout + badChain.stderr, /revoked/i);
+    const goodWhole = await run('certtool', ['--verify-chain', '--infile', wholeChain('good-1')]);
+    assert.equal(goodWhole.status, 0, goodWhole.stdout + goodWhole.stderr);
+    assert.match(goodWhole.stdout, /Chain verification output: Verified/);
   });
 
   it('certificateHold, then release: the delta CRL says removeFromCRL and the base CRL drops the entry', async () => {

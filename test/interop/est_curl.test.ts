@@ -374,7 +374,7 @@ describe('EST refusals: the right status, nothing issued, an audit entry', () =>
     await refused(() => post('simplereenroll', csr, { cert: d.cert, key: d.key }), 403, 'forbidden', /revoked/);
   });
 
-  it('superseded client certificate (not the device\'s current one) on /simplereenroll: 403 [BUG: it is renewed]', async () => {
+  it('superseded client certificate (not the device\'s current one) on /simplereenroll: 403, the current one stays', async () => {
     // Issue 3: re-enrollment authenticates with "its current certificate from
     // our CA". After a rekey, the old certificate (and its possibly leaked
     // key) must not renew the device again.

@@ -327,6 +327,31 @@ describe('PATCH /api/v1/devices/{id}', () => {
   it('fail-unknown device 404', async () => {
     problem(await call('admin', 'PATCH', '/api/v1/devices/nope', { owner: 'x' }), 404, 'not_found');
   });
+
+  // The lifecycle (src/registry/lifecycle.ts) holds for the API as for the CLI.
+  const transitions: Array<{ name: string; setup: string[]; patch: Record<string, unknown>; re: RegExp }> = [
+    { name: 'fail-registered → active by hand (no certificate)', setup: [], patch: { state: 'active' }, re: /is registered and cannot be set active/ },
+    { name: 'fail-out of retired, with other fields', setup: ['retired'], patch: { state: 'suspended', owner: 'bob' }, re: /retired is final/ },
+    { name: 'fail-suspended → active without a certificate', setup: ['suspended'], patch: { state: 'active' }, re: /has no certificate/ },
+  ];
+  for (const [i, c] of transitions.entries()) {
+    it(`${c.name}: 409 conflict, nothing changed`, async () => {
+      const id = `patch-lc-${i}`;
+      await d.ctx.registry.register({ id, profile: 'device-tls' }, 'test');
+      for (const s of c.setup) await d.ctx.registry.setState(id, s as 'retired', 'test');
+      const before = await d.ctx.store.getDevice(id);
+      problem(await call('ra-officer', 'PATCH', `/api/v1/devices/${id}`, c.patch), 409, 'conflict', c.re);
+      assert.deepEqual(await d.ctx.store.getDevice(id), before);
+    });
+  }
+
+  it('ok-resume a suspended device to registered over the API', async () => {
+    await d.ctx.registry.register({ id: 'patch-resume', profile: 'device-tls' }, 'test');
+    await d.ctx.registry.setState('patch-resume', 'suspended', 'test');
+    const res = await call('ra-officer', 'PATCH', '/api/v1/devices/patch-resume', { state: 'registered' });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.json().state, 'registered');
+  });
 });
 
 describe('/api/v1/trust/manufacturers', () => {

@@ -13,7 +13,8 @@ import { parseCertificate, type CertInfo } from '../../src/x509/cert_info.js';
 import { parseCsr } from '../../src/x509/csr.js';
 import { derFromPemOrDer, pemEncode } from '../../src/x509/pem.js';
 import { makeCsr, makeTestCa, TEST_PUBLIC_URL, type TestCa } from '../helpers/ca_fixture.js';
-import type { IssueRequest } from '../../src/authority/authority.js';
+import { Authority, type IssueRequest } from '../../src/authority/authority.js';
+import { resolveProfiles } from '../../src/authority/profiles.js';
 
 const DAY = 86_400_000;
 const FIXTURES = fileURLToPath(new URL('../fixtures/csr/', import.meta.url));
@@ -500,3 +501,33 @@ describe('Authority: offline root', () => {
     assert.equal(createHash('sha256').update(r.der).digest('hex'), parseCertificate(r.der).fingerprintSha256);
   });
 });
+
+describe('Authority: CRL partitioning once a CA passes crl.partitionAbove', () => {
+  it('ok-unpartitioned-until-the-full-CRL-passes-the-size-then-sharded-for-good', async () => {
+    const clock = new FakeClock(Math.floor(Date.now() / 1000) * 1000);
+    const t = await makeTestCa({ clock });
+    try {
+      const a = new Authority(t.store, t.keys, clock, { profiles: resolveProfiles({}), defaultCa: 'issuing', publicUrl: TEST_PUBLIC_URL, backdateSeconds: 300, crlShards: 4, crlPartitionAbove: 2 });
+      const issue = async () => (await a.issue({ serverGeneratedSpki: spkiOfNewKey(), profile: 'device-tls', subject: [{ type: 'CN', value: 'd' }], actor: 't' })).record;
+      const first = await Promise.all([issue(), issue(), issue()]);
+      for (const c of first) assert.equal(c.crlShard, undefined, 'no shard while the CRL is small');
+      await a.revoke(first[0].serial, 'keyCompromise', 't');
+      await a.revoke(first[1].serial, 'superseded', 't');
+      await a.revoke(first[2].serial, 'superseded', 't');
+      // Three entries now, but the store is asked at most once a minute.
+      assert.equal((await issue()).crlShard, undefined);
+      clock.advance(60_000);
+      const sharded = [await issue(), await issue(), await issue(), await issue()];
+      for (const c of sharded) assert.ok(c.crlShard! >= 1 && c.crlShard! <= 4, String(c.crlShard));
+      const cdp = parseCertificate((await t.store.getCertificate(sharded[0].serial))!.der).extensions.find((e) => e.oid === '2.5.29.31')!;
+      assert.match(Buffer.from(cdp.value).toString('latin1'), new RegExp(`/crl/issuing-s${sharded[0].crlShard}\\.crl`));
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
+
+function spkiOfNewKey(): Uint8Array {
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }));
+}

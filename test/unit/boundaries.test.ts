@@ -29,6 +29,22 @@ describe('core import boundaries', () => {
   it('ok-adapters may import them', async () => {
     assert.deepEqual(await forbidden("import * as m from 'fastify';\nexport const x = m;\n", 'src/protocols/api/x.ts'), []);
   });
+  for (const mod of ['../server/server.js', '../registry/registry.js', '../store/store.js', '../authority/authority.js', '../protocols/est/plugin.js', 'fastify']) {
+    it(`fail-agent-imports-${mod}`, async () => {
+      const msgs = await forbidden(`import * as m from '${mod}';\nexport const x = m;\n`, 'src/agent/x.ts');
+      assert.equal(msgs.length, 1, `${mod} must be refused in src/agent`);
+      assert.match(msgs[0], /over the wire/);
+    });
+  }
+  it('ok-the agent may import the shared x509 and key interfaces', async () => {
+    assert.deepEqual(await forbidden("import * as m from '../x509/cert_info.js';\nimport * as k from '../keys/key_store.js';\nexport const x = [m, k];\n", 'src/agent/x.ts'), []);
+  });
+  it('ok-the agent obeys its rule', async () => {
+    const results = await eslint.lintFiles(['src/agent/**/*.ts']);
+    const hits = results.flatMap((r) => r.messages.filter((m) => m.ruleId === 'no-restricted-imports').map((m) => `${r.filePath}: ${m.message}`));
+    assert.deepEqual(hits, []);
+    assert.ok(results.length >= 8, 'agent files were linted');
+  });
   it('ok-the tree obeys the rule', async () => {
     const results = await eslint.lintFiles(['src/authority/**/*.ts', 'src/registry/**/*.ts']);
     const hits = results.flatMap((r) => r.messages.filter((m) => m.ruleId === 'no-restricted-imports').map((m) => `${r.filePath}: ${m.message}`));

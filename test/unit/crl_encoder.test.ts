@@ -6,13 +6,14 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, webcrypto } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CertificateList } from '@peculiar/asn1-x509';
 import * as x509 from '@peculiar/x509';
+import * as der from '../../src/asn1/der.js';
 import { keyObjectSigner, type Signer } from '../../src/keys/key_store.js';
 import type { RevokedEntry } from '../../src/store/store.js';
 import { signCertificate } from '../../src/x509/cert_builder.js';
@@ -97,6 +98,49 @@ describe('CRL encoder', () => {
     const ext = (oid: string) => crl.extensions.find((e) => e.type === oid);
     assert.ok(ext('2.5.29.35'), 'authorityKeyIdentifier');
     assert.ok(ext('2.5.29.20'), 'cRLNumber');
+  });
+
+  it("writes the revoked-entry list byte for byte as @peculiar/x509's X509CrlGenerator does", async () => {
+    const ca = await makeCa('ec');
+    x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+    const key = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+    const reasonCode: Record<string, x509.X509CrlReason> = { unspecified: 0, keyCompromise: 1, superseded: 4, cessationOfOperation: 5, certificateHold: 6, affiliationChanged: 3, cACompromise: 2, privilegeWithdrawn: 9 };
+    // Every reason, with and without invalidity dates, serials of 1..20 octets, dates on both sides of 2050.
+    const entries: RevokedEntry[] = Object.keys(reasonCode).flatMap((reason, i) => [
+      { serial: (0x10 + i).toString(16), revokedAt: new Date(Date.UTC(2030, i, 1 + i, i, 2 * i, 3 * i)), reason: reason as RevokedEntry['reason'] },
+      { serial: `${(0x40 + i).toString(16)}${'a5'.repeat(i + 1)}`, revokedAt: new Date(Date.UTC(2049 + (i % 3), 11, 31, 23, 59, 59)), reason: reason as RevokedEntry['reason'], invalidityDate: new Date(Date.UTC(2029 + i * 3, 0, 2, 3, 4, 5)) },
+    ]);
+    entries.push({ serial: '7f'.repeat(20), revokedAt: new Date('2099-06-01T00:00:00Z'), reason: 'keyCompromise', invalidityDate: new Date('2099-05-31T00:00:00Z') });
+    const ours = (await encodeCrl(input(ca, [entries]))).der;
+    const library = await x509.X509CrlGenerator.create({
+      issuer: new x509.Name(name).toString(),
+      thisUpdate: NOW,
+      nextUpdate: new Date(NOW.getTime() + 86_400_000),
+      entries: entries.map((e) => ({ serialNumber: e.serial, revocationDate: e.revokedAt, reason: reasonCode[e.reason], invalidity: e.invalidityDate })),
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+      signingKey: key.privateKey as unknown as x509.X509CrlCreateParams['signingKey'],
+    });
+    // TBSCertList: version, signature, issuer, thisUpdate, nextUpdate, revokedCertificates, ...
+    const revokedEntries = (crl: Uint8Array) => {
+      const tbs = der.readChildren(crl, der.readTlv(crl, 0))[0];
+      const list = der.readChildren(crl, tbs)[5];
+      return der.readChildren(crl, list).map((e) => Buffer.from(der.slice(crl, e)).toString('hex'));
+    };
+    const mine = revokedEntries(ours);
+    const theirs = revokedEntries(new Uint8Array(library.rawData));
+    assert.equal(mine.length, entries.length);
+    assert.equal(theirs.length, entries.length);
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i];
+      if (e.reason === 'unspecified' && !e.invalidityDate) {
+        // The one difference: with nothing to say the library writes an
+        // empty crlEntryExtensions (30 00), which RFC 5280 §4.1 forbids
+        // (Extensions ::= SEQUENCE SIZE (1..MAX)); we leave it out.
+        assert.equal(theirs[i], `${(parseInt(mine[i].slice(2, 4), 16) + 2).toString(16).padStart(2, '0')}`.replace(/^/, '30') + mine[i].slice(4) + '3000', `entry ${i}`);
+      } else {
+        assert.equal(mine[i], theirs[i], `entry ${i} (${e.reason}${e.invalidityDate ? ', invalidityDate' : ''})`);
+      }
+    }
   });
 
   it('uses GeneralizedTime from 2050 and UTCTime before (§5.1.2.4, §5.1.2.6)', async () => {

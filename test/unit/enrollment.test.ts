@@ -403,6 +403,24 @@ describe('re-enrollment with our certificate', () => {
     await refused({ credential: { kind: 'certificate', leaf: forged, anchor: rootAnchor }, csr: csr(registrySubj('re-1')).csrPem, reenroll: true }, 'unauthorized', /not one this CA issued/);
   });
 
+  // Issue 3: re-enrollment authenticates with "its current certificate from
+  // our CA". After a renewal the superseded certificate (and its possibly
+  // leaked key) must not renew the device again, with either EST operation,
+  // and must not be able to race the current one.
+  it('fail-a superseded certificate (not the device\'s current one): forbidden, on simplereenroll and simpleenroll', async () => {
+    const { r: old } = await enrollNew('re-superseded');
+    const current = await issued({ credential: byCert(old.result.der), csr: csr(registrySubj('re-superseded')).csrPem, reenroll: true });
+    assert.equal((await d.ctx.registry.device('re-superseded')).currentSerial, current.result.record.serial);
+    for (const reenroll of [true, false]) {
+      const e = await refused({ credential: byCert(old.result.der), csr: csr(registrySubj('re-superseded')).csrPem, reenroll }, 'forbidden', /is not the current certificate of device re-superseded/);
+      assert.ok(e.detail.includes(old.result.record.serial) && e.detail.includes(current.result.record.serial), e.detail);
+    }
+    assert.equal((await d.ctx.registry.device('re-superseded')).currentSerial, current.result.record.serial, 'the current certificate is unchanged');
+    assert.equal((await d.ctx.store.getCertificate(old.result.record.serial))!.status, 'good', 'refusing revokes nothing');
+    // The current certificate still renews.
+    await issued({ credential: byCert(current.result.der), csr: csr(registrySubj('re-superseded')).csrPem, reenroll: true });
+  });
+
   it('fail-a certificate of ours that belongs to no device: forbidden', async () => {
     const c = csr('/CN=operator-issued');
     const r = await d.ctx.authority.issue({ csr: c.csrPem, profile: 'device-tls', actor: 'test' });

@@ -329,8 +329,8 @@ describe('OCSP responder', () => {
       assert.ok(c.nextUpdate! > a.nextUpdate!, 'the new answer outlives the old one: never served stale');
     });
 
-    it('ok-revocation-invalidates-the-cached-answer', async () => {
-      const r = make();
+    it('ok-a-revocation-from-another-process-reaches-the-cached-answer-within-statusPollSeconds', async () => {
+      const r = make({ statusPollSeconds: 2 });
       const serial = await leaf('cache-revoke');
       const req = request({ issuer: issuing, serial });
       const a = await r.respond(req);
@@ -338,12 +338,55 @@ describe('OCSP responder', () => {
       assert.deepEqual(Buffer.from((await r.respond(req)).der), Buffer.from(a.der));
       // Revoked behind the responder's back, straight in the store (as another process would).
       await d.ctx.store.revokeCertificate(serial, { revokedAt: clock.now(), reason: 'certificateHold' }, { actor: 'test', action: 'certificate.revoke', target: serial });
+      clock.advance(1999);
+      assert.deepEqual(Buffer.from((await r.respond(req)).der), Buffer.from(a.der), 'until the feed is read again, the cached answer stands');
+      clock.advance(1);
       const b = await r.respond(req);
       assert.equal(single(parse(b.der)).certStatus.revoked?.revocationReason?.reason, 6);
       assert.deepEqual(Buffer.from((await r.respond(req)).der), Buffer.from(b.der), 'the new answer is cached in turn');
-      // Releasing the hold makes it good again, also at once.
+      // Releasing the hold makes it good again, as soon as the feed is read.
       await d.ctx.authority.releaseHold(serial, 'test');
+      clock.advance(2000);
       assert.equal(single(parse((await r.respond(req)).der)).certStatus.good, null);
+    });
+
+    it('ok-statusPollSeconds-0-reads-the-feed-before-every-answer', async () => {
+      const r = make({ statusPollSeconds: 0 });
+      const serial = await leaf('cache-revoke-0');
+      const req = request({ issuer: issuing, serial });
+      assert.equal(single(parse((await r.respond(req)).der)).certStatus.good, null);
+      await d.ctx.store.revokeCertificate(serial, { revokedAt: clock.now(), reason: 'keyCompromise' }, { actor: 'test', action: 'certificate.revoke', target: serial });
+      assert.equal(single(parse((await r.respond(req)).der)).certStatus.revoked?.revocationReason?.reason, 1);
+    });
+
+    it('ok-an-unknown-serial-becomes-good-once-issued', async () => {
+      const r = make({ statusPollSeconds: 0 });
+      const other = await leaf('cache-unknown-other');
+      // A serial of this CA that is not issued yet: unknown, cached.
+      const serial = `${other.slice(0, -2)}${other.endsWith('00') ? '01' : '00'}`;
+      const req = request({ issuer: issuing, serial });
+      assert.ok('unknown' in single(parse((await r.respond(req)).der)).certStatus);
+      const rec = await d.ctx.store.getCertificate(other);
+      await d.ctx.store.insertCertificate({ ...rec!, serial }, { actor: 'test', action: 'certificate.issue', target: serial });
+      assert.equal(single(parse((await r.respond(req)).der)).certStatus.good, null);
+    });
+
+    it('ok-refreshDue-re-signs-answers-before-they-are-due-and-reads-their-status-afresh', async () => {
+      const r = make({ validitySeconds: 3600, refreshAheadSeconds: 600, statusPollSeconds: 3600 });
+      const good = await leaf('pre-good');
+      const revoked = await leaf('pre-revoked');
+      const a = await r.respond(request({ issuer: issuing, serial: good }));
+      await r.respond(request({ issuer: issuing, serial: revoked }));
+      assert.equal(await r.refreshDue(), 0, 'nothing is due yet');
+      await d.ctx.store.revokeCertificate(revoked, { revokedAt: clock.now(), reason: 'superseded' }, { actor: 'test', action: 'certificate.revoke', target: revoked });
+      // Within one refresh interval of the refresh point: both are re-signed now.
+      clock.set(a.nextUpdate!.getTime() - 600_000 - r.refreshIntervalMs + 1000);
+      assert.equal(await r.refreshDue(), 2);
+      const b = await r.respond(request({ issuer: issuing, serial: good }));
+      assert.notDeepEqual(Buffer.from(b.der), Buffer.from(a.der));
+      assert.equal(b.thisUpdate?.getTime(), Math.floor(clock.now().getTime() / 1000) * 1000, 'signed by refreshDue, not by the request');
+      assert.equal(single(parse((await r.respond(request({ issuer: issuing, serial: revoked }))).der)).certStatus.revoked?.revocationReason?.reason, 4);
+      assert.equal(await r.refreshDue(), 0);
     });
 
     it('ok-sha1-and-sha256-answers-are-cached-apart', async () => {

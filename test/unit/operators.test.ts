@@ -19,7 +19,7 @@ const EXPECTED: Record<Role, Permission[]> = {
   admin: ['ca:read', 'ca:admin', 'cert:read', 'cert:issue', 'cert:revoke', 'token:admin', 'audit:read', 'device:read', 'device:register', 'enrollment:approve', 'trust:admin'],
   'ra-officer': ['ca:read', 'cert:read', 'cert:issue', 'cert:revoke', 'device:read', 'device:register', 'enrollment:approve'],
   auditor: ['ca:read', 'cert:read', 'audit:read', 'device:read'],
-  'key-recovery': ['ca:read', 'cert:read', 'device:read'],
+  'key-recovery': ['ca:read', 'cert:read', 'device:read', 'key:recover'],
   'firmware-signer': ['ca:read'],
 };
 

@@ -64,6 +64,11 @@ describe('resolveProfiles', () => {
     assert.deepEqual(r['device-tls'].san, DEFAULT_PROFILES['device-tls'].san);
   });
 
+  it('ok-keyEscrow-with-serverKeyGen', () => {
+    const r = resolveProfiles({ 'device-tls': { serverKeyGen: true, keyEscrow: true } });
+    assert.equal(r['device-tls'].keyEscrow, true);
+  });
+
   it('ok-new-profile', () => {
     const r = resolveProfiles({ 'gw-uplink': full });
     assert.deepEqual(r['gw-uplink'], full);
@@ -77,6 +82,8 @@ describe('resolveProfiles', () => {
 
   const bad: Array<{ name: string; overrides: Record<string, Partial<Profile>>; why: RegExp }> = [
     { name: 'fail-bad-profile-name', overrides: { Bad_Name: full }, why: /lowercase/ },
+    { name: 'fail-keyEscrow-without-serverKeyGen', overrides: { 'device-tls': { keyEscrow: true } }, why: /keyEscrow needs serverKeyGen/ },
+    { name: 'fail-keyEscrow-not-boolean', overrides: { 'device-tls': { serverKeyGen: true, keyEscrow: 'yes' as never } }, why: /keyEscrow is true or false/ },
     { name: 'fail-profile-name-leading-dash', overrides: { '-x': full }, why: /lowercase/ },
     { name: 'fail-missing-description', overrides: { 'gw-x': { ...full, description: undefined } }, why: /description/ },
     { name: 'fail-unknown-key-algorithm', overrides: { 'device-tls': { keyAlgorithms: ['rsa-1024' as never] } }, why: /unknown key algorithm "rsa-1024"/ },

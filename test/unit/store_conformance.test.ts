@@ -272,6 +272,11 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
         assert.deepEqual(versions.map((v) => Number(v.version)), MIGRATIONS.map((m) => m.version));
       });
 
+      it('ok an empty store: lastAuditSeq 0, no certificate changes', async () => {
+        assert.equal(await store.lastAuditSeq(), 0);
+        assert.deepEqual(await store.listCertificateChanges(0), []);
+      });
+
       it('ok migrating a database created at version 1 keeps its rows, which have no deviceId', async () => {
         const old = await openUnmigrated();
         try {
@@ -312,6 +317,25 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
           await old.recordEnrollment(enrollment('0002', 'dev-1'), audit('certificate.enroll', '0002'));
           assert.deepEqual((await old.listCertificates()).map((c) => [c.serial, c.deviceId]), [['0001', undefined], ['0002', 'dev-1']]);
           assert.deepEqual(verifyAuditChain(await readAuditLog(old)), { ok: true, entries: 3 });
+        } finally {
+          await old.close();
+        }
+      });
+    });
+
+    describe('schema: version 5 (key escrow)', () => {
+      it('ok migrating a database created at version 4 keeps its certificates; escrow works on it', async () => {
+        const old = await openUnmigrated();
+        try {
+          const db = rawDb(old);
+          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 4)), [1, 2, 3, 4]);
+          await withRoot(old);
+          await old.insertCertificate(certRecord('0001'), audit('certificate.issue', '0001'));
+          await old.migrate();
+          assert.deepEqual(await old.listCertificates(), [certRecord('0001')]);
+          await old.putEscrowKey({ keyRef: 'k1', spki: ALL_BYTES, createdAt: at(0) }, audit('key.escrow.create'));
+          await old.putEscrowedKey({ serial: '0001', escrowKeyRef: 'k1', envelope: ALL_BYTES, createdAt: at(1) }, audit('key.escrow', '0001'));
+          assert.deepEqual(await old.getEscrowedKey('0001'), { serial: '0001', escrowKeyRef: 'k1', envelope: ALL_BYTES, createdAt: at(1) });
         } finally {
           await old.close();
         }
@@ -674,15 +698,15 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
       }
     });
 
-    describe('schema: version 4 (cmp)', () => {
-      it('ok migrating a database created at version 3 keeps its secrets, with no sealed copy', async () => {
+    describe('schema: version 6 (cmp)', () => {
+      it('ok migrating a database created at version 5 keeps its secrets, with no sealed copy', async () => {
         const old = await openUnmigrated();
         try {
           const db = rawDb(old);
-          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 3)), [1, 2, 3]);
+          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 5)), [1, 2, 3, 4, 5]);
           await withRoot(old);
           await old.insertDevice(deviceRecord('dev-1'), audit('device.register', 'dev-1'));
-          // As fleetpki 0.3 wrote it: no sealed column.
+          // As fleetpki before CMP wrote it: no sealed column.
           await db.insertInto('enrollment_secrets').values({ device_id: 'dev-1', secret_hash: sha('dev-1'), created_at: T0 + 30, expires_at: T0 + DAY, used_at: null } as never).execute();
           await old.migrate();
           const versions = await db.selectFrom('schema_version').select('version').orderBy('version').execute();
@@ -701,6 +725,7 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
 
     registryConformance(() => store);
     revocationConformance(() => store);
+    escrowConformance(() => store);
     cmpConformance(() => store);
 
     describe('audit log', () => {
@@ -1232,6 +1257,52 @@ function registryConformance(current: () => Store): void {
           assert.equal((await readAuditLog(store)).length, 1);
         });
       }
+
+      // The registry checks a lifecycle transition against the state it read;
+      // the guard makes the write conditional on that state.
+      it('ok ifState that holds: applied', async () => {
+        await store.insertDevice(full, audit('device.register', 'dev-1'));
+        const r = await store.updateDevice('dev-1', { state: 'suspended' }, at(DAY), audit('device.update', 'dev-1'), { ifState: 'registered' });
+        assert.equal(r.state, 'suspended');
+      });
+
+      it('fail-ifState that no longer holds → conflict, and nothing changes', async () => {
+        await withRegistry(store);
+        await store.updateDevice('dev-1', { state: 'retired' }, at(DAY), audit('device.update', 'dev-1'));
+        const before = await registrySnapshot(store);
+        await expectProblem(store.updateDevice('dev-1', { state: 'suspended', owner: 'x' }, at(2 * DAY), audit('device.update', 'dev-1'), { ifState: 'active' }), 'conflict');
+        assert.deepEqual(await registrySnapshot(store), before);
+        await expectProblem(store.updateDevice('ghost', { state: 'suspended' }, at(2 * DAY), audit('device.update', 'ghost'), { ifState: 'active' }), 'not_found');
+      });
+
+      it('ok reregister: current certificate unlinked, secret deleted, pending and approved enrollments rejected, decided ones kept', async () => {
+        await withRegistry(store);
+        await store.decidePendingEnrollment('p1', 'approved', 'token:officer', at(60), audit('enrollment.approve', 'p1'));
+        await store.recordEnrollment(enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1'), pendingId: 'p1' }), audit('certificate.enroll', 'e1'));
+        await store.insertPendingEnrollment(pendingRecord('p2', 'dev-1', { spkiSha256: 'cd'.repeat(32) }), audit('enrollment.wait', 'p2'));
+        await store.insertPendingEnrollment(pendingRecord('p3', 'dev-1', { spkiSha256: 'ef'.repeat(32) }), audit('enrollment.wait', 'p3'));
+        await store.decidePendingEnrollment('p3', 'approved', 'token:officer', at(61), audit('enrollment.approve', 'p3'));
+        await store.insertDevice(deviceRecord('dev-2'), audit('device.register', 'dev-2'));
+        await store.putEnrollmentSecret(secretRecord('dev-2'), audit('device.secret', 'dev-2'));
+        await store.insertPendingEnrollment(pendingRecord('q1', 'dev-2'), audit('enrollment.wait', 'q1'));
+        await store.updateDevice('dev-1', { state: 'revoked' }, at(DAY), audit('device.update', 'dev-1'));
+        assert.equal((await store.getDevice('dev-1'))!.currentSerial, 'e1');
+
+        const r = await store.updateDevice('dev-1', { state: 'registered' }, at(2 * DAY), audit('device.update', 'dev-1'), { ifState: 'revoked', reregister: true });
+        assert.equal(r.state, 'registered');
+        assert.equal(r.currentSerial, undefined);
+        assert.deepEqual(await store.getDevice('dev-1'), r);
+        assert.equal((await store.getCertificate('e1'))!.deviceId, 'dev-1', 'the certificate keeps its device');
+        assert.equal(await store.getEnrollmentSecret('dev-1'), undefined);
+        const status = Object.fromEntries((await store.listPendingEnrollments()).map((p) => [p.id, [p.status, p.decidedBy, p.decidedAt?.getTime()]]));
+        assert.deepEqual(status, {
+          p1: ['issued', 'token:officer', at(60).getTime()],
+          p2: ['rejected', 'cli:test', at(2 * DAY).getTime()],
+          p3: ['rejected', 'cli:test', at(2 * DAY).getTime()],
+          q1: ['pending', undefined, undefined],
+        });
+        assert.ok(await store.getEnrollmentSecret('dev-2'), 'other devices are untouched');
+      });
     });
   });
 
@@ -1594,6 +1665,47 @@ function registryConformance(current: () => Store): void {
 }
 
 // --- the revocation part of the suite ---
+
+function escrowConformance(current: () => Store): void {
+  describe('key custody: escrow keys and escrowed keys', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await withRoot(store);
+      await store.insertCertificate(certRecord('0a'), audit('certificate.issue', '0a'));
+    });
+
+    it('ok the newest escrow key is current; escrowed keys round-trip byte for byte', async () => {
+      assert.equal(await store.getEscrowKey(), undefined);
+      const k1 = { keyRef: 'pkcs11:token=t;id=%01', spki: ALL_BYTES, createdAt: at(HOUR) };
+      await store.putEscrowKey(k1, audit('key.escrow.create', k1.keyRef));
+      const k2 = { keyRef: 'soft:escrow-2', spki: Uint8Array.of(1, 2), createdAt: at(2 * HOUR) };
+      await store.putEscrowKey(k2, audit('key.escrow.create', k2.keyRef));
+      assert.deepEqual(await store.getEscrowKey(), k2);
+      const e = { serial: '0a', escrowKeyRef: k1.keyRef, envelope: ALL_BYTES, createdAt: at(3 * HOUR) };
+      await store.putEscrowedKey(e, audit('key.escrow', '0a'));
+      assert.deepEqual(await store.getEscrowedKey('0a'), e);
+      assert.equal(await store.getEscrowedKey('0b'), undefined);
+      assert.deepEqual((await readAuditLog(store)).map((a) => a.action).slice(-3), ['key.escrow.create', 'key.escrow.create', 'key.escrow']);
+    });
+
+    const failures: [string, () => Promise<unknown>, ProblemCode][] = [
+      ['fail-same escrow key twice', () => store.putEscrowKey({ keyRef: 'k1', spki: ALL_BYTES, createdAt: at(0) }, audit('key.escrow.create')), 'already_exists'],
+      ['fail-second escrowed key for a certificate', () => store.putEscrowedKey({ serial: '0a', escrowKeyRef: 'k1', envelope: ALL_BYTES, createdAt: at(0) }, audit('key.escrow')), 'already_exists'],
+      ['fail-unknown certificate', () => store.putEscrowedKey({ serial: 'ff', escrowKeyRef: 'k1', envelope: ALL_BYTES, createdAt: at(0) }, audit('key.escrow')), 'not_found'],
+      ['fail-unknown escrow key', () => store.putEscrowedKey({ serial: '0a', escrowKeyRef: 'nope', envelope: ALL_BYTES, createdAt: at(0) }, audit('key.escrow')), 'not_found'],
+    ];
+    for (const [title, call, code] of failures) {
+      it(`${title} → ${code}, and nothing changes`, async () => {
+        await store.putEscrowKey({ keyRef: 'k1', spki: ALL_BYTES, createdAt: at(0) }, audit('key.escrow.create'));
+        if (title.includes('second')) await store.putEscrowedKey({ serial: '0a', escrowKeyRef: 'k1', envelope: Uint8Array.of(7), createdAt: at(0) }, audit('key.escrow'));
+        const before = [await store.getEscrowKey(), await store.getEscrowedKey('0a'), await readAuditLog(store)];
+        await expectProblem(call(), code);
+        assert.deepEqual([await store.getEscrowKey(), await store.getEscrowedKey('0a'), await readAuditLog(store)], before);
+      });
+    }
+  });
+}
 
 function revocationConformance(current: () => Store): void {
   describe('revocation: listRevoked, countRevoked, shards', () => {
@@ -2001,6 +2113,69 @@ function revocationConformance(current: () => Store): void {
         assert.equal(Number((await rawDb(store).selectFrom('crls').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n), 1);
       });
     }
+  });
+
+  describe('certificate change feed (OCSP caches)', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await withRoot(store);
+    });
+    const seqOfLast = async () => (await readAuditLog(store)).at(-1)!.seq;
+
+    it('ok every status change is on the feed under its audit seq, each certificate once, at its last change', async () => {
+      const start = await store.lastAuditSeq();
+      assert.equal(start, await seqOfLast());
+      assert.deepEqual(await store.listCertificateChanges(start), []);
+      await store.insertCertificate(certRecord('a1'), audit('certificate.issue', 'a1'));
+      const issuedA1 = await seqOfLast();
+      await store.appendAudit(audit('token.create', 't1')); // not a status change
+      await store.insertDevice(deviceRecord('dev-1'), audit('device.register', 'dev-1'));
+      await store.recordEnrollment(enrollment('e1', 'dev-1'), audit('certificate.enroll', 'e1'));
+      const enrolledE1 = await seqOfLast();
+      await store.insertCertificate(certRecord('h1'), audit('certificate.issue', 'h1'));
+      await store.revokeCertificate('h1', { revokedAt: at(5), reason: 'certificateHold' }, audit('certificate.hold', 'h1'));
+      const heldH1 = await seqOfLast();
+      assert.deepEqual(await store.listCertificateChanges(start), [
+        { seq: issuedA1, serial: 'a1' },
+        { seq: enrolledE1, serial: 'e1' },
+        { seq: heldH1, serial: 'h1' },
+      ]);
+      await store.releaseHold('h1', at(6), audit('certificate.release', 'h1'));
+      const releasedH1 = await seqOfLast();
+      await store.revokeCertificate('a1', { revokedAt: at(7), reason: 'superseded' }, audit('certificate.revoke', 'a1'));
+      const revokedA1 = await seqOfLast();
+      assert.deepEqual(await store.listCertificateChanges(enrolledE1), [
+        { seq: releasedH1, serial: 'h1' },
+        { seq: revokedA1, serial: 'a1' },
+      ]);
+      assert.deepEqual(await store.listCertificateChanges(revokedA1), []);
+      assert.equal(await store.lastAuditSeq(), revokedA1);
+    });
+
+    it('ok pages in seq order with limit', async () => {
+      const start = await store.lastAuditSeq();
+      for (let i = 0; i < 7; i++) await store.insertCertificate(certRecord(serialOf(i)), audit('certificate.issue', serialOf(i)));
+      const seen: string[] = [];
+      for (let after = start; ; ) {
+        const page = await store.listCertificateChanges(after, 3);
+        assert.ok(page.length <= 3);
+        seen.push(...page.map((c) => c.serial));
+        if (page.length < 3) break;
+        after = page.at(-1)!.seq;
+      }
+      assert.deepEqual(seen, Array.from({ length: 7 }, (_, i) => serialOf(i)));
+    });
+
+    it('ok a refused change leaves the feed as it was', async () => {
+      await store.insertCertificate(certRecord('r1', revokedAs('keyCompromise', at(1))), audit('certificate.issue', 'r1'));
+      const before = await store.listCertificateChanges(0);
+      await expectProblem(store.revokeCertificate('r1', { revokedAt: at(2), reason: 'superseded' }, audit('certificate.revoke', 'r1')), 'already_revoked');
+      await expectProblem(store.releaseHold('r1', at(3), audit('certificate.release', 'r1')), 'conflict');
+      await expectProblem(store.insertCertificate(certRecord('r1'), audit('certificate.issue', 'r1')), 'already_exists');
+      assert.deepEqual(await store.listCertificateChanges(0), before);
+    });
+
   });
 
   describe('revocation: OCSP signers', () => {

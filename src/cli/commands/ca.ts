@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ProblemError } from '../../errors.js';
 import { keyObjectSigner, loadPrivateKey } from '../../keys/key_store.js';
+import { isAdopting } from '../../keys/pkcs11_token_set.js';
 import { writeFileAtomic } from '../../keys/software_key_store.js';
 import { caJson } from '../../protocols/api/plugin.js';
 import { KEY_ALGORITHMS, isKeyAlgorithm } from '../../x509/algorithms.js';
@@ -10,7 +11,7 @@ import { parseDn } from '../../x509/names.js';
 import { pemEncode } from '../../x509/pem.js';
 import { cliActor } from '../../server/context.js';
 import { withContext, withDir } from '../context.js';
-import { collect, note, positiveInt, printJson, printLine, printTable, readUserFile, secretFrom } from '../output.js';
+import { collect, note, positiveInt, printJson, printLine, printRaw, printTable, readUserFile, secretFrom } from '../output.js';
 
 export function registerCa(program: Command): void {
   const ca = program.command('ca').description('certificate authorities: list, print, key ceremonies');
@@ -32,8 +33,10 @@ export function registerCa(program: Command): void {
     .option('--root', 'the root CA')
     .option('--ca <name>', 'a CA by name')
     .option('--chain', 'also print its issuers up to the root')
+    .option('--json', 'print the CA record as JSON (with --chain: a "chain" array of PEMs, the CA first)')
     .action(async (o) =>
       withContext(o.dir, async (ctx) => {
+        if (o.root && o.ca) throw new ProblemError('bad_request', '--root and --ca name different CAs; give one');
         let name: string = o.ca ?? ctx.config.defaultCa;
         if (o.root) {
           const root = (await ctx.store.listCas()).find((c) => c.kind === 'root');
@@ -41,7 +44,12 @@ export function registerCa(program: Command): void {
           name = root.name;
         }
         const chain = await ctx.authority.chain(name);
-        process.stdout.write((o.chain ? chain : chain.slice(0, 1)).map((d) => pemEncode('CERTIFICATE', d)).join(''));
+        const pems = (o.chain ? chain : chain.slice(0, 1)).map((d) => pemEncode('CERTIFICATE', d));
+        if (o.json) {
+          const rec = (await ctx.store.listCas()).find((c) => c.name === name)!;
+          return printJson({ ...caJson(rec), ...(o.chain ? { chain: pems } : {}) });
+        }
+        printRaw(pems.join(''));
       }),
     );
 
@@ -83,6 +91,7 @@ in a ceremony with 'fleetpki crl --ca root --new --root-key FILE'.`)
     .option('--root-key <file>', 'the offline root key file written by export-root-key')
     .option('--root-key-passphrase-file <file>', 'file holding its passphrase (else $FLEETPKI_ROOT_KEY_PASSPHRASE)')
     .option('--key-algorithm <alg>', `key algorithm of the new CA: ${KEY_ALGORITHMS.join(', ')}`, 'ecdsa-p256')
+    .option('--key-uri <uri>', 'adopt an existing key in the PKCS#11 token (RFC 7512 URI) as the new CA\'s key instead of generating one')
     .option('--validity-days <n>', 'lifetime in days (capped at the parent\'s)', positiveInt, 3650)
     .option('--permit <name>', 'name constraint, permitted subtree: dns:example.com, ip:10.0.0.0/8, email:example.com, uri:.example.com (repeatable)', collect, [])
     .option('--exclude <name>', 'name constraint, excluded subtree (repeatable)', collect, [])
@@ -99,8 +108,11 @@ in a ceremony with 'fleetpki crl --ca root --new --root-key FILE'.`)
           // IP constraints are address/prefix, which parseSan would refuse.
           return type === 'ip' ? { type: 'ip' as const, value: s.slice(i + 1) } : parseSan(s);
         };
+        if (o.keyUri && !isAdopting(ctx.keys)) throw new ProblemError('bad_request', '--key-uri needs the pkcs11 key store');
+        const keyRef = o.keyUri && isAdopting(ctx.keys) ? await ctx.keys.adopt(o.keyUri) : undefined;
         const rec = await ctx.authority.createIssuingCa({
           name: o.name,
+          keyRef,
           parent: o.parent,
           parentSigner,
           subject: o.subject ? parseDn(o.subject) : [{ type: 'O', value: ctx.config.org }, { type: 'CN', value: `${ctx.config.org} ${o.name}` }],

@@ -5,7 +5,7 @@ import { keyObjectSigner, loadPrivateKey } from '../../keys/key_store.js';
 import { cliActor } from '../../server/context.js';
 import { pemEncode } from '../../x509/pem.js';
 import { withContext, withDir } from '../context.js';
-import { note, positiveInt, printJson, readUserFile, secretFrom } from '../output.js';
+import { note, positiveInt, printJson, printRaw, readUserFile, secretFrom } from '../output.js';
 
 export function registerCrl(program: Command): void {
   withDir(program.command('crl').description('write a CA\'s current CRL (publishing one if there is none), or publish a new one'))
@@ -44,7 +44,7 @@ ceremony:  fleetpki crl --ca root --new --root-key root-key.p8 --validity-days 3
           : await ctx.crls.latest(o.ca, kind, o.shard ?? 0);
         if (o.out) writeFileSync(o.out, crl.der);
         if (o.json) printJson({ ca: crl.ca, kind: crl.kind, shard: crl.shard, number: crl.number, baseNumber: crl.baseNumber ?? null, entries: crl.entries, thisUpdate: crl.thisUpdate.toISOString(), nextUpdate: crl.nextUpdate.toISOString() });
-        else if (!o.out) process.stdout.write(pemEncode('X509 CRL', crl.der));
+        else if (!o.out) printRaw(pemEncode('X509 CRL', crl.der));
         else note(`CRL ${crl.number} of ${crl.ca} (${crl.entries} entries, next update ${crl.nextUpdate.toISOString()}) -> ${o.out}`);
       }),
     );

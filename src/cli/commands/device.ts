@@ -1,19 +1,21 @@
 import type { Command } from 'commander';
 import { ProblemError } from '../../errors.js';
 import { parseDeviceFile } from '../../registry/device_file.js';
+import { TRANSITIONS, type Transition } from '../../registry/lifecycle.js';
 import { DEVICE_STATES, type DeviceRecord, type DeviceState } from '../../store/store.js';
 import { cliActor } from '../../server/context.js';
 import { deviceJson } from '../../protocols/api/views.js';
 import { withContext, withDir } from '../context.js';
+import { progressBar } from '../progress.js';
 import { collect, note, positiveInt, printJson, printLine, printTable, readUserFile } from '../output.js';
 
-/** A one-line progress bar on stderr, only when it is a terminal. */
-function progress(done: number, total: number): void {
-  if (!process.stderr.isTTY) return;
-  const width = 30;
-  const filled = Math.round((done / total) * width);
-  process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`);
-  if (done === total) process.stderr.write('\n');
+/** The lifecycle table as help text, one line per state. */
+function lifecycleHelp(): string {
+  const note = (t: Transition) => (t.needs === 'certificate' ? ' (has a certificate)' : t.needs === 'none' ? ' (has none)' : '');
+  return DEVICE_STATES.map((from) => {
+    const to = Object.entries(TRANSITIONS[from]).map(([s, t]) => `${s}${note(t!)}`);
+    return `  ${from.padEnd(11)} → ${to.length ? to.join(', ') : 'nothing: final'}`;
+  }).join('\n');
 }
 
 export function registerDevice(program: Command): void {
@@ -46,10 +48,13 @@ export function registerDevice(program: Command): void {
       }),
     );
 
-  withDir(device.command('secret').description('issue a new one-time enrollment secret for a registered device (replaces the old one)').argument('<id>', 'device id'))
+  withDir(device.command('secret').description('issue a new one-time enrollment secret for a registered device (replaces the old one); printed on stdout, alone on its line'))
+    .argument('<id>', 'device id')
+    .option('--json', 'print as JSON: {"id", "secret", "expiresInHours"}, as the API answers')
     .action(async (id: string, o) =>
       withContext(o.dir, async (ctx) => {
         const secret = await ctx.registry.newSecret(id, cliActor());
+        if (o.json) return printJson({ id, secret, expiresInHours: ctx.config.registry.secretTtlHours });
         note(`one-time enrollment secret for ${id} (valid ${ctx.config.registry.secretTtlHours} h, shown once):`);
         printLine(secret);
       }),
@@ -74,7 +79,7 @@ registered in batches of 1000.`)
         if (format !== 'csv' && format !== 'json') throw new ProblemError('bad_request', '--format is csv or json');
         const text = readUserFile(file, 'device file').toString('utf8');
         const parsed = parseDeviceFile(text, format, { profile: o.profile, domain: o.domain, model: o.model, orderId: o.order });
-        const r = await ctx.registry.importDevices(parsed.rows, cliActor(), progress);
+        const r = await ctx.registry.importDevices(parsed.rows, cliActor(), progressBar());
         const rejected = [...parsed.rejected, ...r.rejected].sort((a, b) => a.line - b.line);
         const summary = { registered: r.inserted, alreadyRegistered: r.existing, rejected };
         if (rejected.length) process.exitCode = 3;
@@ -125,6 +130,7 @@ registered in batches of 1000.`)
     );
 
   withDir(device.command('set-state').description('change a device\'s lifecycle state (revocation of its certificates is separate: cert revoke)').argument('<id>', 'device id').argument('<state>', DEVICE_STATES.join(' | ')))
+    .addHelpText('after', `\nAllowed changes (a device becomes active by enrolling):\n${lifecycleHelp()}\nrevoked → registered is a re-registration: the current certificate is unlinked\n(kept in the history), the unused secret and waiting enrollments are void.`)
     .action(async (id: string, state: string, o) =>
       withContext(o.dir, async (ctx) => {
         if (!DEVICE_STATES.includes(state as DeviceState)) throw new ProblemError('bad_request', `state is one of ${DEVICE_STATES.join(', ')}`);

@@ -4,7 +4,7 @@ import { anchorJson, orderJson, pendingJson } from '../../protocols/api/views.js
 import { cliActor } from '../../server/context.js';
 import type { PendingStatus } from '../../store/store.js';
 import { withContext, withDir } from '../context.js';
-import { note, positiveInt, printJson, printTable, readUserFile } from '../output.js';
+import { note, positiveInt, printJson, printRaw, printTable, readUserFile } from '../output.js';
 
 /** Manufacturer trust, enrollment orders and approvals. */
 export function registerRegistryAdmin(program: Command): void {
@@ -60,7 +60,7 @@ can name the CN or a URI SAN prefix instead). It must still be registered.`)
         const rec = await ctx.registry.createOrder({ profile: o.profile, quantity: o.quantity, model: o.model, domain: o.domain, validDays: o.validDays }, cliActor());
         if (o.json) return printJson(orderJson(rec));
         note(`order ${rec.id}: ${rec.quantity} x ${rec.profile}${rec.model ? ` for model ${rec.model}` : ''}${rec.domain ? ` in ${rec.domain}` : ''}`);
-        process.stdout.write(`${rec.id}\n`);
+        printRaw(`${rec.id}\n`);
       }),
     );
 

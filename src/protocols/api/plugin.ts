@@ -7,6 +7,7 @@
 import swagger from '@fastify/swagger';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ProblemError } from '../../errors.js';
+import { deliverKey, type Delivery } from '../../keys/key_delivery.js';
 import { authorize, type Operator, type Permission } from '../../registry/operators.js';
 import type { FleetContext } from '../../server/context.js';
 import { normaliseSerial } from '../../authority/serial.js';
@@ -35,6 +36,11 @@ const bearer = (req: FastifyRequest) => {
   const h = req.headers.authorization;
   return h && /^Bearer /i.test(h) ? h.slice(7).trim() : undefined;
 };
+
+/** A delivered key in JSON: PKCS#12 as base64, PKCS#8 as PEM. */
+function deliveryJson(d: Delivery) {
+  return d.format === 'pkcs12' ? { format: d.format, pkcs12: Buffer.from(d.pkcs12).toString('base64') } : { format: d.format, privateKeyPem: d.privateKeyPem, certificatePem: d.certificatePem };
+}
 
 export async function apiPlugin(app: FastifyInstance, opts: ApiOptions): Promise<void> {
   const { ctx } = opts;
@@ -91,6 +97,32 @@ export async function apiPlugin(app: FastifyInstance, opts: ApiOptions): Promise
       });
       reply.code(201);
       return { ...certJson(r.record), chainPem: r.chain.slice(0, -1).map((d) => pemEncode('CERTIFICATE', d)).join(''), capped: r.capped };
+    },
+  );
+
+  // Server-side key generation where the profile allows it; the key is returned once, encrypted.
+  app.post<{ Body: S.KeygenBody }>(
+    '/api/v1/keygen',
+    { onRequest: guard('cert:issue'), schema: { tags: ['Certificates'], summary: 'Generate a key on the server (profile serverKeyGen), issue its certificate and return both once, encrypted (PKCS#12 or PKCS#8)', body: S.keygenBody } },
+    async (req, reply) => {
+      const b = req.body;
+      const g = await ctx.custody.generateAndIssue({ profile: b.profile, ca: b.ca, subject: parseDn(b.subject), sans: b.sans?.map(parseSan), keyAlgorithm: b.keyAlgorithm, validityDays: b.validityDays, actor: actor(req) });
+      const d = await deliverKey(g.privateKey, [g.result.der, ...g.result.chain.slice(0, -1)], b.format ?? 'pkcs12', b.passphrase, g.result.record.subject);
+      reply.code(201).header('cache-control', 'no-store');
+      return { ...certJson(g.result.record), escrowed: g.escrowed, ...deliveryJson(d) };
+    },
+  );
+
+  app.post<{ Params: { serial: string }; Body: S.RecoverBody }>(
+    '/api/v1/certificates/:serial/recover-key',
+    { onRequest: guard('key:recover'), schema: { tags: ['Certificates'], summary: 'Recover an escrowed key (key-recovery role; audited)', body: S.recoverBody } },
+    async (req, reply) => {
+      const serial = normaliseSerial(req.params.serial);
+      if (!serial) throw new ProblemError('bad_request', `"${req.params.serial}" is not a serial number`);
+      const r = await ctx.custody.recover(serial, req.operator!);
+      const d = await deliverKey(r.privateKey, [r.certificate.der], req.body.format ?? 'pkcs12', req.body.passphrase, r.certificate.subject);
+      reply.header('cache-control', 'no-store');
+      return { serial, ...deliveryJson(d) };
     },
   );
 

@@ -21,6 +21,7 @@ export const ca = {
     notBefore: date,
     notAfter: date,
     keyOnline: { type: 'boolean' },
+    keyUri: nullableStr,
     keyAlgorithm: str,
     pathLen: { type: 'integer', nullable: true },
     fingerprintSha256: str,
@@ -119,4 +120,44 @@ export const auditQuery = {
   type: 'object',
   additionalProperties: false,
   properties: { after: { type: 'integer', minimum: 0 }, limit: { type: 'integer', minimum: 1, maximum: 1000 }, action: { type: 'string', maxLength: 64 }, target: { type: 'string', maxLength: 128 } },
+} as const;
+
+export interface KeygenBody {
+  profile: string;
+  subject: string;
+  sans?: string[];
+  keyAlgorithm?: string;
+  ca?: string;
+  validityDays?: number;
+  format?: 'pkcs12' | 'pkcs8';
+  passphrase: string;
+}
+export const keygenBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['profile', 'subject', 'passphrase'],
+  properties: {
+    profile: { type: 'string', maxLength: 64, description: 'A profile with "serverKeyGen": true' },
+    subject: { type: 'string', maxLength: 1024, description: 'Subject, e.g. "O=Acme, CN=dev-1"' },
+    sans: { type: 'array', maxItems: 100, items: { type: 'string', maxLength: 1024 } },
+    keyAlgorithm: { type: 'string', maxLength: 32, description: 'Default: the profile\'s first key algorithm' },
+    ca: { type: 'string', maxLength: 64 },
+    validityDays: { type: 'integer', minimum: 1, maximum: 36500 },
+    format: { type: 'string', enum: ['pkcs12', 'pkcs8'], default: 'pkcs12' },
+    passphrase: { type: 'string', minLength: 12, maxLength: 1024, description: 'Encrypts the delivered key; never stored' },
+  },
+} as const;
+
+export interface RecoverBody {
+  format?: 'pkcs12' | 'pkcs8';
+  passphrase: string;
+}
+export const recoverBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['passphrase'],
+  properties: {
+    format: { type: 'string', enum: ['pkcs12', 'pkcs8'], default: 'pkcs12' },
+    passphrase: { type: 'string', minLength: 12, maxLength: 1024 },
+  },
 } as const;

@@ -18,6 +18,8 @@ export function caJson(ca: CaRecord) {
     notBefore: ca.notBefore.toISOString(),
     notAfter: ca.notAfter.toISOString(),
     keyOnline: !!ca.keyRef,
+    /** RFC 7512 URI of a token key, for other software (OpenSSL's pkcs11 engine) to use it too. */
+    keyUri: ca.keyRef?.startsWith('pkcs11:') ? ca.keyRef : null,
     keyAlgorithm: keyInfoName(info.key),
     pathLen: info.pathLen ?? null,
     fingerprintSha256: info.fingerprintSha256,

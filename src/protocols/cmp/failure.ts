@@ -22,6 +22,9 @@ const BY_CODE: Record<ProblemCode, FailureBit[]> = {
   payload_too_large: ['badDataFormat'],
   unsupported_media_type: ['badDataFormat'],
   key_unavailable: ['systemUnavail'],
+  key_not_exportable: ['systemFailure'],
+  unavailable: ['systemUnavail'],
+  corrupt_state: ['systemFailure'],
   config_error: ['systemFailure'],
   // The device's certificate changed meanwhile: try again.
   conflict: ['systemUnavail'],

@@ -1,0 +1,10 @@
+/** The device agent's library API (docs/agent.md). */
+export { Agent, lockStateDir, readStatus, type AgentOptions, type AgentStatus, type BootstrapCredential } from './agent.js';
+export { FileKeyStore, type DeviceKey, type DeviceKeyStore, type TlsKey } from './device_key.js';
+export { EstClient, parseCertsOnly } from './est_client.js';
+export { nodeFiles, type AgentFiles } from './files.js';
+export { authorizePeer, refusalOf, type AuthorizedPeer, type PeerPolicy, type PeerRefusal, type TrustAnchor } from './peer.js';
+export { backoffMs, renewalTime } from './policy.js';
+export { defaultSettings, type AgentSettings, type HookSettings } from './state.js';
+export { authorizeSocket, clientTlsOptions, connectPeer, peerChain, peerOf, protectServer, serverTlsOptions } from './tls.js';
+export { TrustList } from './trust_list.js';
