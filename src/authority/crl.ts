@@ -7,7 +7,7 @@
 import type { Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
 import type { Signer } from '../keys/key_store.js';
-import type { CrlRecord, RevokedEntry, Store } from '../store/store.js';
+import type { CrlRecord, RevokedColumns, Store } from '../store/store.js';
 import { encodeCrl } from '../x509/crl_encoder.js';
 import { keyIdentifierOf } from '../x509/extensions.js';
 import type { Authority } from './authority.js';
@@ -43,13 +43,14 @@ export class CrlService {
     private readonly config: CrlConfig,
   ) {}
 
-  private async *revoked(ca: string, revokedSince?: Date, shard = 0): AsyncGenerator<RevokedEntry[]> {
+  private async *revoked(ca: string, revokedSince?: Date, shard = 0): AsyncGenerator<RevokedColumns> {
     let afterSerial: string | undefined;
     for (;;) {
-      const page = await this.store.listRevoked(ca, { afterSerial, revokedSince, shard: shard || undefined, limit: PAGE });
-      if (page.length) yield page;
-      if (page.length < PAGE) return;
-      afterSerial = page[page.length - 1].serial;
+      const page = await this.store.listRevokedColumns(ca, { afterSerial, revokedSince, shard: shard || undefined, limit: PAGE });
+      const n = page.serials.length;
+      if (n) yield page;
+      if (n < PAGE) return;
+      afterSerial = page.serials[n - 1];
     }
   }
 

@@ -9,12 +9,13 @@ import { createHash, generateKeyPairSync, randomUUID, timingSafeEqual, type KeyO
 import type { Authority, IssueResult } from '../authority/authority.js';
 import type { Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
-import type { CertificateRecord, DeviceRecord, RevocationReason, Store } from '../store/store.js';
+import type { CertificateRecord, DeviceRecord, EnrollmentSecretRecord, RevocationReason, Store } from '../store/store.js';
 import { isKeyAlgorithm, keyInfoName, nodeKeyGenParams } from '../x509/algorithms.js';
 import type { CertInfo } from '../x509/cert_info.js';
 import { isParsedCsr, parseCsr, type ParsedCsr } from '../x509/csr.js';
 import { formatSan, parseSan, type San } from '../x509/general_names.js';
 import type { DnAttribute } from '../x509/names.js';
+import { pemEncode } from '../x509/pem.js';
 import type { KeyCustody } from './key_custody.js';
 import { mayEnroll } from './lifecycle.js';
 import { domainUri, hashSecret } from './registry.js';
@@ -72,6 +73,8 @@ interface Authenticated {
   device: DeviceRecord;
   method: 'secret' | 'manufacturer' | 'certificate';
   secretHash?: string;
+  /** A one-time secret that was used already: only a retry of that enrollment may pass (retryOf). */
+  usedSecret?: EnrollmentSecretRecord;
   /** The certificate presented for re-enrollment. */
   current?: CertInfo;
 }
@@ -124,7 +127,8 @@ export class Enrollment {
       const device = await this.store.getDevice(c.deviceId);
       const rec = await this.store.getEnrollmentSecret(c.deviceId);
       const given = hashSecret(c.secret);
-      if (!device || !rec || !timingSafeEqual(sha(given), sha(rec.secretHash)) || rec.usedAt || rec.expiresAt <= this.clock.now()) throw denied;
+      if (!device || !rec || !timingSafeEqual(sha(given), sha(rec.secretHash)) || rec.expiresAt <= this.clock.now()) throw denied;
+      if (rec.usedAt) return { device, method: 'secret', usedSecret: rec };
       return { device, method: 'secret', secretHash: given };
     }
 
@@ -170,6 +174,7 @@ export class Enrollment {
     const profile = this.authority.profile(device.profile);
 
     const csr = isParsedCsr(req.csr) ? req.csr : parseCsr(req.csr); // proof of possession (even for serverkeygen, RFC 7030 §4.4.1)
+    if (auth.usedSecret) return this.retryOf(auth.device, auth.usedSecret, csr.spkiSha256, req);
     if (req.reenroll && renewal && auth.current && !sameSubject(csr.subject, auth.current.subject)) {
       throw new ProblemError('bad_request', 'RFC 7030 §4.2.2: the CSR subject must be the subject of the certificate being renewed');
     }
@@ -296,6 +301,24 @@ export class Enrollment {
       }
       throw e;
     }
+  }
+
+  /**
+   * A used one-time secret again: the device's answer was lost (a node died
+   * between the commit and the reply, the connection broke) and it asks
+   * again with the same secret and the same key. It gets the certificate
+   * that enrollment committed, not a second one; anything else is refused
+   * as a used secret. Only a certificate is handed out, useless without the
+   * private key the CSR just proved; server-generated keys are never resent.
+   */
+  private async retryOf(device: DeviceRecord, secret: EnrollmentSecretRecord, spkiSha256: string, req: EnrollRequest): Promise<EnrollResult> {
+    const denied = new ProblemError('unauthorized', 'unknown device or wrong, used or expired enrollment secret');
+    if (req.serverKeyGen || !device.currentSerial) throw denied;
+    const cert = await this.store.getCertificate(device.currentSerial);
+    if (!cert || cert.status !== 'good' || cert.spkiSha256 !== spkiSha256 || cert.createdAt < secret.createdAt || (secret.usedAt && cert.createdAt > secret.usedAt)) throw denied;
+    await this.store.appendAudit({ actor: `device:${device.id}`, action: 'enrollment.retry', target: cert.serial, details: { via: req.via, remote: req.remote } });
+    const chain = await this.authority.chain(cert.issuerCa);
+    return { status: 'issued', device, result: { record: cert, der: cert.der, pem: pemEncode('CERTIFICATE', cert.der), chain, capped: false } };
   }
 
   /**

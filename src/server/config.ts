@@ -52,6 +52,12 @@ export interface FleetConfig {
     bodyLimitBytes: number;
     /** Renew the listener certificate when less than this share of its life is left. */
     renewAtRemaining: number;
+    /**
+     * Cluster: a node publishes CRLs only while it holds the store's
+     * "crl-publisher" lease, renewed at every check; a node that dies loses
+     * it after this long (at least three CRL check intervals).
+     */
+    leaseSeconds: number;
   };
   issuance: { backdateSeconds: number };
   registry: {
@@ -117,7 +123,7 @@ export function defaultConfig(org: string): FleetConfig {
     keyStore: { type: 'software', dir: 'keys' },
     defaultCa: 'issuing',
     publicUrl: 'http://127.0.0.1:8080',
-    server: { listen: '127.0.0.1:8443', httpListen: '127.0.0.1:8080', hostnames: ['localhost'], bodyLimitBytes: 64 * 1024, renewAtRemaining: 1 / 3 },
+    server: { listen: '127.0.0.1:8443', httpListen: '127.0.0.1:8080', hostnames: ['localhost'], bodyLimitBytes: 64 * 1024, renewAtRemaining: 1 / 3, leaseSeconds: 30 },
     issuance: { backdateSeconds: 300 },
     registry: { secretTtlHours: 168, manufacturerId: { from: 'serialNumber' } },
     est: { defaultProfile: 'device-tls', retryAfterSeconds: 60, labels: {} },
@@ -197,6 +203,7 @@ export function validateConfig(raw: unknown): FleetConfig {
   parseHostPort(merged.server.httpListen);
   if (!(merged.server.bodyLimitBytes > 0)) throw bad('server.bodyLimitBytes must be positive');
   if (!(merged.server.renewAtRemaining > 0 && merged.server.renewAtRemaining < 1)) throw bad('server.renewAtRemaining must be between 0 and 1');
+  if (!(Number.isInteger(merged.server.leaseSeconds) && merged.server.leaseSeconds >= 1)) throw bad('server.leaseSeconds is a whole number of seconds, 1 or more');
   if (!(merged.issuance.backdateSeconds >= 0 && merged.issuance.backdateSeconds <= 86400)) throw bad('issuance.backdateSeconds must be 0..86400');
   const profiles = resolveProfiles(merged.profiles); // throws config_error on a bad profile
   if (!(merged.registry.secretTtlHours > 0)) throw bad('registry.secretTtlHours must be positive');

@@ -21,6 +21,10 @@ import { installProblemHandlers } from './http_errors.js';
 import { parseHostPort } from './config.js';
 import type { FleetContext } from './context.js';
 import { ensureTlsIdentity, type TlsIdentity } from './tls_identity.js';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+
+const CRL_LEASE = 'crl-publisher';
 
 
 export interface BuildOptions {
@@ -150,6 +154,10 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
     applyContext();
     return true;
   };
+  // One node of a cluster publishes CRLs at a time: the holder of the
+  // store's lease (the others would only add CRL numbers with the same content).
+  const holder = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const leaseMs = Math.max(ctx.config.server.leaseSeconds, 3 * ctx.config.crl.checkIntervalSeconds) * 1000;
   /** Publishes every CRL that is due: after revocations (debounced by the interval) and before nextUpdate. */
   let publishing = false;
   const publishCrls = async () => {
@@ -157,10 +165,12 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
     publishing = true;
     const done: string[] = [];
     try {
+      const now = ctx.clock.now();
+      if (!(await ctx.store.acquireLease(CRL_LEASE, holder, new Date(now.getTime() + leaseMs), now))) return [];
       for (const ca of await ctx.store.listCas()) {
         // Base before delta: a delta refers to the newest base.
         for (const { kind, shard } of await ctx.crls.due(ca.name)) {
-          const rec = await ctx.crls.publish(ca.name, kind, { shard });
+          const rec = await ctx.crls.publish(ca.name, kind, { shard, actor: `system:crl@${holder}` });
           done.push(`${ca.name}${shard ? `-s${shard}` : ''}:${kind}:${rec.number}`);
         }
       }
@@ -207,6 +217,8 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
       clearInterval(trustTimer);
       clearInterval(crlTimer);
       clearInterval(ocspTimer);
+      // A clean stop hands CRL publication over at once.
+      await ctx.store.releaseLease(CRL_LEASE, holder).catch(() => undefined);
       await Promise.allSettled([https.close(), http.close()]);
     },
   };

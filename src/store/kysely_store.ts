@@ -31,6 +31,7 @@ import {
   REVOCATION_REASONS,
   ROLES,
   type CertificateChange,
+  type RevokedColumns,
   type ApiTokenRecord,
   type AuditEntry,
   type AuditInput,
@@ -143,28 +144,23 @@ export function revokedPageQuery(db: Kysely<Database>, dialect: SqlDialect, ca: 
 }
 
 /**
- * The entries of a revokedPageQuery row, or undefined when they are not in
+ * The columns of a revokedPageQuery row, or undefined when they are not in
  * ascending serial order. Both databases feed an aggregate the rows of an
  * ordered subquery in that order, but neither promises it; the four arrays
  * always line up (one pass over the same rows).
  */
-function revokedPageEntries(row: { serials: string | null; revoked_at: string | null; reasons: string | null; invalidity_dates: string | null }): RevokedEntry[] | undefined {
-  if (row.serials === null) return [];
+function revokedPageColumns(row: { serials: string | null; revoked_at: string | null; reasons: string | null; invalidity_dates: string | null }): RevokedColumns | undefined {
+  if (row.serials === null) return { serials: [], revokedAt: [], reasons: [], invalidityDates: [] };
   const serials = JSON.parse(row.serials) as string[];
-  const revokedAt = JSON.parse(row.revoked_at!) as number[];
-  const reasons = JSON.parse(row.reasons!) as number[];
-  const invalidity = JSON.parse(row.invalidity_dates!) as (number | null)[];
-  const out = new Array<RevokedEntry>(serials.length);
-  for (let i = 0; i < serials.length; i++) {
-    // JS compares UTF-16 units, the databases bytes: the same for hex serials;
-    // anything else that looks out of order takes the row-by-row path.
-    if (i > 0 && !(serials[i - 1] < serials[i])) return undefined;
-    const e: RevokedEntry = { serial: serials[i], revokedAt: new Date(revokedAt[i]), reason: REASON_BY_CODE[reasons[i]] };
-    const inv = invalidity[i];
-    if (inv !== null) e.invalidityDate = new Date(inv);
-    out[i] = e;
-  }
-  return out;
+  // JS compares UTF-16 units, the databases bytes: the same for hex serials;
+  // anything else that looks out of order takes the row-by-row path.
+  for (let i = 1; i < serials.length; i++) if (!(serials[i - 1] < serials[i])) return undefined;
+  return {
+    serials,
+    revokedAt: JSON.parse(row.revoked_at!) as number[],
+    reasons: JSON.parse(row.reasons!) as number[],
+    invalidityDates: JSON.parse(row.invalidity_dates!) as (number | null)[],
+  };
 }
 
 export class KyselyStore implements Store {
@@ -363,6 +359,29 @@ export class KyselyStore implements Store {
   async lastAuditSeq(): Promise<number> {
     const head = await this.db.selectFrom('audit_log').select('seq').orderBy('seq', 'desc').limit(1).executeTakeFirst();
     return head ? Number(head.seq) : 0;
+  }
+
+  acquireLease(name: string, holder: string, until: Date, now: Date): Promise<boolean> {
+    const expires = toMs(until, 'until');
+    const nowMs = toMs(now, 'now');
+    return this.write(async (trx) => {
+      // The condition is in the UPDATE itself: of two nodes updating an
+      // expired lease at once, PostgreSQL re-checks it for the second
+      // after the first commits, and it no longer holds.
+      const r = await trx
+        .updateTable('leases')
+        .set({ holder, expires_at: expires })
+        .where('name', '=', name)
+        .where((eb) => eb.or([eb('holder', '=', holder), eb('expires_at', '<=', nowMs)]))
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) > 0) return true;
+      const ins = await trx.insertInto('leases').values({ name, holder, expires_at: expires }).onConflict((oc) => oc.column('name').doNothing()).executeTakeFirst();
+      return Number(ins.numInsertedOrUpdatedRows ?? 0) > 0;
+    });
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    await this.write((trx) => trx.deleteFrom('leases').where('name', '=', name).where('holder', '=', holder).execute());
   }
 
   /** Puts a status change of `serial` on the change feed, under the seq of its audit entry. */
@@ -773,18 +792,28 @@ export class KyselyStore implements Store {
   // --- revocation: CRLs, holds, OCSP signers ---
 
   async listRevoked(ca: string, q: RevokedQuery = {}): Promise<RevokedEntry[]> {
-    const page = revokedPageEntries(await revokedPageQuery(this.db, this.kind, ca, q).executeTakeFirstOrThrow());
+    const c = await this.listRevokedColumns(ca, q);
+    const out = new Array<RevokedEntry>(c.serials.length);
+    for (let i = 0; i < out.length; i++) {
+      const e: RevokedEntry = { serial: c.serials[i], revokedAt: new Date(c.revokedAt[i]), reason: REASON_BY_CODE[c.reasons[i]] };
+      const inv = c.invalidityDates[i];
+      if (inv !== null) e.invalidityDate = new Date(inv);
+      out[i] = e;
+    }
+    return out;
+  }
+
+  async listRevokedColumns(ca: string, q: RevokedQuery = {}): Promise<RevokedColumns> {
+    const page = revokedPageColumns(await revokedPageQuery(this.db, this.kind, ca, q).executeTakeFirstOrThrow());
     if (page) return page;
-    // The aggregate saw the rows out of order (see revokedPageEntries): read them one by one.
+    // The aggregate saw the rows out of order (see revokedPageColumns): read them one by one.
     const rows = await revokedRowsQuery(this.db, ca, q).execute();
-    return rows.map((r) =>
-      compact({
-        serial: r.serial,
-        revokedAt: new Date(Number(r.revoked_at)),
-        reason: r.revocation_reason as RevocationReason,
-        invalidityDate: optionalDate(r.invalidity_date),
-      }),
-    );
+    return {
+      serials: rows.map((r) => r.serial),
+      revokedAt: rows.map((r) => Number(r.revoked_at)),
+      reasons: rows.map((r) => REVOCATION_REASONS[r.revocation_reason as RevocationReason]),
+      invalidityDates: rows.map((r) => (r.invalidity_date === null ? null : Number(r.invalidity_date))),
+    };
   }
 
   async countRevoked(ca: string, shard?: number): Promise<number> {

@@ -306,6 +306,21 @@ async function createKeyEscrow(db: Kysely<Database>, dialect: SqlDialect): Promi
 }
 
 /**
+ * Leases: one row per cluster-wide job (CRL publication), naming the node
+ * that runs it until its lease expires. A node that dies stops renewing; the
+ * next one takes over after the expiry.
+ */
+async function createLeases(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  await db.schema
+    .createTable('leases')
+    .addColumn('name', t.key, (c) => c.primaryKey())
+    .addColumn('holder', 'text', (c) => c.notNull())
+    .addColumn('expires_at', t.int64, (c) => c.notNull())
+    .execute();
+}
+
+/**
  * CMP (issue 7): a sealed copy of each one-time secret (MAC-based protection
  * needs the secret, not a hash), the keys they are sealed to, and CMP
  * transactions shared by every node (transactionID reuse, nonces, certConf
@@ -357,7 +372,8 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, name: 'revocation', up: createRevocation },
   { version: 4, name: 'certificate change feed', up: createChangeFeed },
   { version: 5, name: 'key escrow', up: createKeyEscrow },
-  { version: 6, name: 'cmp', up: createCmp },
+  { version: 6, name: 'leases', up: createLeases },
+  { version: 7, name: 'cmp', up: createCmp },
 ];
 
 /**

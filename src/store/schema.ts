@@ -103,11 +103,11 @@ export interface EnrollmentSecretTable {
   created_at: number;
   expires_at: number;
   used_at: number | null;
-  /** Since migration 6: the secret sealed for CMP; null once used. */
+  /** Since migration 7: the secret sealed for CMP; null once used. */
   sealed: Uint8Array | null;
 }
 
-/** Since migration 6: keys one-time secrets are sealed to (public half; the key store has the rest). */
+/** Since migration 7: keys one-time secrets are sealed to (public half; the key store has the rest). */
 export interface SealingKeyTable {
   id: string;
   key_ref: string;
@@ -115,7 +115,7 @@ export interface SealingKeyTable {
   created_at: number;
 }
 
-/** Since migration 6: CMP transactions (transactionID, nonces, certConf and polling state). */
+/** Since migration 7: CMP transactions (transactionID, nonces, certConf and polling state). */
 export interface CmpTransactionTable {
   id: string;
   state: CmpTransactionState;
@@ -235,7 +235,15 @@ export interface Database {
   ocsp_signers: OcspSignerTable;
   escrow_keys: EscrowKeyTable;
   escrowed_keys: EscrowedKeyTable;
+  leases: LeaseTable;
   sealing_keys: SealingKeyTable;
   cmp_transactions: CmpTransactionTable;
   schema_version: SchemaVersionTable;
+}
+
+/** Since migration 6: who runs a cluster-wide job (CRL publication) until when. */
+export interface LeaseTable {
+  name: string;
+  holder: string;
+  expires_at: number;
 }

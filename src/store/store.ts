@@ -209,7 +209,7 @@ export interface EnrollmentSecretRecord {
   expiresAt: Date;
   usedAt?: Date;
   /**
-   * The secret sealed to the registry's sealing key (migration 6): CMP's
+   * The secret sealed to the registry's sealing key (migration 7): CMP's
    * MAC-based protection needs the secret itself, a hash cannot verify a
    * MAC. Wiped when the secret is used. Absent for secrets made before.
    */
@@ -360,6 +360,19 @@ export interface RevokedEntry {
   invalidityDate?: Date;
 }
 
+/**
+ * A page of revoked entries as columns, index i of each array one entry:
+ * what a million-entry CRL is built from, without an object and two Dates
+ * per entry. Times in ms since the epoch; reasons as RFC 5280 §5.3.1 codes;
+ * invalidityDates[i] is null where none was given.
+ */
+export interface RevokedColumns {
+  serials: string[];
+  revokedAt: number[];
+  reasons: number[];
+  invalidityDates: (number | null)[];
+}
+
 /** A certificate whose certificateHold was released (RFC 5280 §5.3.1 removeFromCRL in delta CRLs). */
 export interface ReleasedHold {
   serial: string;
@@ -464,6 +477,18 @@ export interface Store {
   /** The newest audit seq, 0 for an empty log: where a reader of changes starts. */
   lastAuditSeq(): Promise<number>;
 
+  // --- cluster ---
+  /**
+   * Takes or renews the lease `name` for `holder` until `until`: true when
+   * `holder` now holds it (it was free, expired at `now`, or already its
+   * own), false when another holder's lease runs. Two nodes racing for an
+   * expired lease: exactly one wins. Not audited (it is renewed every few
+   * seconds); the jobs it guards are.
+   */
+  acquireLease(name: string, holder: string, until: Date, now: Date): Promise<boolean>;
+  /** Gives the lease up if `holder` has it (a clean shutdown), so another node takes over at once. */
+  releaseLease(name: string, holder: string): Promise<void>;
+
   // --- devices (registry) ---
   /** Throws already_exists for a taken id. */
   insertDevice(d: DeviceRecord, audit: AuditInput): Promise<void>;
@@ -552,6 +577,8 @@ export interface Store {
    * (RFC 5280 §3.3 lets a CA drop them; fleetpki keeps them until told).
    */
   listRevoked(ca: string, q?: { shard?: number; revokedSince?: Date; afterSerial?: string; limit?: number }): Promise<RevokedEntry[]>;
+  /** The same page as listRevoked, as columns (CRL production). */
+  listRevokedColumns(ca: string, q?: { shard?: number; revokedSince?: Date; afterSerial?: string; limit?: number }): Promise<RevokedColumns>;
   /** Number of revoked certificates of a CA (one shard if given). */
   countRevoked(ca: string, shard?: number): Promise<number>;
   /**

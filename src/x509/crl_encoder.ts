@@ -9,7 +9,7 @@
  */
 import * as der from '../asn1/der.js';
 import type { Signer } from '../keys/key_store.js';
-import type { ReleasedHold, RevocationReason, RevokedEntry } from '../store/store.js';
+import type { ReleasedHold, RevocationReason, RevokedColumns, RevokedEntry } from '../store/store.js';
 import { REVOCATION_REASONS } from '../store/store.js';
 import { signatureAlgorithmFor } from './algorithms.js';
 import { encodeTime } from './cert_builder.js';
@@ -129,10 +129,34 @@ function invalidityDateExt(d: Date): Uint8Array {
   return b;
 }
 
+/** Entry extensions by reason code. */
+const REASON_EXT_BY_CODE: Uint8Array[] = [];
+for (const [name, code] of Object.entries(REVOCATION_REASONS)) REASON_EXT_BY_CODE[code] = REASON_EXT[name];
+
+/** Reused for every entry: a Date per entry is what a million-entry CRL spends its time collecting. */
+const scratchRevoked = new Date(0);
+const scratchInvalidity = new Date(0);
+
+/** Appends one revokedCertificates element; times in ms, the invalidity date null when none. */
+function writeEntryMs(sink: ByteSink, serialHex: string, revokedAtMs: number, reasonCode: number, invalidityMs: number | null): void {
+  const reasonExt = REASON_EXT_BY_CODE[reasonCode];
+  if (!reasonExt) throw new RangeError(`unknown reason code ${reasonCode}`);
+  scratchRevoked.setTime(revokedAtMs);
+  let invalidityDate: Date | undefined;
+  if (invalidityMs !== null) {
+    scratchInvalidity.setTime(invalidityMs);
+    invalidityDate = scratchInvalidity;
+  }
+  writeEntryWith(sink, serialHex, scratchRevoked, reasonExt, invalidityDate);
+}
+
 /** Appends one revokedCertificates element. */
 function writeEntry(sink: ByteSink, serialHex: string, revokedAt: Date, reason: RevocationReason, invalidityDate?: Date): void {
+  writeEntryWith(sink, serialHex, revokedAt, REASON_EXT[reason], invalidityDate);
+}
+
+function writeEntryWith(sink: ByteSink, serialHex: string, revokedAt: Date, reasonExt: Uint8Array, invalidityDate: Date | undefined): void {
   const serialLen = serialHex.length >> 1;
-  const reasonExt = REASON_EXT[reason];
   const extsLen = reasonExt.length + (invalidityDate ? INVALIDITY_EXT_LEN : 0);
   const year = revokedAt.getUTCFullYear();
   const utc = year >= 1950 && year < 2050;
@@ -183,8 +207,8 @@ export interface CrlInput {
   number: number;
   thisUpdate: Date;
   nextUpdate: Date;
-  /** Revoked entries in pages, as the store hands them out. */
-  entries: AsyncIterable<RevokedEntry[]> | Iterable<RevokedEntry[]>;
+  /** Revoked entries in pages, as the store hands them out (objects, or columns: see RevokedColumns). */
+  entries: AsyncIterable<RevokedEntry[] | RevokedColumns> | Iterable<RevokedEntry[] | RevokedColumns>;
   /** Delta CRL (§5.2.4): the base it applies to, and holds released since it (removeFromCRL). */
   delta?: { baseNumber: number; released: ReleasedHold[] };
   /** Base CRL: where the delta CRL is (§5.2.6 freshestCRL). */
@@ -237,9 +261,13 @@ export async function encodeCrl(i: CrlInput): Promise<{ der: Uint8Array; entries
   sink.len = front;
   let entries = 0;
   for await (const page of i.entries) {
-    for (const e of page) {
-      writeEntry(sink, e.serial, e.revokedAt, e.reason, e.invalidityDate);
-      entries++;
+    if (Array.isArray(page)) {
+      for (const e of page) writeEntry(sink, e.serial, e.revokedAt, e.reason, e.invalidityDate);
+      entries += page.length;
+    } else {
+      const { serials, revokedAt, reasons, invalidityDates } = page;
+      for (let k = 0; k < serials.length; k++) writeEntryMs(sink, serials[k], revokedAt[k], reasons[k], invalidityDates[k]);
+      entries += serials.length;
     }
   }
   for (const r of i.delta?.released ?? []) {

@@ -43,7 +43,7 @@ async function makeCa(kind: 'ec' | 'rsa' | 'ed25519'): Promise<{ signer: Signer;
   return { signer, ski, pemFile };
 }
 
-function input(ca: { signer: Signer; ski: Uint8Array }, entries: RevokedEntry[][], over: Partial<CrlInput> = {}): CrlInput {
+function input(ca: { signer: Signer; ski: Uint8Array }, entries: CrlInput["entries"], over: Partial<CrlInput> = {}): CrlInput {
   return { issuer: name, issuerKeyId: ca.ski, signer: ca.signer, number: 42, thisUpdate: NOW, nextUpdate: new Date(NOW.getTime() + 86_400_000), entries, ...over };
 }
 
@@ -141,6 +141,21 @@ describe('CRL encoder', () => {
         assert.equal(mine[i], theirs[i], `entry ${i} (${e.reason}${e.invalidityDate ? ', invalidityDate' : ''})`);
       }
     }
+  });
+
+  it('column pages (the store path) give the same CRL as entry pages (Ed25519: the signature is deterministic)', async () => {
+    const ca = await makeCa('ed25519');
+    const entries = [...sample, { serial: '4abc', revokedAt: new Date('2030-04-05T00:00:00Z'), reason: 'removeFromCRL' as const }];
+    const columns = {
+      serials: entries.map((e) => e.serial),
+      revokedAt: entries.map((e) => e.revokedAt.getTime()),
+      reasons: entries.map((e) => ({ unspecified: 0, keyCompromise: 1, superseded: 4, cessationOfOperation: 5, certificateHold: 6, removeFromCRL: 8 })[e.reason as string]!),
+      invalidityDates: entries.map((e) => ('invalidityDate' in e && e.invalidityDate ? e.invalidityDate.getTime() : null)),
+    };
+    const a = await encodeCrl(input(ca, [entries.slice(0, 3), entries.slice(3)]));
+    const b = await encodeCrl(input(ca, [{ serials: columns.serials.slice(0, 2), revokedAt: columns.revokedAt.slice(0, 2), reasons: columns.reasons.slice(0, 2), invalidityDates: columns.invalidityDates.slice(0, 2) }, { serials: columns.serials.slice(2), revokedAt: columns.revokedAt.slice(2), reasons: columns.reasons.slice(2), invalidityDates: columns.invalidityDates.slice(2) }]));
+    assert.equal(b.entries, entries.length);
+    assert.equal(Buffer.from(b.der).toString('hex'), Buffer.from(a.der).toString('hex'));
   });
 
   it('uses GeneralizedTime from 2050 and UTCTime before (§5.1.2.4, §5.1.2.6)', async () => {

@@ -226,6 +226,45 @@ describe('one-time secret', () => {
     await refused({ credential: bySecret('sec-once', secret), csr: csr('/CN=sec-once').csrPem }, 'unauthorized');
   });
 
+  it('ok-a lost answer is asked again with the same secret and key: the same certificate, not a second one', async () => {
+    const secret = await register('sec-retry');
+    const c = csr('/CN=sec-retry');
+    const first = await issued({ credential: bySecret('sec-retry', secret), csr: c.csrPem });
+    const before = await certCount();
+    const again = await issued({ credential: bySecret('sec-retry', secret), csr: csr('/CN=sec-retry', { keyPem: c.keyPem }).csrPem });
+    assert.equal(again.result.record.serial, first.result.record.serial);
+    assert.deepEqual(Buffer.from(again.result.der), Buffer.from(first.result.der));
+    assert.deepEqual(again.result.chain.map((x) => Buffer.from(x).toString('hex')), first.result.chain.map((x) => Buffer.from(x).toString('hex')));
+    assert.equal(await certCount(), before, 'nothing new issued');
+    const audit = (await d.ctx.store.listAudit({ action: 'enrollment.retry', limit: 1000 })).at(-1);
+    assert.equal(audit?.target, first.result.record.serial);
+  });
+
+  it('fail-a used secret with another key, after a renewal, for serverkeygen, or once expired: unauthorized', async () => {
+    const secret = await register('sec-retry-2');
+    const c = csr('/CN=sec-retry-2');
+    const first = await issued({ credential: bySecret('sec-retry-2', secret), csr: c.csrPem });
+    await refused({ credential: bySecret('sec-retry-2', secret), csr: csr('/CN=sec-retry-2').csrPem }, 'unauthorized');
+    await refused({ credential: bySecret('sec-retry-2', secret), csr: c.csrPem, serverKeyGen: true }, 'unauthorized');
+    // Renewed since: the secret's certificate is no longer the current one.
+    clock.advance(1000);
+    try {
+      await issued({ credential: byCert(first.result.der), csr: csr(registrySubj('sec-retry-2')).csrPem, reenroll: true });
+      await refused({ credential: bySecret('sec-retry-2', secret), csr: c.csrPem }, 'unauthorized');
+    } finally {
+      clock.set(START);
+    }
+    const s2 = await register('sec-retry-3');
+    const c2 = csr('/CN=sec-retry-3');
+    await issued({ credential: bySecret('sec-retry-3', s2), csr: c2.csrPem });
+    clock.advance(d.ctx.config.registry.secretTtlHours * HOUR);
+    try {
+      await refused({ credential: bySecret('sec-retry-3', s2), csr: c2.csrPem }, 'unauthorized');
+    } finally {
+      clock.set(START);
+    }
+  });
+
   it('ok-secret valid until just before it expires; fail-expired at the expiry', async () => {
     const ttl = d.ctx.config.registry.secretTtlHours * HOUR;
     const s1 = await register('sec-late');

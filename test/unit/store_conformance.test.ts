@@ -25,6 +25,7 @@ import { openSqliteStore } from '../../src/store/sqlite_store.js';
 import {
   DEVICE_STATES,
   type ApiTokenRecord,
+  REVOCATION_REASONS,
   type AuditEntry,
   type AuditInput,
   type CaRecord,
@@ -698,12 +699,12 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
       }
     });
 
-    describe('schema: version 6 (cmp)', () => {
-      it('ok migrating a database created at version 5 keeps its secrets, with no sealed copy', async () => {
+    describe('schema: version 7 (cmp)', () => {
+      it('ok migrating a database created at version 6 keeps its secrets, with no sealed copy', async () => {
         const old = await openUnmigrated();
         try {
           const db = rawDb(old);
-          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 5)), [1, 2, 3, 4, 5]);
+          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 6)), [1, 2, 3, 4, 5, 6]);
           await withRoot(old);
           await old.insertDevice(deviceRecord('dev-1'), audit('device.register', 'dev-1'));
           // As fleetpki before CMP wrote it: no sealed column.
@@ -2115,6 +2116,56 @@ function revocationConformance(current: () => Store): void {
     }
   });
 
+  describe('revocation: listRevokedColumns', () => {
+    it('ok the same page as listRevoked, as columns (reason codes, ms, null without invalidity date)', async () => {
+      const store = current();
+      await withRoot(store);
+      const recs = [
+        certRecord('a01', revokedAs('keyCompromise', at(5), at(2))),
+        certRecord('a02', revokedAs('unspecified', at(6))),
+        certRecord('a03'),
+        certRecord('a04', revokedAs('certificateHold', at(7))),
+      ];
+      for (const r of recs) await store.insertCertificate(r, audit('certificate.issue', r.serial));
+      for (const q of [{}, { limit: 2 }, { afterSerial: 'a01' }, { revokedSince: at(6) }]) {
+        const rows = await store.listRevoked('root', q);
+        const cols = await store.listRevokedColumns('root', q);
+        assert.deepEqual(cols, {
+          serials: rows.map((e) => e.serial),
+          revokedAt: rows.map((e) => e.revokedAt.getTime()),
+          reasons: rows.map((e) => REVOCATION_REASONS[e.reason]),
+          invalidityDates: rows.map((e) => e.invalidityDate?.getTime() ?? null),
+        }, JSON.stringify(q));
+      }
+      assert.deepEqual(await store.listRevokedColumns('ghost'), { serials: [], revokedAt: [], reasons: [], invalidityDates: [] });
+    });
+  });
+
+  describe('cluster: leases', () => {
+    it('ok taken when free, renewed by its holder, refused to others until it expires, released', async () => {
+      const store = current();
+      assert.equal(await store.acquireLease('crl', 'node-a', at(30_000), at(0)), true);
+      assert.equal(await store.acquireLease('crl', 'node-b', at(40_000), at(10_000)), false, 'a running lease is not taken');
+      assert.equal(await store.acquireLease('crl', 'node-a', at(60_000), at(20_000)), true, 'renewed');
+      assert.equal(await store.acquireLease('crl', 'node-b', at(70_000), at(59_999)), false);
+      assert.equal(await store.acquireLease('crl', 'node-b', at(90_000), at(60_000)), true, 'taken over once expired');
+      assert.equal(await store.acquireLease('crl', 'node-a', at(95_000), at(61_000)), false, 'the old holder lost it');
+      assert.equal(await store.acquireLease('other', 'node-a', at(95_000), at(61_000)), true, 'leases are per name');
+      await store.releaseLease('crl', 'node-a'); // not its lease: nothing happens
+      assert.equal(await store.acquireLease('crl', 'node-a', at(95_000), at(62_000)), false);
+      await store.releaseLease('crl', 'node-b');
+      assert.equal(await store.acquireLease('crl', 'node-a', at(95_000), at(62_000)), true, 'free at once after a release');
+    });
+
+    it('ok of many holders racing for a free or an expired lease, exactly one wins', async () => {
+      const store = current();
+      const free = await Promise.all(Array.from({ length: 8 }, (_, i) => store.acquireLease('race', `n${i}`, at(10_000), at(0))));
+      assert.equal(free.filter(Boolean).length, 1);
+      const expired = await Promise.all(Array.from({ length: 8 }, (_, i) => store.acquireLease('race', `m${i}`, at(30_000), at(20_000))));
+      assert.equal(expired.filter(Boolean).length, 1);
+    });
+  });
+
   describe('certificate change feed (OCSP caches)', () => {
     let store: Store;
     beforeEach(async () => {
@@ -2474,6 +2525,20 @@ describe('PostgreSQL store', () => {
       assert.deepEqual(verifyAuditChain(await readAuditLog(a)), { ok: true, entries: 120 });
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('several stores (fleetpki nodes) racing for an expired lease: exactly one wins', async () => {
+    const url = await server.createTestSchema();
+    const stores = await Promise.all(Array.from({ length: 4 }, () => openStore(url)));
+    try {
+      assert.equal(await stores[0].acquireLease('crl', 'first', at(1000), at(0)), true);
+      for (let round = 1; round <= 5; round++) {
+        const won = await Promise.all(stores.flatMap((s, i) => [0, 1].map((k) => s.acquireLease('crl', `node-${round}-${i}-${k}`, at(round * 10_000 + 1000), at(round * 10_000)))));
+        assert.equal(won.filter(Boolean).length, 1, `round ${round}`);
+      }
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
     }
   });
 
