@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { keyInfoName, keyInfoOf, publicKeyFromSpki, type KeyAlgorithm } from '../x509/algorithms.js';
 import { signCertificate, type CertificateTemplate } from '../x509/cert_builder.js';
 import { parseCertificate, type CertInfo } from '../x509/cert_info.js';
-import { parseCsr, type ParsedCsr } from '../x509/csr.js';
+import { isParsedCsr, parseCsr, type ParsedCsr } from '../x509/csr.js';
 import * as x from '../x509/extensions.js';
 import { formatSan, normaliseSan, type San } from '../x509/general_names.js';
 import { lintCertificate } from '../x509/lint.js';
@@ -56,8 +56,11 @@ export function crlShardOf(serial: Uint8Array, shards: number): number {
 }
 
 export interface IssueRequest {
-  /** PKCS#10 request, PEM or DER: the requester proves possession of the key. */
-  csr?: Uint8Array | string;
+  /**
+   * PKCS#10 request, PEM or DER: the requester proves possession of the key.
+   * Or a request parsed and checked already (CMP's CRMF, x509/crmf_request.ts).
+   */
+  csr?: Uint8Array | string | ParsedCsr;
   /**
    * Instead of a CSR, the DER SubjectPublicKeyInfo of a key this server
    * generated itself (its own TLS listener, server-side key generation).
@@ -436,7 +439,8 @@ export class Authority {
 }
 
 function requestedKey(req: IssueRequest): ParsedCsr {
-  if (req.csr !== undefined && req.serverGeneratedSpki === undefined) return parseCsr(req.csr);
+  const csr = req.csr;
+  if (csr !== undefined && req.serverGeneratedSpki === undefined) return isParsedCsr(csr) ? csr : parseCsr(csr);
   if (req.serverGeneratedSpki === undefined || req.csr !== undefined) throw new ProblemError('bad_request', 'give either a CSR or a server-generated public key');
   const spki = req.serverGeneratedSpki;
   const publicKey = publicKeyFromSpki(spki);

@@ -9,10 +9,10 @@ import { createHash, generateKeyPairSync, randomUUID, timingSafeEqual, type KeyO
 import type { Authority, IssueResult } from '../authority/authority.js';
 import type { Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
-import type { DeviceRecord, EnrollmentSecretRecord, Store } from '../store/store.js';
+import type { CertificateRecord, DeviceRecord, EnrollmentSecretRecord, RevocationReason, Store } from '../store/store.js';
 import { isKeyAlgorithm, keyInfoName, nodeKeyGenParams } from '../x509/algorithms.js';
 import type { CertInfo } from '../x509/cert_info.js';
-import { parseCsr, type ParsedCsr } from '../x509/csr.js';
+import { isParsedCsr, parseCsr, type ParsedCsr } from '../x509/csr.js';
 import { formatSan, parseSan, type San } from '../x509/general_names.js';
 import type { DnAttribute } from '../x509/names.js';
 import { pemEncode } from '../x509/pem.js';
@@ -42,9 +42,19 @@ export interface EnrollmentConfig {
 
 export interface EnrollRequest {
   credential: EnrollmentCredential;
-  csr: Uint8Array | string;
+  /** PKCS#10 (PEM or DER), or a CRMF request the CMP adapter parsed and checked (proof of possession). */
+  csr: Uint8Array | string | ParsedCsr;
   /** simplereenroll: the current certificate, same subject (RFC 7030 §4.2.2). */
   reenroll?: boolean;
+  /** CMP kur: only the device's current certificate may ask (RFC 9483 §4.1.3). */
+  renewal?: boolean;
+  /**
+   * Runs after the certificate is signed and before it is committed. CMP
+   * records here the transaction that must see a certConf, so a crash
+   * between commit and answer still leaves the certificate to be confirmed
+   * or abandoned (abandon()). A throw stops the enrollment.
+   */
+  beforeCommit?: (p: { result: IssueResult; device: DeviceRecord }) => Promise<void>;
   /** Server-side key generation: the CSR's key is ignored, a new key of its type is made. */
   serverKeyGen?: boolean;
   /** From an EST label: the CA to issue from and the profile the device must be registered for. */
@@ -80,6 +90,15 @@ export class Enrollment {
     /** Escrows server-generated keys where the profile says so. */
     private readonly custody?: KeyCustody,
   ) {}
+
+  /**
+   * Who a credential belongs to, without enrolling: CMP general messages
+   * (a certificate request template for the device) and revocation requests.
+   */
+  async identify(c: EnrollmentCredential): Promise<{ device: DeviceRecord; method: Authenticated['method'] }> {
+    const { device, method } = await this.authenticate(c);
+    return { device, method };
+  }
 
   /** Enrolls, or refuses with a ProblemError after writing an audit entry. */
   async enroll(req: EnrollRequest): Promise<EnrollResult> {
@@ -150,10 +169,11 @@ export class Enrollment {
     // request there), so the same-subject rule and approval apply as for a
     // first enrollment. With only a secret there is nothing to renew.
     if (req.reenroll && auth.method === 'secret') throw new ProblemError('unauthorized', 're-enrollment needs the current certificate as the TLS client certificate');
+    if (req.renewal && auth.method !== 'certificate') throw new ProblemError('unauthorized', 'a key update needs the device\'s current certificate from this CA');
     const renewal = auth.method === 'certificate';
     const profile = this.authority.profile(device.profile);
 
-    const csr = parseCsr(req.csr); // proof of possession (even for serverkeygen, RFC 7030 §4.4.1)
+    const csr = isParsedCsr(req.csr) ? req.csr : parseCsr(req.csr); // proof of possession (even for serverkeygen, RFC 7030 §4.4.1)
     if (auth.usedSecret) return this.retryOf(auth.device, auth.usedSecret, csr.spkiSha256, req);
     if (req.reenroll && renewal && auth.current && !sameSubject(csr.subject, auth.current.subject)) {
       throw new ProblemError('bad_request', 'RFC 7030 §4.2.2: the CSR subject must be the subject of the certificate being renewed');
@@ -208,7 +228,7 @@ export class Enrollment {
 
     const actor = `device:${device.id}`;
     const result = await this.authority.prepare({
-      csr: spkiForIssue ? undefined : csr.der,
+      csr: spkiForIssue ? undefined : csr,
       serverGeneratedSpki: spkiForIssue,
       profile: device.profile,
       ca: req.ca,
@@ -216,6 +236,7 @@ export class Enrollment {
       sans,
       actor,
     });
+    await req.beforeCommit?.({ result, device });
     await this.store.recordEnrollment(
       {
         cert: { ...result.record, deviceId: device.id },
@@ -230,6 +251,56 @@ export class Enrollment {
     if (privateKey && profile.keyEscrow) await this.custody!.escrow(result.record.serial, privateKey, actor);
     const updated = await this.store.getDevice(device.id);
     return { status: 'issued', device: updated ?? device, result: { ...result, record: { ...result.record, deviceId: device.id } }, privateKey };
+  }
+
+  /**
+   * A certificate its holder did not accept (RFC 9483 §4.1.1: a rejecting
+   * certConf, or none before the confirmation deadline). The certificate
+   * was committed before it was sent, so it is revoked now
+   * (cessationOfOperation: never put to use) and the device's previous
+   * certificate becomes current again, so a key update can be retried with
+   * it. A one-time secret or order unit spent on it stays spent.
+   */
+  async abandon(serial: string, restoreSerial: string | undefined, why: string, actor: string): Promise<void> {
+    await this.store.abandonCertificate(serial, { revokedAt: this.clock.now(), reason: 'cessationOfOperation' }, restoreSerial, {
+      actor,
+      action: 'certificate.abandon',
+      target: serial,
+      details: { why, restores: restoreSerial ?? null, reason: 'cessationOfOperation' },
+    });
+  }
+
+  /**
+   * A device revokes one of its own certificates (CMP rr, RFC 9483 §4.2):
+   * the request is signed with the key of that very certificate, which this
+   * CA issued to a registered device. Holding the key is the authority; the
+   * device's state does not matter (a suspended device may report a lost
+   * key). Refusals are audited as `revocation.refuse`.
+   */
+  async revokeOwn(req: { credential: EnrollmentCredential; serial: string; reason: RevocationReason; invalidityDate?: Date; via: string; remote?: string }): Promise<CertificateRecord> {
+    let deviceId: string | undefined;
+    try {
+      const c = req.credential;
+      if (c.kind !== 'certificate') throw new ProblemError('unauthorized', 'a revocation request is signed with the certificate it revokes');
+      const ours = (await this.store.listCas()).some((ca) => caFingerprint(ca.certDer) === c.anchor);
+      const rec = ours ? await this.store.getCertificate(c.leaf.serial) : undefined;
+      if (!rec || Buffer.compare(Buffer.from(rec.der), Buffer.from(c.leaf.der)) !== 0) throw new ProblemError('unauthorized', 'the signing certificate is not one this CA issued');
+      deviceId = rec.deviceId;
+      if (!rec.deviceId) throw new ProblemError('forbidden', 'the signing certificate does not belong to a registered device');
+      if (rec.serial !== req.serial.toLowerCase()) throw new ProblemError('forbidden', `a device revokes the certificate it signs with (${rec.serial}), not ${req.serial}`);
+      if (rec.status !== 'good') throw new ProblemError('already_revoked', `certificate ${rec.serial} is revoked already (${rec.revocation?.reason})`);
+      return await this.authority.revoke(rec.serial, req.reason, `device:${rec.deviceId}`, req.invalidityDate);
+    } catch (e) {
+      if (e instanceof ProblemError) {
+        await this.store.appendAudit({
+          actor: deviceId ? `device:${deviceId}` : `anonymous:${req.via}`,
+          action: 'revocation.refuse',
+          target: req.serial,
+          details: { code: e.code, detail: e.detail, via: req.via, remote: req.remote },
+        });
+      }
+      throw e;
+    }
   }
 
   /**

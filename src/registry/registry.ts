@@ -12,6 +12,7 @@ import { checkTransition, mayGetSecret } from './lifecycle.js';
 import { parseCertificate } from '../x509/cert_info.js';
 import { formatSan, parseSan } from '../x509/general_names.js';
 import { pemDecodeAll } from '../x509/pem.js';
+import type { SecretVault } from './secret_vault.js';
 
 export interface RegistryConfig {
   /** Hours a one-time enrollment secret stays valid. */
@@ -72,6 +73,8 @@ export class Registry {
     private readonly authority: Authority,
     private readonly clock: Clock,
     private readonly config: RegistryConfig,
+    /** Seals new secrets for CMP; without one, secrets serve EST only. */
+    private readonly vault?: SecretVault,
   ) {}
 
   /** Validates and normalises a registration; throws bad_request / not_found. */
@@ -175,8 +178,9 @@ export class Registry {
     if (!mayGetSecret(device.state)) throw new ProblemError('forbidden', `device ${deviceId} is ${device.state}`);
     const secret = randomBytes(18).toString('base64url');
     const now = this.clock.now();
+    const sealed = await this.vault?.seal(deviceId, secret);
     await this.store.putEnrollmentSecret(
-      { deviceId, secretHash: hashSecret(secret), createdAt: now, expiresAt: new Date(now.getTime() + this.config.secretTtlHours * 3_600_000) },
+      { deviceId, secretHash: hashSecret(secret), createdAt: now, expiresAt: new Date(now.getTime() + this.config.secretTtlHours * 3_600_000), sealed },
       { actor, action: 'device.secret.create', target: deviceId, details: { expiresInHours: this.config.secretTtlHours } },
     );
     return secret;

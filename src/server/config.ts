@@ -74,6 +74,8 @@ export interface FleetConfig {
     /** /.well-known/est/<label>/...: the CA to issue from and the profile the device must have. */
     labels: Record<string, { ca?: string; profile?: string }>;
   };
+  /** CMP server, RFC 9483 (docs/cmp.md). */
+  cmp: CmpConfig;
   crl: {
     /** Lifetime of a base CRL. */
     validityHours: number;
@@ -98,6 +100,21 @@ export interface FleetConfig {
   profiles: Record<string, Partial<Profile>>;
 }
 
+export interface CmpConfig {
+  /** /.well-known/cmp/p/<label> (RFC 9811): the CA to issue from and the profile the device must have. */
+  labels: Record<string, { ca?: string; profile?: string }>;
+  /** Seconds to wait for certConf; then the certificate is revoked (RFC 9483 §4.1.1). */
+  confirmWaitSeconds: number;
+  /** Largest difference between a request's messageTime and the server clock (badTime otherwise). */
+  messageTimeSkewSeconds: number;
+  /** Grant implicitConfirm when a client asks for it. */
+  implicitConfirm: boolean;
+  /** A waiting enrollment (approval) is dropped when no pollReq comes for this long. */
+  pollTimeoutSeconds: number;
+  /** Days a finished transaction is kept, so its transactionID cannot be used again. */
+  transactionRetentionDays: number;
+}
+
 export function defaultConfig(org: string): FleetConfig {
   return {
     version: 1,
@@ -110,6 +127,7 @@ export function defaultConfig(org: string): FleetConfig {
     issuance: { backdateSeconds: 300 },
     registry: { secretTtlHours: 168, manufacturerId: { from: 'serialNumber' } },
     est: { defaultProfile: 'device-tls', retryAfterSeconds: 60, labels: {} },
+    cmp: { labels: {}, confirmWaitSeconds: 300, messageTimeSkewSeconds: 300, implicitConfirm: true, pollTimeoutSeconds: 86_400, transactionRetentionDays: 30 },
     crl: { validityHours: 24, refreshAheadHours: 12, deltaValidityHours: 0, checkIntervalSeconds: 5, httpMaxAgeSeconds: 60, shards: 0, partitionAbove: 0 },
     ocsp: { validitySeconds: 3600 },
     profiles: {},
@@ -150,6 +168,7 @@ export function validateConfig(raw: unknown): FleetConfig {
     issuance: { ...base.issuance, ...c.issuance },
     registry: { ...base.registry, ...c.registry },
     est: { ...base.est, ...c.est, labels: { ...c.est?.labels } },
+    cmp: { ...base.cmp, ...c.cmp, labels: { ...c.cmp?.labels } },
     crl: { ...base.crl, ...c.crl },
     ocsp: { ...base.ocsp, ...c.ocsp },
     profiles: c.profiles ?? {},
@@ -208,6 +227,15 @@ export function validateConfig(raw: unknown): FleetConfig {
   for (const [label, l] of Object.entries(merged.est.labels)) {
     if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(label) || ['cacerts', 'simpleenroll', 'simplereenroll', 'csrattrs', 'serverkeygen', 'fullcmc'].includes(label)) throw bad(`est label "${label}" must be lowercase letters, digits and dashes, and not an EST operation name`);
     if (l.profile && !profiles[l.profile]) throw bad(`est label "${label}": no profile "${l.profile}"`);
+  }
+  const cmp = merged.cmp;
+  for (const k of ['confirmWaitSeconds', 'messageTimeSkewSeconds', 'pollTimeoutSeconds', 'transactionRetentionDays'] as const) {
+    if (!(Number.isInteger(cmp[k]) && cmp[k] > 0)) throw bad(`cmp.${k} must be a positive whole number`);
+  }
+  if (typeof cmp.implicitConfirm !== 'boolean') throw bad('cmp.implicitConfirm is true or false');
+  for (const [label, l] of Object.entries(cmp.labels)) {
+    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(label)) throw bad(`cmp label "${label}" must be lowercase letters, digits and dashes`);
+    if (l.profile && !profiles[l.profile]) throw bad(`cmp label "${label}": no profile "${l.profile}"`);
   }
   return merged;
 }

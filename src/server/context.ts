@@ -20,6 +20,7 @@ import { Operators } from '../registry/operators.js';
 import { Enrollment } from '../registry/enrollment.js';
 import { KeyCustody } from '../registry/key_custody.js';
 import { Registry } from '../registry/registry.js';
+import { SecretVault } from '../registry/secret_vault.js';
 import { openStore } from '../store/open_store.js';
 import type { Store } from '../store/store.js';
 import type { KeyAlgorithm } from '../x509/algorithms.js';
@@ -37,6 +38,8 @@ export interface FleetContext {
   enrollment: Enrollment;
   /** Server-side key generation and key escrow. */
   custody: KeyCustody;
+  /** Sealed one-time secrets (CMP MAC protection). */
+  vault: SecretVault;
   crls: CrlService;
   clock: Clock;
   close(): Promise<void>;
@@ -121,14 +124,15 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
     crlPartitionAbove: config.crl.partitionAbove,
   });
   const crls = new CrlService(s, authority, clock, { ...config.crl, publicUrl: config.publicUrl });
-  const registry = new Registry(s, authority, clock, { secretTtlHours: config.registry.secretTtlHours });
+  const vault = new SecretVault(s, keys, clock);
+  const registry = new Registry(s, authority, clock, { secretTtlHours: config.registry.secretTtlHours }, vault);
   const custody = new KeyCustody(s, keys, authority, clock);
   const enrollment = new Enrollment(s, authority, clock, { org: config.org, manufacturerId: config.registry.manufacturerId, retryAfterSeconds: config.est.retryAfterSeconds }, custody);
   const close = async () => {
     await keys.close?.();
     await s.close();
   };
-  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, crls, clock, close };
+  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, vault, crls, clock, close };
 }
 
 export async function openContext(dirOpt?: string, opts: { clock?: Clock; storeOverride?: string } = {}): Promise<FleetContext> {
@@ -244,6 +248,9 @@ export async function initDataDir(o: InitOptions): Promise<InitResult> {
     const issuingSubject = o.issuingSubject ? parseDn(o.issuingSubject) : [orgAttr, { type: 'CN', value: `${o.org} Issuing CA 1` }];
     await ctx.authority.createRootCa({ name: 'root', subject: rootSubject, keyAlgorithm: o.keyAlgorithm, keyRef: rootKeyRef, validityDays: o.rootValidityDays, actor });
     await ctx.authority.createIssuingCa({ name: config.defaultCa, parent: 'root', subject: issuingSubject, keyAlgorithm: o.keyAlgorithm, keyRef: issuingKeyRef, validityDays: o.issuingValidityDays, actor });
+    // The key one-time secrets are sealed to for CMP (secret_vault.ts), so
+    // devices registered before the first `serve` can use CMP too.
+    await ctx.vault.ensureKey(actor);
     const { token } = await ctx.operators.createToken({ name: 'admin', role: 'admin', actor });
     await saveConfig(dir, config);
     // The store holds token hashes and the audit log: owner-only, like the keys.

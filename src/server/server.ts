@@ -1,7 +1,7 @@
 /**
- * Wires the protocol adapters into two listeners: HTTPS (admin API, later EST
- * and CMP) with a certificate from the fleet's own CA, and plain HTTP (AIA,
- * later CRL and OCSP). `buildApps` makes the Fastify instances without
+ * Wires the protocol adapters into two listeners: HTTPS (admin API, EST and
+ * CMP) with a certificate from the fleet's own CA, and plain HTTP (AIA, CRL,
+ * OCSP and CMP). `buildApps` makes the Fastify instances without
  * sockets, so tests can use inject(); `startServer` listens and keeps the
  * HTTPS certificate fresh.
  */
@@ -14,6 +14,8 @@ import { ocspPlugin } from '../protocols/ocsp/plugin.js';
 import { OcspResponder } from '../authority/ocsp.js';
 import { apiPlugin } from '../protocols/api/plugin.js';
 import { estPlugin } from '../protocols/est/plugin.js';
+import { cmpPlugin } from '../protocols/cmp/plugin.js';
+import { CmpServer } from '../protocols/cmp/server.js';
 import { pemEncode } from '../x509/pem.js';
 import { installProblemHandlers } from './http_errors.js';
 import { parseHostPort } from './config.js';
@@ -32,6 +34,8 @@ export interface BuildOptions {
   clientTrust?: string[];
   /** The OCSP responder (its cache is refreshed by startServer); one from ctx otherwise. */
   ocsp?: OcspResponder;
+  /** The CMP server both listeners share; made from ctx when not given. */
+  cmp?: CmpServer;
 }
 
 /**
@@ -64,6 +68,7 @@ export async function buildHttpsApp(ctx: FleetContext, o: BuildOptions = {}): Pr
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   await app.register(apiPlugin, { ctx, version: VERSION });
   await app.register(estPlugin, { ctx });
+  await app.register(cmpPlugin, { cmp: o.cmp ?? new CmpServer(ctx) });
   return app;
 }
 
@@ -76,6 +81,8 @@ export async function buildHttpApp(ctx: FleetContext, o: BuildOptions = {}): Pro
   await app.register(aiaPlugin, { authority: ctx.authority });
   await app.register(crlPlugin, { crls: ctx.crls, maxAgeSeconds: ctx.config.crl.httpMaxAgeSeconds, shards: ctx.config.crl.shards });
   await app.register(ocspPlugin, { ctx, responder: o.ocsp });
+  // CMP protects its messages itself (RFC 9483 §3.2): served on plain HTTP too.
+  await app.register(cmpPlugin, { cmp: o.cmp ?? new CmpServer(ctx) });
   return app;
 }
 
@@ -89,6 +96,8 @@ export interface RunningServer {
   refreshTrust(): Promise<boolean>;
   /** Publishes the CRLs that are due now; returns "ca:kind:number" of each. */
   publishCrls(): Promise<string[]>;
+  /** Abandons CMP certificates whose certConf did not come in time; closes stale transactions. */
+  sweepCmp(): Promise<{ abandoned: number; expired: number; pruned: number }>;
 }
 
 export interface StartOptions {
@@ -99,14 +108,19 @@ export interface StartOptions {
   renewCheckMs?: number;
   /** How often to reload client trust anchors; default 10 s. */
   trustRefreshMs?: number;
+  /** How often to look for CMP transactions past their deadline; default 15 s. */
+  cmpSweepMs?: number;
 }
 
 export async function startServer(ctx: FleetContext, o: StartOptions = {}): Promise<RunningServer> {
   let { identity } = await ensureTlsIdentity(ctx);
   let trust = await clientTrustPems(ctx);
-  const https = await buildHttpsApp(ctx, { logger: o.logger, tls: identity, clientTrust: trust });
+  // Data directories made before CMP get their secret sealing key here.
+  await ctx.vault.ensureKey('system');
+  const cmp = new CmpServer(ctx);
+  const https = await buildHttpsApp(ctx, { logger: o.logger, tls: identity, clientTrust: trust, cmp });
   const ocsp = new OcspResponder(ctx.store, ctx.keys, ctx.authority, ctx.clock, ctx.config.ocsp);
-  const http = await buildHttpApp(ctx, { logger: o.logger, ocsp });
+  const http = await buildHttpApp(ctx, { logger: o.logger, ocsp, cmp });
   const l = parseHostPort(o.listen ?? ctx.config.server.listen);
   const h = parseHostPort(o.httpListen ?? ctx.config.server.httpListen);
   await https.listen({ host: l.host, port: l.port });
@@ -183,8 +197,12 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
   const trustTimer = setInterval(() => {
     refreshTrust().catch((err) => https.log.error({ err }, 'reloading client trust failed; will retry'));
   }, o.trustRefreshMs ?? 10_000);
+  const cmpTimer = setInterval(() => {
+    cmp.sweep().catch((err) => http.log.error({ err }, 'CMP transaction sweep failed; will retry'));
+  }, o.cmpSweepMs ?? 15_000);
   timer.unref();
   trustTimer.unref();
+  cmpTimer.unref();
 
   return {
     httpsUrl: `https://${addr(https)}`,
@@ -192,7 +210,9 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
     renewTlsIfDue,
     refreshTrust,
     publishCrls,
+    sweepCmp: () => cmp.sweep(),
     async close() {
+      clearInterval(cmpTimer);
       clearInterval(timer);
       clearInterval(trustTimer);
       clearInterval(crlTimer);

@@ -15,6 +15,7 @@ import type {
   AuditLogTable,
   CaTable,
   CertificateTable,
+  CmpTransactionTable,
   CrlTable,
   Database,
   DeviceTable,
@@ -22,6 +23,7 @@ import type {
   OcspSignerTable,
   OrderTable,
   PendingEnrollmentTable,
+  SealingKeyTable,
   SqlDialect,
   TrustAnchorTable,
 } from './schema.js';
@@ -37,6 +39,8 @@ import {
   type CaRecord,
   type CertificateQuery,
   type CertificateRecord,
+  type CmpTransactionPatch,
+  type CmpTransactionRecord,
   type CrlRecord,
   type DevicePatch,
   type DeviceQuery,
@@ -54,6 +58,7 @@ import {
   type Revocation,
   type RevocationReason,
   type RevokedEntry,
+  type SealingKeyRecord,
   type Store,
   type TrustAnchorRecord,
 } from './store.js';
@@ -485,7 +490,7 @@ export class KyselyStore implements Store {
             .insertInto('enrollment_secrets')
             .values(row)
             .onConflict((oc) =>
-              oc.column('device_id').doUpdateSet({ secret_hash: row.secret_hash, created_at: row.created_at, expires_at: row.expires_at, used_at: row.used_at }),
+              oc.column('device_id').doUpdateSet({ secret_hash: row.secret_hash, created_at: row.created_at, expires_at: row.expires_at, used_at: row.used_at, sealed: row.sealed }),
             )
             .execute(),
         { foreignKey: `no device with id "${s.deviceId}"` },
@@ -623,7 +628,8 @@ export class KyselyStore implements Store {
       if (c.consumeSecretHash !== undefined) {
         const r = await trx
           .updateTable('enrollment_secrets')
-          .set({ used_at: now })
+          // The sealed copy goes with the use: a used secret is never opened again.
+          .set({ used_at: now, sealed: null })
           .where('device_id', '=', deviceId)
           .where('secret_hash', '=', c.consumeSecretHash)
           .where('used_at', 'is', null)
@@ -683,6 +689,104 @@ export class KyselyStore implements Store {
 
       await this.statusChanged(trx, c.cert.serial, await this.appendAuditIn(trx, audit));
     });
+  }
+
+  abandonCertificate(serial: string, revocation: Revocation, restoreSerial: string | undefined, audit: AuditInput): Promise<boolean> {
+    return this.write(async (trx) => {
+      const row = await trx.selectFrom('certificates').select(['status', 'device_id']).where('serial', '=', serial).executeTakeFirst();
+      if (!row) throw new ProblemError('not_found', `no certificate with serial ${serial}`);
+      const revoked = await translateConstraintErrors(
+        () =>
+          trx
+            .updateTable('certificates')
+            .set({
+              status: 'revoked',
+              revoked_at: toMs(revocation.revokedAt, 'revokedAt'),
+              revocation_reason: revocation.reason,
+              invalidity_date: optionalMs(revocation.invalidityDate, 'invalidityDate'),
+              released_at: null,
+            })
+            .where('serial', '=', serial)
+            .where('status', '=', 'good')
+            .executeTakeFirst(),
+        { check: `"${revocation.reason}" is not a revocation reason` },
+      );
+      let restored = 0;
+      if (row.device_id !== null) {
+        // Only while it is still current: a later enrollment must not be undone.
+        const r = await trx
+          .updateTable('devices')
+          .set(restoreSerial === undefined ? { current_serial: null, state: 'registered', updated_at: toMs(revocation.revokedAt, 'revokedAt') } : { current_serial: restoreSerial, updated_at: toMs(revocation.revokedAt, 'revokedAt') })
+          .where('id', '=', row.device_id)
+          .where('current_serial', '=', serial)
+          .where('state', 'in', ['registered', 'active'])
+          .executeTakeFirst();
+        restored = Number(r.numUpdatedRows);
+      }
+      // Abandoning twice (two nodes sweeping) changes nothing the second time, and logs nothing.
+      if (Number(revoked.numUpdatedRows) === 0 && restored === 0) return false;
+      await this.appendAuditIn(trx, audit);
+      return true;
+    });
+  }
+
+  putSealingKey(k: SealingKeyRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      await translateConstraintErrors(() => trx.insertInto('sealing_keys').values(sealingKeyToRow(k)).execute(), { unique: `a sealing key with id ${k.id} exists` });
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async getSealingKey(id?: string): Promise<SealingKeyRecord | undefined> {
+    let q = this.db.selectFrom('sealing_keys').selectAll();
+    q = id === undefined ? q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(1) : q.where('id', '=', id);
+    const row = await q.executeTakeFirst();
+    return row && rowToSealingKey(row);
+  }
+
+  // --- CMP transactions ---
+
+  async insertCmpTransaction(t: CmpTransactionRecord): Promise<void> {
+    const row = cmpTransactionToRow(t);
+    await translateConstraintErrors(() => this.db.insertInto('cmp_transactions').values(row).execute(), {
+      unique: `transaction ID ${t.id} is in use`,
+      check: `"${t.state}" is not a CMP transaction state`,
+    });
+  }
+
+  async getCmpTransaction(id: string): Promise<CmpTransactionRecord | undefined> {
+    const row = await this.db.selectFrom('cmp_transactions').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && rowToCmpTransaction(row);
+  }
+
+  updateCmpTransaction(id: string, from: { state: CmpTransactionRecord['state']; expectedNonce?: string }, patch: CmpTransactionPatch): Promise<CmpTransactionRecord> {
+    return this.write(async (trx) => {
+      let q = trx.updateTable('cmp_transactions').set(cmpPatchToRow(patch)).where('id', '=', id).where('state', '=', from.state);
+      if (from.expectedNonce !== undefined) q = q.where('expected_nonce', '=', from.expectedNonce);
+      const r = await translateConstraintErrors(() => q.executeTakeFirst(), { check: `"${patch.state}" is not a CMP transaction state` });
+      const row = await trx.selectFrom('cmp_transactions').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!row) throw new ProblemError('not_found', `no CMP transaction ${id}`);
+      if (Number(r.numUpdatedRows) === 0) throw new ProblemError('conflict', `CMP transaction ${id} is ${row.state}${from.expectedNonce !== undefined && row.expected_nonce !== from.expectedNonce ? ' and expects another nonce' : ''}`);
+      return rowToCmpTransaction(row);
+    });
+  }
+
+  async listDueCmpTransactions(now: Date, limit?: number): Promise<CmpTransactionRecord[]> {
+    const rows = await this.db
+      .selectFrom('cmp_transactions')
+      .selectAll()
+      .where('state', 'in', ['open', 'waiting', 'confirming'])
+      .where('expires_at', '<', toMs(now, 'now'))
+      .orderBy('expires_at')
+      .orderBy('id')
+      .limit(pageSize(limit))
+      .execute();
+    return rows.map(rowToCmpTransaction);
+  }
+
+  async pruneCmpTransactions(before: Date): Promise<number> {
+    const r = await this.db.deleteFrom('cmp_transactions').where('state', '=', 'closed').where('updated_at', '<', toMs(before, 'before')).executeTakeFirst();
+    return Number(r.numDeletedRows);
   }
 
   // --- revocation: CRLs, holds, OCSP signers ---
@@ -1241,6 +1345,7 @@ function secretToRow(s: EnrollmentSecretRecord): EnrollmentSecretTable {
     created_at: toMs(s.createdAt, 'createdAt'),
     expires_at: toMs(s.expiresAt, 'expiresAt'),
     used_at: optionalMs(s.usedAt, 'usedAt'),
+    sealed: s.sealed ? toBuffer(s.sealed) : null,
   };
 }
 
@@ -1251,7 +1356,82 @@ function rowToSecret(r: Selectable<EnrollmentSecretTable>): EnrollmentSecretReco
     createdAt: new Date(Number(r.created_at)),
     expiresAt: new Date(Number(r.expires_at)),
     usedAt: optionalDate(r.used_at),
+    sealed: r.sealed ? fromBuffer(r.sealed) : undefined,
   });
+}
+
+function sealingKeyToRow(k: SealingKeyRecord): SealingKeyTable {
+  return { id: k.id, key_ref: k.keyRef, spki: toBuffer(k.spki), created_at: toMs(k.createdAt, 'createdAt') };
+}
+
+function rowToSealingKey(r: Selectable<SealingKeyTable>): SealingKeyRecord {
+  return { id: r.id, keyRef: r.key_ref, spki: fromBuffer(r.spki), createdAt: new Date(Number(r.created_at)) };
+}
+
+const optionalBytes = (b: Uint8Array | undefined | null) => (b ? toBuffer(b) : null);
+
+function cmpTransactionToRow(t: CmpTransactionRecord): CmpTransactionTable {
+  return {
+    id: t.id,
+    state: t.state,
+    kind: t.kind,
+    device_id: t.deviceId ?? null,
+    expected_nonce: t.expectedNonce ?? null,
+    protection: t.protection ?? null,
+    signer_sha256: t.signerSha256 ?? null,
+    sealed_secret: optionalBytes(t.sealedSecret),
+    request_der: optionalBytes(t.requestDer),
+    implicit_confirm: t.implicitConfirm ? 1 : 0,
+    cert_req_id: t.certReqId ?? null,
+    ca: t.ca ?? null,
+    profile: t.profile ?? null,
+    cert_serial: t.certSerial ?? null,
+    previous_serial: t.previousSerial ?? null,
+    outcome: t.outcome ?? null,
+    created_at: toMs(t.createdAt, 'createdAt'),
+    updated_at: toMs(t.updatedAt, 'updatedAt'),
+    expires_at: toMs(t.expiresAt, 'expiresAt'),
+  };
+}
+
+function rowToCmpTransaction(r: Selectable<CmpTransactionTable>): CmpTransactionRecord {
+  return compact({
+    id: r.id,
+    state: r.state,
+    kind: r.kind,
+    deviceId: r.device_id ?? undefined,
+    expectedNonce: r.expected_nonce ?? undefined,
+    protection: (r.protection ?? undefined) as CmpTransactionRecord['protection'],
+    signerSha256: r.signer_sha256 ?? undefined,
+    sealedSecret: r.sealed_secret ? fromBuffer(r.sealed_secret) : undefined,
+    requestDer: r.request_der ? fromBuffer(r.request_der) : undefined,
+    implicitConfirm: Boolean(r.implicit_confirm),
+    certReqId: r.cert_req_id === null ? undefined : Number(r.cert_req_id),
+    ca: r.ca ?? undefined,
+    profile: r.profile ?? undefined,
+    certSerial: r.cert_serial ?? undefined,
+    previousSerial: r.previous_serial ?? undefined,
+    outcome: r.outcome ?? undefined,
+    createdAt: new Date(Number(r.created_at)),
+    updatedAt: new Date(Number(r.updated_at)),
+    expiresAt: new Date(Number(r.expires_at)),
+  });
+}
+
+/** A patch as column values: undefined leaves a column, null clears it. */
+function cmpPatchToRow(p: CmpTransactionPatch): Partial<CmpTransactionTable> {
+  const row: Partial<CmpTransactionTable> = { updated_at: toMs(p.updatedAt, 'updatedAt') };
+  if (p.state !== undefined) row.state = p.state;
+  if (p.deviceId !== undefined) row.device_id = p.deviceId;
+  if (p.expectedNonce !== undefined) row.expected_nonce = p.expectedNonce;
+  if (p.sealedSecret !== undefined) row.sealed_secret = optionalBytes(p.sealedSecret);
+  if (p.requestDer !== undefined) row.request_der = optionalBytes(p.requestDer);
+  if (p.certReqId !== undefined) row.cert_req_id = p.certReqId;
+  if (p.certSerial !== undefined) row.cert_serial = p.certSerial;
+  if (p.previousSerial !== undefined) row.previous_serial = p.previousSerial;
+  if (p.outcome !== undefined) row.outcome = p.outcome;
+  if (p.expiresAt !== undefined) row.expires_at = toMs(p.expiresAt, 'expiresAt');
+  return row;
 }
 
 function trustAnchorToRow(t: TrustAnchorRecord): TrustAnchorTable {

@@ -12,7 +12,7 @@
 import { sql, type ColumnDataType, type Expression, type Kysely } from 'kysely';
 import { ProblemError } from '../errors.js';
 import type { Database, SqlDialect } from './schema.js';
-import { DEVICE_STATES, REVOCATION_REASONS, type PendingStatus } from './store.js';
+import { CMP_TRANSACTION_STATES, DEVICE_STATES, REVOCATION_REASONS, type PendingStatus } from './store.js';
 
 export interface Migration {
   version: number;
@@ -320,6 +320,52 @@ async function createLeases(db: Kysely<Database>, dialect: SqlDialect): Promise<
     .execute();
 }
 
+/**
+ * CMP (issue 7): a sealed copy of each one-time secret (MAC-based protection
+ * needs the secret, not a hash), the keys they are sealed to, and CMP
+ * transactions shared by every node (transactionID reuse, nonces, certConf
+ * deadlines, polling).
+ */
+async function createCmp(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  // Existing secrets keep null: they work for EST; CMP asks for a new one.
+  await db.schema.alterTable('enrollment_secrets').addColumn('sealed', t.bytes).execute();
+
+  await db.schema
+    .createTable('sealing_keys')
+    .addColumn('id', t.key, (c) => c.primaryKey())
+    .addColumn('key_ref', 'text', (c) => c.notNull())
+    .addColumn('spki', t.bytes, (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .execute();
+
+  await db.schema
+    .createTable('cmp_transactions')
+    .addColumn('id', t.key, (c) => c.primaryKey())
+    .addColumn('state', 'text', (c) => c.notNull().check(sql`state in (${quotedList(CMP_TRANSACTION_STATES)})`))
+    .addColumn('kind', 'text', (c) => c.notNull())
+    .addColumn('device_id', t.key)
+    .addColumn('expected_nonce', 'text')
+    .addColumn('protection', 'text')
+    .addColumn('signer_sha256', 'text')
+    .addColumn('sealed_secret', t.bytes)
+    .addColumn('request_der', t.bytes)
+    .addColumn('implicit_confirm', t.bool, (c) => (dialect === 'postgres' ? c.notNull() : c.notNull().check(sql`implicit_confirm in (0, 1)`)))
+    .addColumn('cert_req_id', t.int64)
+    .addColumn('ca', 'text')
+    .addColumn('profile', 'text')
+    .addColumn('cert_serial', t.key)
+    .addColumn('previous_serial', t.key)
+    .addColumn('outcome', 'text')
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .addColumn('updated_at', t.int64, (c) => c.notNull())
+    .addColumn('expires_at', t.int64, (c) => c.notNull())
+    .execute();
+  // The sweeper reads open transactions by deadline; pruning reads closed ones by age.
+  await db.schema.createIndex('cmp_transactions_due').on('cmp_transactions').columns(['state', 'expires_at']).execute();
+  await db.schema.createIndex('cmp_transactions_updated').on('cmp_transactions').columns(['state', 'updated_at']).execute();
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', up: createInitialSchema },
   { version: 2, name: 'device registry', up: createRegistry },
@@ -327,6 +373,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, name: 'certificate change feed', up: createChangeFeed },
   { version: 5, name: 'key escrow', up: createKeyEscrow },
   { version: 6, name: 'leases', up: createLeases },
+  { version: 7, name: 'cmp', up: createCmp },
 ];
 
 /**

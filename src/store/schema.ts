@@ -6,7 +6,7 @@
  * boolean: read them with Boolean()).
  */
 import type { Generated } from 'kysely';
-import type { CaKind, CertificateStatus, DeviceState, PendingStatus, RevocationReason, Role, TrustAnchorRecord } from './store.js';
+import type { CaKind, CertificateStatus, CmpTransactionState, DeviceState, PendingStatus, RevocationReason, Role, TrustAnchorRecord } from './store.js';
 
 export type SqlDialect = 'sqlite' | 'postgres';
 
@@ -103,6 +103,40 @@ export interface EnrollmentSecretTable {
   created_at: number;
   expires_at: number;
   used_at: number | null;
+  /** Since migration 7: the secret sealed for CMP; null once used. */
+  sealed: Uint8Array | null;
+}
+
+/** Since migration 7: keys one-time secrets are sealed to (public half; the key store has the rest). */
+export interface SealingKeyTable {
+  id: string;
+  key_ref: string;
+  spki: Uint8Array;
+  created_at: number;
+}
+
+/** Since migration 7: CMP transactions (transactionID, nonces, certConf and polling state). */
+export interface CmpTransactionTable {
+  id: string;
+  state: CmpTransactionState;
+  kind: string;
+  device_id: string | null;
+  expected_nonce: string | null;
+  protection: string | null;
+  signer_sha256: string | null;
+  sealed_secret: Uint8Array | null;
+  request_der: Uint8Array | null;
+  /** 0/1 (SQLite) or false/true (PostgreSQL). */
+  implicit_confirm: number | boolean;
+  cert_req_id: number | null;
+  ca: string | null;
+  profile: string | null;
+  cert_serial: string | null;
+  previous_serial: string | null;
+  outcome: string | null;
+  created_at: number;
+  updated_at: number;
+  expires_at: number;
 }
 
 export interface TrustAnchorTable {
@@ -202,6 +236,8 @@ export interface Database {
   escrow_keys: EscrowKeyTable;
   escrowed_keys: EscrowedKeyTable;
   leases: LeaseTable;
+  sealing_keys: SealingKeyTable;
+  cmp_transactions: CmpTransactionTable;
   schema_version: SchemaVersionTable;
 }
 

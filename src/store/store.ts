@@ -200,7 +200,7 @@ export interface DeviceUpdateGuard {
   reregister?: boolean;
 }
 
-/** A one-time enrollment secret; only its hash is kept. */
+/** A one-time enrollment secret: its hash, and a sealed copy for CMP (see SecretVault). */
 export interface EnrollmentSecretRecord {
   deviceId: string;
   /** sha256 (hex) of the secret. */
@@ -208,6 +208,24 @@ export interface EnrollmentSecretRecord {
   createdAt: Date;
   expiresAt: Date;
   usedAt?: Date;
+  /**
+   * The secret sealed to the registry's sealing key (migration 7): CMP's
+   * MAC-based protection needs the secret itself, a hash cannot verify a
+   * MAC. Wiped when the secret is used. Absent for secrets made before.
+   */
+  sealed?: Uint8Array;
+}
+
+/**
+ * The public half of the key one-time secrets are sealed to; the private
+ * half is in the KeyStore (only the server, which can unlock it, opens them).
+ */
+export interface SealingKeyRecord {
+  id: string;
+  keyRef: string;
+  /** DER SubjectPublicKeyInfo (P-256). */
+  spki: Uint8Array;
+  createdAt: Date;
 }
 
 /** A CA trusted for one purpose, e.g. manufacturer (IDevID) bootstrap. */
@@ -268,6 +286,69 @@ export interface EnrollmentCommit {
   now: Date;
 }
 
+
+// ---------------------------------------------------------------- CMP
+
+/**
+ * Where a CMP transaction is (RFC 4210 §5.1.1, RFC 9483 §3.1, §4.4):
+ * open (request being handled), waiting (approval pending, the client polls),
+ * confirming (certificate issued, certConf expected), closed.
+ */
+export type CmpTransactionState = 'open' | 'waiting' | 'confirming' | 'closed';
+export const CMP_TRANSACTION_STATES: readonly CmpTransactionState[] = ['open', 'waiting', 'confirming', 'closed'];
+
+/**
+ * A CMP transaction, shared by every node: the transactionID is never
+ * reused, and each further message must echo the last senderNonce we sent.
+ */
+export interface CmpTransactionRecord {
+  /** Lowercase hex of the transactionID. */
+  id: string;
+  state: CmpTransactionState;
+  /** The body that began it: ir, cr, kur, p10cr, rr, genm. */
+  kind: string;
+  deviceId?: string;
+  /** Hex of our last senderNonce: the next request's recipNonce. */
+  expectedNonce?: string;
+  /** How the first request was protected; later ones must match. */
+  protection?: 'mac' | 'signature' | 'none';
+  /** sha256 (hex) of the protection certificate, for signature protection. */
+  signerSha256?: string;
+  /** MAC transactions: the secret, sealed, until the transaction closes (the registry's copy is wiped on use). */
+  sealedSecret?: Uint8Array;
+  /** The request to replay after approval: DER CertReqMsg or PKCS#10. */
+  requestDer?: Uint8Array;
+  /** The client asked for implicitConfirm (kept for the answer after polling). */
+  implicitConfirm?: boolean;
+  certReqId?: number;
+  /** From the URL label: the CA and profile. */
+  ca?: string;
+  profile?: string;
+  /** The certificate issued and awaiting certConf, and the one it replaced. */
+  certSerial?: string;
+  previousSerial?: string;
+  /** accepted, rejected, expired, refused, ... once closed. */
+  outcome?: string;
+  createdAt: Date;
+  updatedAt: Date;
+  /** Deadline for the next message (confirmWaitTime, polling window). */
+  expiresAt: Date;
+}
+
+/** What a step of a transaction changes; null clears a field. */
+export interface CmpTransactionPatch {
+  state?: CmpTransactionState;
+  deviceId?: string;
+  expectedNonce?: string | null;
+  sealedSecret?: Uint8Array | null;
+  requestDer?: Uint8Array | null;
+  certReqId?: number;
+  certSerial?: string | null;
+  previousSerial?: string | null;
+  outcome?: string;
+  updatedAt: Date;
+  expiresAt?: Date;
+}
 
 // ---------------------------------------------------------------- revocation
 
@@ -454,6 +535,38 @@ export interface Store {
    * transaction with its audit entry. Any refusal changes nothing.
    */
   recordEnrollment(c: EnrollmentCommit, audit: AuditInput): Promise<void>;
+
+  /**
+   * A certificate its holder did not accept (RFC 9483 §4.1.1: CMP certConf
+   * rejection or no certConf in time): revokes it and, while it is still
+   * the device's current certificate, makes `restoreSerial` current again
+   * (none: the device goes back to registered). One transaction with its
+   * audit entry. Throws not_found for an unknown serial; a certificate
+   * revoked already is left as it is (the device part still applies).
+   * Returns false, writing no audit entry, when there was nothing left to do.
+   */
+  abandonCertificate(serial: string, revocation: Revocation, restoreSerial: string | undefined, audit: AuditInput): Promise<boolean>;
+
+  /** Adds a sealing key; the newest one seals new secrets. */
+  putSealingKey(k: SealingKeyRecord, audit: AuditInput): Promise<void>;
+  /** The sealing key with this id, or the newest one. */
+  getSealingKey(id?: string): Promise<SealingKeyRecord | undefined>;
+
+  // --- CMP transactions ---
+  /** Throws already_exists when the transactionID was used before (CMP transactionIdInUse). */
+  insertCmpTransaction(t: CmpTransactionRecord): Promise<void>;
+  getCmpTransaction(id: string): Promise<CmpTransactionRecord | undefined>;
+  /**
+   * Compare-and-set: applies `patch` only while the transaction is still in
+   * state `from.state` with expected nonce `from.expectedNonce` (when
+   * given), so a replayed or concurrent message cannot advance it twice.
+   * Throws not_found, or conflict when it moved on.
+   */
+  updateCmpTransaction(id: string, from: { state: CmpTransactionState; expectedNonce?: string }, patch: CmpTransactionPatch): Promise<CmpTransactionRecord>;
+  /** Transactions not closed whose deadline is before `now`, oldest deadline first. */
+  listDueCmpTransactions(now: Date, limit?: number): Promise<CmpTransactionRecord[]>;
+  /** Deletes closed transactions last updated before `before`; returns how many. */
+  pruneCmpTransactions(before: Date): Promise<number>;
 
   // --- revocation: CRLs, holds, OCSP signers ---
   /**

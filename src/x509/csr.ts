@@ -29,6 +29,11 @@ export interface ParsedCsr {
   unsupportedSans: string[];
 }
 
+/** A request already parsed and verified (a CRMF CertReqMsg from CMP), as opposed to PKCS#10 bytes. */
+export function isParsedCsr(x: Uint8Array | string | ParsedCsr | undefined): x is ParsedCsr {
+  return typeof x === 'object' && !(x instanceof Uint8Array);
+}
+
 /**
  * Parses a PEM or DER CSR and verifies its signature. Throws bad_csr for
  * anything malformed and bad_signature when the proof of possession fails.

@@ -61,15 +61,17 @@ describe('PKCS#11 key store: CA keys in SoftHSM2', () => {
     assert.equal(existsSync(join(dir, 'secrets')), false, 'no software key store passphrase');
   });
 
-  it('pkcs11-tool lists the CA keys as sensitive, never extractable, sign-only', () => {
+  it('pkcs11-tool lists the CA keys as sensitive, never extractable, sign-only (and the CMP secret sealing key decrypt-only)', () => {
     const r = token.tool(['--login', '--pin', token.pin, '--list-objects', '--type', 'privkey']);
     assert.equal(r.status, 0, r.stderr);
     const objects = r.stdout.split(/(?=Private Key Object)/).filter((s) => s.startsWith('Private Key Object'));
-    assert.equal(objects.length, 2, r.stdout);
-    for (const o of objects) {
-      assert.match(o, /Access:\s+sensitive, always sensitive, never extractable, local/);
-      assert.match(o, /Usage:\s+sign\s*$/m);
-    }
+    const sealing = objects.filter((o) => /label:\s+secret-sealing-/.test(o));
+    const ca = objects.filter((o) => !sealing.includes(o));
+    assert.equal(ca.length, 2, r.stdout);
+    assert.equal(sealing.length, 1, r.stdout);
+    for (const o of objects) assert.match(o, /Access:\s+sensitive, always sensitive, never extractable, local/);
+    for (const o of ca) assert.match(o, /Usage:\s+sign\s*$/m);
+    assert.match(sealing[0], /Usage:\s+decrypt\s*$/m);
   });
 
   it('fail-read-private-value: the token refuses to reveal (CKA_VALUE) or wrap out the CA key', async () => {

@@ -43,6 +43,8 @@ import {
   type ReleasedHold,
   type RevocationReason,
   type RevokedEntry,
+  type SealingKeyRecord,
+  type CmpTransactionRecord,
   type Store,
   type TrustAnchorRecord,
 } from '../../src/store/store.js';
@@ -697,9 +699,35 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
       }
     });
 
+    describe('schema: version 7 (cmp)', () => {
+      it('ok migrating a database created at version 6 keeps its secrets, with no sealed copy', async () => {
+        const old = await openUnmigrated();
+        try {
+          const db = rawDb(old);
+          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 6)), [1, 2, 3, 4, 5, 6]);
+          await withRoot(old);
+          await old.insertDevice(deviceRecord('dev-1'), audit('device.register', 'dev-1'));
+          // As fleetpki before CMP wrote it: no sealed column.
+          await db.insertInto('enrollment_secrets').values({ device_id: 'dev-1', secret_hash: sha('dev-1'), created_at: T0 + 30, expires_at: T0 + DAY, used_at: null } as never).execute();
+          await old.migrate();
+          const versions = await db.selectFrom('schema_version').select('version').orderBy('version').execute();
+          assert.deepEqual(versions.map((v) => Number(v.version)), MIGRATIONS.map((m) => m.version));
+          assert.deepEqual(await old.getEnrollmentSecret('dev-1'), secretRecord('dev-1'));
+          // The new tables work on the upgraded database.
+          await old.putSealingKey(sealingKeyRecord('k1'), audit('registry.sealing-key.create', 'k1'));
+          await old.insertCmpTransaction(cmpRecord('aa'.repeat(16)));
+          assert.equal((await old.getCmpTransaction('aa'.repeat(16)))?.state, 'open');
+          assert.deepEqual(verifyAuditChain(await readAuditLog(old)), { ok: true, entries: 3 });
+        } finally {
+          await old.close();
+        }
+      });
+    });
+
     registryConformance(() => store);
     revocationConformance(() => store);
     escrowConformance(() => store);
+    cmpConformance(() => store);
 
     describe('audit log', () => {
       it('seq starts at 1 and increments; entries chain and match what listAudit returns', async () => {
@@ -872,6 +900,168 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
         await expectProblem(store.insertCa(caRecord('root', { notAfter: new Date(NaN) }), audit('ca.create')), 'bad_request');
         assert.equal((await readAuditLog(store)).length, 0);
       });
+    });
+  });
+}
+
+// --- the CMP part of the suite ---
+
+function sealingKeyRecord(id: string, over: Partial<SealingKeyRecord> = {}): SealingKeyRecord {
+  return { id, keyRef: `soft:sealing-${id}`, spki: Uint8Array.of(0x30, 0x01, id.length), createdAt: at(HOUR), ...over };
+}
+
+function cmpRecord(id: string, over: Partial<CmpTransactionRecord> = {}): CmpTransactionRecord {
+  return { id, state: 'open', kind: 'ir', implicitConfirm: false, createdAt: at(HOUR), updatedAt: at(HOUR), expiresAt: at(2 * HOUR), ...over };
+}
+
+function cmpConformance(current: () => Store): void {
+  describe('cmp: sealed secrets and sealing keys', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await withRegistry(store);
+    });
+
+    it('ok a sealed copy is kept with the secret and wiped when the enrollment consumes it', async () => {
+      const sealed = secretRecord('dev-1', { sealed: ALL_BYTES });
+      await store.putEnrollmentSecret(sealed, audit('device.secret', 'dev-1'));
+      assert.deepEqual(await store.getEnrollmentSecret('dev-1'), sealed);
+      await store.recordEnrollment(enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1') }), audit('certificate.enroll', 'e1'));
+      assert.deepEqual(await store.getEnrollmentSecret('dev-1'), secretRecord('dev-1', { usedAt: at(HOUR) }));
+    });
+
+    it('ok a failed enrollment keeps the sealed copy', async () => {
+      await store.putEnrollmentSecret(secretRecord('dev-1', { sealed: ALL_BYTES }), audit('device.secret', 'dev-1'));
+      await expectProblem(store.recordEnrollment(enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1'), redeemOrderId: 'ghost' }), audit('certificate.enroll', 'e1')), 'policy_violation');
+      assert.deepEqual((await store.getEnrollmentSecret('dev-1'))?.sealed, ALL_BYTES);
+    });
+
+    it('ok sealing keys: the newest without an id, any by id; a taken id → already_exists', async () => {
+      assert.equal(await store.getSealingKey(), undefined);
+      await store.putSealingKey(sealingKeyRecord('k1'), audit('registry.sealing-key.create', 'k1'));
+      await store.putSealingKey(sealingKeyRecord('k2', { createdAt: at(2 * HOUR) }), audit('registry.sealing-key.create', 'k2'));
+      assert.deepEqual(await store.getSealingKey(), sealingKeyRecord('k2', { createdAt: at(2 * HOUR) }));
+      assert.deepEqual(await store.getSealingKey('k1'), sealingKeyRecord('k1'));
+      assert.equal(await store.getSealingKey('nope'), undefined);
+      await expectProblem(store.putSealingKey(sealingKeyRecord('k1'), audit('x')), 'already_exists');
+      assert.equal((await store.listAudit({ action: 'registry.sealing-key.create' })).length, 2);
+    });
+  });
+
+  describe('cmp: abandonCertificate', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await withRegistry(store);
+      await store.recordEnrollment(enrollment('e1', 'dev-1', { consumeSecretHash: sha('dev-1') }), audit('certificate.enroll', 'e1'));
+      await store.recordEnrollment(enrollment('e2', 'dev-1', { replacesSerial: 'e1', now: at(2 * HOUR) }), audit('certificate.enroll', 'e2'));
+    });
+    const revocation = { revokedAt: at(3 * HOUR), reason: 'cessationOfOperation' as const };
+
+    it('ok revokes the certificate and makes the previous one current again, one audit entry', async () => {
+      assert.equal(await store.abandonCertificate('e2', revocation, 'e1', audit('certificate.abandon', 'e2')), true);
+      assert.deepEqual(await store.getCertificate('e2'), { ...certRecord('e2'), deviceId: 'dev-1', ...revokedAs('cessationOfOperation', at(3 * HOUR)) });
+      const d = await store.getDevice('dev-1');
+      assert.deepEqual([d?.state, d?.currentSerial], ['active', 'e1']);
+      assert.equal((await store.listAudit({ action: 'certificate.abandon' })).length, 1);
+    });
+
+    it('ok with no previous certificate the device is registered again', async () => {
+      await store.abandonCertificate('e2', revocation, 'e1', audit('certificate.abandon', 'e2'));
+      await store.abandonCertificate('e1', revocation, undefined, audit('certificate.abandon', 'e1'));
+      const d = await store.getDevice('dev-1');
+      assert.deepEqual([d?.state, d?.currentSerial], ['registered', undefined]);
+    });
+
+    it('ok twice changes nothing the second time and writes no second audit entry', async () => {
+      await store.abandonCertificate('e2', revocation, 'e1', audit('certificate.abandon', 'e2'));
+      const before = await registrySnapshot(store);
+      assert.equal(await store.abandonCertificate('e2', { ...revocation, revokedAt: at(4 * HOUR) }, 'e1', audit('certificate.abandon', 'e2')), false);
+      assert.deepEqual(await registrySnapshot(store), before);
+    });
+
+    it('ok a certificate that is no longer current is revoked, the device keeps its current one', async () => {
+      await store.abandonCertificate('e1', revocation, undefined, audit('certificate.abandon', 'e1'));
+      const d = await store.getDevice('dev-1');
+      assert.deepEqual([d?.state, d?.currentSerial], ['active', 'e2']);
+      assert.equal((await store.getCertificate('e1'))?.status, 'revoked');
+    });
+
+    it('fail-unknown serial → not_found, and nothing changes', async () => {
+      const before = await registrySnapshot(store);
+      await expectProblem(store.abandonCertificate('nope', revocation, 'e1', audit('certificate.abandon', 'nope')), 'not_found');
+      assert.deepEqual(await registrySnapshot(store), before);
+    });
+  });
+
+  describe('cmp: transactions', () => {
+    let store: Store;
+    const id = 'ab'.repeat(16);
+    beforeEach(async () => {
+      store = current();
+    });
+
+    it('ok insert and read back every field', async () => {
+      const full = cmpRecord(id, {
+        state: 'confirming',
+        deviceId: 'dev-1',
+        expectedNonce: 'cd'.repeat(16),
+        protection: 'mac',
+        signerSha256: 'ef'.repeat(32),
+        sealedSecret: ALL_BYTES,
+        requestDer: Uint8Array.of(0x30, 0x00),
+        implicitConfirm: true,
+        certReqId: -1,
+        ca: 'issuing',
+        profile: 'device-tls',
+        certSerial: '01ab',
+        previousSerial: '01aa',
+        outcome: 'none yet',
+      });
+      await store.insertCmpTransaction(full);
+      assert.deepEqual(await store.getCmpTransaction(id), full);
+      assert.equal(await store.getCmpTransaction('00'.repeat(16)), undefined);
+    });
+
+    it('fail-a used transactionID → already_exists, the first stays', async () => {
+      await store.insertCmpTransaction(cmpRecord(id));
+      await expectProblem(store.insertCmpTransaction(cmpRecord(id, { kind: 'cr' })), 'already_exists');
+      assert.equal((await store.getCmpTransaction(id))?.kind, 'ir');
+    });
+
+    it('ok update is a compare-and-set on state and nonce; null clears a field', async () => {
+      await store.insertCmpTransaction(cmpRecord(id, { sealedSecret: ALL_BYTES, expectedNonce: 'n1' }));
+      const next = await store.updateCmpTransaction(id, { state: 'open', expectedNonce: 'n1' }, { state: 'confirming', expectedNonce: 'n2', certSerial: 'c1', updatedAt: at(3 * HOUR) });
+      assert.deepEqual(next, cmpRecord(id, { state: 'confirming', expectedNonce: 'n2', certSerial: 'c1', sealedSecret: ALL_BYTES, updatedAt: at(3 * HOUR) }));
+      // A replay of the message that moved it: the nonce is no longer the expected one.
+      await expectProblem(store.updateCmpTransaction(id, { state: 'confirming', expectedNonce: 'n1' }, { state: 'closed', updatedAt: at(4 * HOUR) }), 'conflict');
+      await expectProblem(store.updateCmpTransaction(id, { state: 'open' }, { state: 'closed', updatedAt: at(4 * HOUR) }), 'conflict');
+      const closed = await store.updateCmpTransaction(id, { state: 'confirming', expectedNonce: 'n2' }, { state: 'closed', outcome: 'accepted', expectedNonce: null, sealedSecret: null, updatedAt: at(4 * HOUR) });
+      assert.deepEqual(closed, cmpRecord(id, { state: 'closed', outcome: 'accepted', certSerial: 'c1', updatedAt: at(4 * HOUR) }));
+      await expectProblem(store.updateCmpTransaction('00'.repeat(16), { state: 'open' }, { updatedAt: at(0) }), 'not_found');
+    });
+
+    it('ok two concurrent updates from the same state: exactly one wins', async () => {
+      await store.insertCmpTransaction(cmpRecord(id, { expectedNonce: 'n1' }));
+      const tries = await Promise.allSettled([1, 2, 3].map((n) => store.updateCmpTransaction(id, { state: 'open', expectedNonce: 'n1' }, { state: 'closed', outcome: `w${n}`, updatedAt: at(3 * HOUR) })));
+      assert.equal(tries.filter((t) => t.status === 'fulfilled').length, 1);
+      assert.ok(tries.filter((t) => t.status === 'rejected').every((t) => isProblem((t as PromiseRejectedResult).reason, 'conflict')));
+    });
+
+    it('ok listDueCmpTransactions: not closed, deadline passed, oldest deadline first; prune drops old closed ones', async () => {
+      await store.insertCmpTransaction(cmpRecord('01', { expiresAt: at(5 * HOUR) }));
+      await store.insertCmpTransaction(cmpRecord('02', { state: 'waiting', expiresAt: at(2 * HOUR) }));
+      await store.insertCmpTransaction(cmpRecord('03', { state: 'closed', expiresAt: at(HOUR), updatedAt: at(HOUR) }));
+      await store.insertCmpTransaction(cmpRecord('04', { state: 'confirming', expiresAt: at(3 * HOUR) }));
+      await store.insertCmpTransaction(cmpRecord('05', { state: 'closed', expiresAt: at(HOUR), updatedAt: at(10 * HOUR) }));
+      assert.deepEqual((await store.listDueCmpTransactions(at(4 * HOUR))).map((t) => t.id), ['02', '04']);
+      assert.deepEqual((await store.listDueCmpTransactions(at(4 * HOUR), 1)).map((t) => t.id), ['02']);
+      assert.equal(await store.pruneCmpTransactions(at(5 * HOUR)), 1);
+      assert.deepEqual(await Promise.all(['01', '03', '05'].map(async (i) => !!(await store.getCmpTransaction(i)))), [true, false, true]);
+    });
+
+    it('fail-a state outside the schema → bad_request', async () => {
+      await expectProblem(store.insertCmpTransaction(cmpRecord(id, { state: 'lost' as never })), 'bad_request');
     });
   });
 }
