@@ -92,7 +92,9 @@ export async function startEstEnv(o: EstEnvOptions = {}): Promise<EstEnv> {
   let server: RunningServer;
   try {
     await o.setup?.(ctx);
-    server = await startServer(ctx, { listen: '127.0.0.1:0', httpListen: '127.0.0.1:0' });
+    // Tests reload client trust themselves (server.refreshTrust()), so the
+    // 10-second timer cannot change it under them on a slow machine.
+    server = await startServer(ctx, { listen: '127.0.0.1:0', httpListen: '127.0.0.1:0', trustRefreshMs: 3_600_000 });
   } catch (e) {
     await ctx.close().catch(() => undefined);
     await d.cleanup();
