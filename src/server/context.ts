@@ -18,6 +18,7 @@ import { isAdopting, Pkcs11TokenSet } from '../keys/pkcs11_token_set.js';
 import { SoftwareKeyStore, writeFileAtomic } from '../keys/software_key_store.js';
 import { Operators } from '../registry/operators.js';
 import { Enrollment } from '../registry/enrollment.js';
+import { FirmwareSigning } from '../firmware/signers.js';
 import { KeyCustody } from '../registry/key_custody.js';
 import { Registry } from '../registry/registry.js';
 import { openStore } from '../store/open_store.js';
@@ -38,6 +39,8 @@ export interface FleetContext {
   /** Server-side key generation and key escrow. */
   custody: KeyCustody;
   crls: CrlService;
+  /** Firmware signers and signing (issue 9). */
+  firmware: FirmwareSigning;
   clock: Clock;
   close(): Promise<void>;
 }
@@ -128,7 +131,8 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
     await keys.close?.();
     await s.close();
   };
-  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, crls, clock, close };
+  const firmware = new FirmwareSigning(s, keys, authority, clock, config.defaultCa);
+  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, crls, firmware, clock, close };
 }
 
 export async function openContext(dirOpt?: string, opts: { clock?: Clock; storeOverride?: string } = {}): Promise<FleetContext> {

@@ -305,12 +305,29 @@ async function createKeyEscrow(db: Kysely<Database>, dialect: SqlDialect): Promi
     .execute();
 }
 
+/** Firmware signers (issue 9): a code-signing key in the KeyStore and its certificate, by name. */
+async function createFirmwareSigners(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  await db.schema
+    .createTable('firmware_signers')
+    .addColumn('name', t.key, (c) => c.primaryKey())
+    .addColumn('ca', t.key, (c) => c.notNull().references('cas.name'))
+    .addColumn('key_ref', 'text', (c) => c.notNull())
+    // The certificate itself lives in certificates, revoked there like any other.
+    .addColumn('serial', t.key, (c) => c.notNull().unique().references('certificates.serial'))
+    .addColumn('cert_der', t.bytes, (c) => c.notNull())
+    .addColumn('not_after', t.int64, (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .execute();
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', up: createInitialSchema },
   { version: 2, name: 'device registry', up: createRegistry },
   { version: 3, name: 'revocation', up: createRevocation },
   { version: 4, name: 'certificate change feed', up: createChangeFeed },
   { version: 5, name: 'key escrow', up: createKeyEscrow },
+  { version: 6, name: 'firmware signers', up: createFirmwareSigners },
 ];
 
 /**

@@ -180,6 +180,17 @@ export interface EscrowedKeyTable {
   created_at: number;
 }
 
+/** Since migration 6: firmware signers (code-signing keys and their certificates). */
+export interface FirmwareSignerTable {
+  name: string;
+  ca: string;
+  key_ref: string;
+  serial: string;
+  cert_der: Uint8Array;
+  not_after: number;
+  created_at: number;
+}
+
 export interface SchemaVersionTable {
   version: number;
   name: string;
@@ -201,5 +212,6 @@ export interface Database {
   ocsp_signers: OcspSignerTable;
   escrow_keys: EscrowKeyTable;
   escrowed_keys: EscrowedKeyTable;
+  firmware_signers: FirmwareSignerTable;
   schema_version: SchemaVersionTable;
 }
