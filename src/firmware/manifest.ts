@@ -155,7 +155,17 @@ export function decodeManifest(der: Uint8Array): FirmwareManifest {
   });
 }
 
+export interface ManifestJson {
+  model: string;
+  version: string;
+  size: number;
+  digestAlgorithm: DigestName;
+  digest: string;
+  minVersion: string | null;
+  expires: string | null;
+}
+
 /** The manifest as JSON (CLI --json, the API). */
-export function manifestJson(m: FirmwareManifest): Record<string, unknown> {
+export function manifestJson(m: FirmwareManifest): ManifestJson {
   return { model: m.model, version: m.version, size: m.size, digestAlgorithm: m.digestAlgorithm, digest: m.digest, minVersion: m.minVersion ?? null, expires: m.expires?.toISOString() ?? null };
 }

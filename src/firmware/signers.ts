@@ -60,8 +60,8 @@ export class FirmwareSigning {
     private readonly keys: KeyStore,
     private readonly authority: Authority,
     private readonly clock: Clock,
-    /** The CA devices get their identities from: it does not issue code-signing certificates. */
-    private readonly deviceCa: string,
+    /** The CAs devices get their identities from (the default CA, EST labels'): they do not issue code-signing certificates. */
+    private readonly deviceCas: readonly string[],
   ) {}
 
   async createSigner(req: CreateSignerRequest): Promise<FirmwareSignerRecord> {
@@ -69,12 +69,12 @@ export class FirmwareSigning {
     if (await this.store.getFirmwareSigner(req.name)) throw new ProblemError('already_exists', `a firmware signer named "${req.name}" exists`);
     const caName = req.ca ?? DEFAULT_FIRMWARE_CA;
     const ca = await this.store.getCa(caName);
-    const create = `fleetpki ca create-intermediate --name ${caName}`;
+    const create = `fleetpki ca create-intermediate --name ${this.deviceCas.includes(caName) || ca?.kind === 'root' ? DEFAULT_FIRMWARE_CA : caName}`;
     if (!ca) throw new ProblemError('not_found', `no CA "${caName}": code-signing certificates come from an intermediate of their own; create it first (${create})`);
     // A key that signs firmware for the whole fleet gets a CA of its own, so
     // that revoking or rotating it touches neither device identities nor the root.
     if (ca.kind === 'root') throw new ProblemError('policy_violation', `the root CA does not certify firmware signers; use an intermediate of their own (${create})`);
-    if (caName === this.deviceCa) throw new ProblemError('policy_violation', `"${caName}" is the device issuing CA; code-signing certificates come from an intermediate of their own (${create})`);
+    if (this.deviceCas.includes(caName)) throw new ProblemError('policy_violation', `"${caName}" issues device certificates; code-signing certificates come from an intermediate of their own (${create})`);
     const keyRef = req.keyRef ?? (await this.keys.generate(req.keyAlgorithm ?? 'ecdsa-p256', `firmware-${req.name}`));
     try {
       const signer = await this.keys.signer(keyRef);

@@ -9,11 +9,14 @@ import semver from 'semver';
 import { ProblemError } from '../errors.js';
 
 /**
- * Only the canonical form: `semver.valid` also takes "v1.2.3" and padding,
- * which a signed manifest must not carry ambiguously.
+ * Only the canonical form: the parser also takes "v1.2.3", "=1.2.3" and
+ * padding, which a signed manifest must not carry ambiguously. Build
+ * metadata (+...) is allowed and ignored for precedence.
  */
 export function isVersion(v: unknown): v is string {
-  return typeof v === 'string' && v.length <= 64 && semver.valid(v) === v;
+  if (typeof v !== 'string' || v.length > 64) return false;
+  const p = semver.parse(v);
+  return !!p && v === `${p.version}${p.build.length ? `+${p.build.join('.')}` : ''}`;
 }
 
 export function checkVersion(v: string, what: string): string {

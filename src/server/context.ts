@@ -131,7 +131,8 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
     await keys.close?.();
     await s.close();
   };
-  const firmware = new FirmwareSigning(s, keys, authority, clock, config.defaultCa);
+  const deviceCas = [config.defaultCa, ...Object.values(config.est.labels).map((l) => l.ca).filter((c): c is string => !!c)];
+  const firmware = new FirmwareSigning(s, keys, authority, clock, deviceCas);
   return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, crls, firmware, clock, close };
 }
 
