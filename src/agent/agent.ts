@@ -100,6 +100,8 @@ export class Agent extends EventEmitter {
   private intermediates: CertInfo[] = [];
   private crls = new Map<string, ParsedCrl>();
   private readonly wantedCrls = new Set<string>();
+  /** CAs that may sign a wanted CRL besides ours: a firmware signer's CA, from a chain the verifier validated. */
+  private readonly crlIssuers = new Map<string, CertInfo[]>();
   private signedMemo = new WeakMap<ParsedCrl, Set<string>>();
   private uncommitted?: { generation: number; key: DeviceKey; certDer: Uint8Array; via: Identity['via'] };
   private readonly files: AgentFiles;
@@ -514,7 +516,7 @@ export class Agent extends EventEmitter {
     if (res.status !== 200) throw new ProblemError(res.status >= 500 ? 'unavailable' : 'not_found', `CRL ${url}: HTTP ${res.status}`);
     const crl = parseCrl(new Uint8Array(await res.arrayBuffer()));
     if (crl.delta) throw new ProblemError('bad_request', `${url} is a delta CRL; the agent keeps base CRLs`);
-    const issuer = this.caCerts().find((c) => crlSignedBy(crl, c));
+    const issuer = [...this.caCerts(), ...(this.crlIssuers.get(url) ?? [])].find((c) => crlSignedBy(crl, c));
     if (!issuer) throw new ProblemError('bad_request', `the CRL at ${url} is not signed by a CA we trust`);
     const cached = this.crls.get(url);
     const meta = this.state.crls[url];
@@ -658,14 +660,17 @@ export class Agent extends EventEmitter {
 
   /**
    * Fetches these CRLs now (a firmware signer's, which our own chain does not
-   * name) and keeps them fresh from then on. Returns the URLs that failed.
+   * name) and keeps them fresh from then on. `issuer` is the CA expected to
+   * sign them when it is none of ours (the firmware CA, validated up to a
+   * fleet root by the caller). Returns the URLs that failed.
    */
-  async fetchCrls(urls: string[]): Promise<Array<{ url: string; error: ProblemError }>> {
+  async fetchCrls(urls: string[], issuer?: CertInfo): Promise<Array<{ url: string; error: ProblemError }>> {
     const failed: Array<{ url: string; error: ProblemError }> = [];
     let changed = false;
     for (const url of urls) {
       if (!/^https?:\/\//.test(url)) continue;
       this.wantedCrls.add(url);
+      if (issuer && !this.caCerts().some((c) => sameBytes(c.der, issuer.der))) this.crlIssuers.set(url, [issuer]);
       try {
         changed = (await this.fetchCrl(url)) || changed;
       } catch (e) {

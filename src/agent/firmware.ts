@@ -19,6 +19,7 @@ import { checkModel } from '../firmware/manifest.js';
 import { firmwareRefusalOf, refuse } from '../firmware/refusal.js';
 import { checkImage, checkSigner, type AcceptedFirmware, type FirmwareExpectations, type FirmwareTrust, type SignerCheck } from '../firmware/verify.js';
 import { checkVersion, compareVersions, maxVersion } from '../firmware/version.js';
+import type { CertInfo } from '../x509/cert_info.js';
 import type { AgentFiles } from './files.js';
 
 export const FIRMWARE_FILE = 'firmware.json';
@@ -56,7 +57,7 @@ export interface VerifyUpdateOptions {
 export interface FirmwareHost {
   readonly dir: string;
   firmwareTrust(): FirmwareTrust;
-  fetchCrls(urls: string[]): Promise<Array<{ url: string; error: ProblemError }>>;
+  fetchCrls(urls: string[], issuer?: CertInfo): Promise<Array<{ url: string; error: ProblemError }>>;
 }
 
 export async function readFirmwareState(files: AgentFiles, dir: string): Promise<FirmwareState> {
@@ -112,7 +113,8 @@ export async function verifyUpdate(host: FirmwareHost, files: AgentFiles, o: Ver
         throw e;
       }
       for (const u of urls) tried.add(u);
-      failures = (await host.fetchCrls(urls)).map((f) => f.error.detail);
+      // The CA that signs the missing CRL, from the chain the check validated up to a fleet root.
+      failures = (await host.fetchCrls(urls, (e as ProblemError).extra?.crlIssuer as CertInfo | undefined)).map((f) => f.error.detail);
     }
   }
   return checkImage(checked, await digestStream(o.image, sig.digestAlgorithm));

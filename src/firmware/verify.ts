@@ -196,11 +196,11 @@ export function checkSigner(sigInput: Uint8Array | ParsedSignature, trust: Firmw
     const urls = crlUrlsOf(c);
     const where = urls.length ? ` (distribution point ${urls.join(', ')})` : '';
     if (!crl) {
-      if (required) throw refuse('no_crl', `no CRL of ${path[i + 1].subjectText} is at hand to check ${name}${where}`, { crlUrls: urls });
+      if (required) throw refuse('no_crl', `no CRL of ${path[i + 1].subjectText} is at hand to check ${name}${where}`, { crlUrls: urls, crlIssuer: path[i + 1] });
       continue;
     }
     if (crl.nextUpdate && crl.nextUpdate.getTime() + grace < now) {
-      if (required) throw refuse('crl_expired', `the CRL of ${path[i + 1].subjectText} expired at ${crl.nextUpdate.toISOString()}${where}`, { crlUrls: urls });
+      if (required) throw refuse('crl_expired', `the CRL of ${path[i + 1].subjectText} expired at ${crl.nextUpdate.toISOString()}${where}`, { crlUrls: urls, crlIssuer: path[i + 1] });
       continue;
     }
     if (crl.revoked.has(c.serial)) throw refuse('revoked', `${name} is revoked (CRL ${crl.number ?? '?'} of ${path[i + 1].subjectText})`);
