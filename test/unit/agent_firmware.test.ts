@@ -12,7 +12,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Agent } from '../../src/agent/agent.js';
+import { lockStateDir, type Agent } from '../../src/agent/agent.js';
 import { isProblem } from '../../src/errors.js';
 import { bytesOf, digestStream } from '../../src/firmware/digest.js';
 import { firmwareRefusalOf, type FirmwareRefusal } from '../../src/firmware/refusal.js';
@@ -159,6 +159,25 @@ describe('fleetpki firmware verify --state (the agent\'s caches from the command
     const again = fleetpki(args);
     assert.equal(again.status, 3, again.stderr);
     assert.match(again.stderr, /\(rollback\): version 3\.0\.0 is not newer than the installed 3\.0\.0/);
+  });
+
+  it('ok while the agent daemon holds the state directory: checked from the cache, nothing written; --record is refused', async () => {
+    const unlock = await lockStateDir(agent.dir);
+    try {
+      const sig = await sign('4.0.0', { signer: 'release' });
+      writeFileSync(join(env.work, 'fw4.sig'), sig);
+      const args = ['firmware', 'verify', '--in', join(env.work, 'fw.bin'), '--sig', join(env.work, 'fw4.sig'), '--state', agent.dir];
+      const before = readFileSync(join(agent.dir, 'state.json'), 'utf8');
+      const r = fleetpki(args);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(readFileSync(join(agent.dir, 'state.json'), 'utf8'), before);
+      const rec = fleetpki([...args, '--record']);
+      assert.equal(rec.status, 1, rec.stderr);
+      assert.match(rec.stderr, /conflict: another agent \(pid \d+\) is running/);
+      assert.equal((await agent.firmwareState()).installedVersion, '3.0.0');
+    } finally {
+      await unlock();
+    }
   });
 
   it('ok without an agent: --ca-file with --fetch-crls downloads the chain\'s CRLs from their distribution points', async () => {

@@ -100,10 +100,15 @@ async function fetchCrl(url: string): Promise<ParsedCrl> {
 
 /** A view of the agent's files that writes nothing (another agent process owns the state directory). */
 function readOnly(files: AgentFiles): AgentFiles {
-  const no = async () => {
-    throw new ProblemError('conflict', 'the agent daemon owns the state directory; add the firmware CA\'s CRL to its --crl-url so it keeps it fresh');
+  return {
+    ...files,
+    writeAtomic: async () => {
+      throw new ProblemError('conflict', 'the agent daemon owns the state directory; add the firmware CA\'s CRL to its --crl-url so it keeps it fresh');
+    },
+    remove: async () => undefined,
+    mkdir: async () => undefined,
+    symlinkAtomic: async () => undefined,
   };
-  return { ...files, writeAtomic: no, remove: no, mkdir: async () => undefined, symlinkAtomic: no };
 }
 
 function printAccepted(a: AcceptedFirmware, modelChecked: boolean): void {
