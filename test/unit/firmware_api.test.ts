@@ -227,7 +227,7 @@ describe('firmware signing API: OpenAPI', () => {
     assert.deepEqual(post.requestBody.content['application/octet-stream'].schema.format, 'binary');
     assert.ok(post.responses['201'].content['application/pkcs7-signature']);
     assert.ok(post.responses['201'].content['application/json'].schema.properties.signature);
-    assert.deepEqual(post.parameters.filter((p: { in: string }) => p.in === 'query').map((p: { name: string }) => p.name).sort(), ['digest', 'expires', 'minVersion', 'model', 'signer', 'version']);
+    assert.deepEqual(post.parameters.filter((p: { in: string }) => p.in === 'query').map((p: { name: string }) => p.name).sort(), ['digestAlgorithm', 'expires', 'minVersion', 'model', 'signer', 'version']);
     assert.match(post.description, /429 with Retry-After/);
     assert.ok(doc.paths['/api/v1/firmware/signatures/digest'].post.requestBody.content['application/json'].schema.properties.imageDigest);
     assert.ok(doc.paths['/api/v1/firmware/signers'].get);

@@ -1,7 +1,7 @@
 /**
  * The firmware signing endpoint for build pipelines (role firmware-signer):
  *
- *   POST /api/v1/firmware/signatures?model=M&version=V[&minVersion&expires&signer&digest]
+ *   POST /api/v1/firmware/signatures?model=M&version=V[&minVersion&expires&signer&digestAlgorithm]
  *        Content-Type: application/octet-stream, the image as the body
  *   POST /api/v1/firmware/signatures/digest   (JSON: the digest and size instead of the image)
  *   GET  /api/v1/firmware/signers
@@ -50,7 +50,7 @@ const signParams = {
   minVersion: { ...versionField, description: 'Anti-rollback floor: once installed, devices refuse images older than this' },
   expires: { type: 'string', format: 'date-time', description: 'Devices do not install the image after this time' },
   signer: { type: 'string', maxLength: 63, description: 'Firmware signer name; default the newest usable one' },
-  digest: { type: 'string', enum: [...SIGN_DIGESTS], description: 'Digest algorithm; default SHA-384 for P-384 signers, SHA-256 otherwise' },
+  digestAlgorithm: { type: 'string', enum: [...SIGN_DIGESTS], description: 'Digest algorithm; default SHA-384 for P-384 signers, SHA-256 otherwise' },
 } as const;
 
 interface SignQuery {
@@ -59,10 +59,9 @@ interface SignQuery {
   minVersion?: string;
   expires?: string;
   signer?: string;
-  digest?: SignDigest;
-}
-interface DigestBody extends Omit<SignQuery, 'digest'> {
   digestAlgorithm?: SignDigest;
+}
+interface DigestBody extends SignQuery {
   /** Hex. */
   imageDigest: string;
   size: number;
@@ -79,7 +78,7 @@ const digestBody = {
     minVersion: signParams.minVersion,
     expires: signParams.expires,
     signer: signParams.signer,
-    digestAlgorithm: signParams.digest,
+    digestAlgorithm: signParams.digestAlgorithm,
     imageDigest: { type: 'string', pattern: '^[0-9a-fA-F]{64}([0-9a-fA-F]{32})?$', description: 'The image digest, hex, under digestAlgorithm' },
     size: { type: 'integer', minimum: 0, description: 'The image length in octets' },
   },
@@ -223,7 +222,7 @@ export function firmwareRoutes(app: FastifyInstance, ctx: FleetContext, guard: G
           version: q.version,
           minVersion: q.minVersion,
           expires: parseExpiry(q.expires),
-          digestAlgorithm: q.digest,
+          digestAlgorithm: q.digestAlgorithm,
           image: body,
           maxImageBytes,
           actor: actor(req),
