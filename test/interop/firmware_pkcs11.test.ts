@@ -37,7 +37,8 @@ after(() => {
 });
 
 describe('firmware signer in a PKCS#11 token', () => {
-  for (const alg of ['ecdsa-p384', 'rsa-3072']) {
+  // RSA token keys sign through the same Signer (a DigestInfo over CKM_RSA_PKCS): the PKCS#11 suite covers them.
+  for (const alg of ['ecdsa-p384']) {
     it(`ok ${alg}: the key is made in the token, the token signs, openssl accepts`, () => {
       const name = `hsm-${alg.replace(/[^a-z0-9]/g, '')}`;
       const s = JSON.parse(ok(cli(['firmware', 'signer', 'create', '--name', name, '--key-algorithm', alg, '--json']), 'signer create').stdout);

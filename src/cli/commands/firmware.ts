@@ -293,11 +293,8 @@ printed: firmware_rejected (reason): ...), 2 for bad arguments.`)
         }
         try {
           const agent = await Agent.open({ dir, files: unlock ? nodeFiles : readOnly(nodeFiles) });
-          const state = await agent.firmwareState();
-          modelChecked = modelChecked || state.model !== undefined;
-          if (!o.model && !state.model) {
-            if (!o.record) throw new ProblemError('bad_request', `the device's model is not in ${dir}/firmware.json: give --model`);
-          }
+          // The model is always checked on a device: given, or firmware.json's (else bad_request).
+          modelChecked = true;
           accepted = await agent.verifyFirmware({ signature: sigBytes, image: imageStream(o.in), model: o.model, installedVersion: o.installedVersion, rollbackFloor: o.rollbackFloor, unboundVersion: o.allowUnbound ? o.version : undefined, fetchCrls: !!unlock });
           if (o.record) {
             const s = await agent.recordFirmware(accepted);
