@@ -17,10 +17,10 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/authority/**/*.ts', 'src/registry/**/*.ts'],
+    files: ['src/authority/**/*.ts', 'src/registry/**/*.ts', 'src/firmware/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {
-        patterns: [{ group: CORE_FORBIDDEN, message: 'authority/ and registry/ are the pure core: no HTTP, SQL or file I/O (take a Store/KeyStore instead).' }],
+        patterns: [{ group: CORE_FORBIDDEN, message: 'authority/, registry/ and firmware/ are the pure core: no HTTP, SQL or file I/O (take a Store/KeyStore, or a stream, instead).' }],
       }],
     },
   },

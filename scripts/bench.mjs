@@ -9,6 +9,8 @@ export const BENCH_PEERS = [
   ['openssl', 'openssl'],
   ['wrk', 'wrk'],
   ['ab', 'apache2-utils'],
+  // GNU time: time and peak RSS of each firmware signing/verifying process.
+  ['/usr/bin/time', 'time'],
 ];
 
 const root = fileURLToPath(new URL('..', import.meta.url));

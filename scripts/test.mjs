@@ -38,6 +38,7 @@ const PEERS = [
   // The benchmark harness's smoke test (test/interop/bench_smoke.test.ts).
   ['wrk', 'wrk'],
   ['ab', 'apache2-utils'],
+  ['/usr/bin/time', 'time'],
   // Key custody: a PKCS#11 token, OpenSC's pkcs11-tool, and OpenSSL's pkcs11 engine.
   ['softhsm2-util', 'softhsm2'],
   ['/usr/lib/softhsm/libsofthsm2.so', 'softhsm2'],

@@ -24,6 +24,8 @@ export type ProblemCode =
   | 'unavailable' // a remote service (the CA, a CRL URL) cannot be reached now; retry later
   | 'corrupt_state' // a local state file is damaged; never silently recreated
   | 'conflict'
+  | 'firmware_rejected' // a firmware image or its signature fails a device's check; extra.reason says which
+  | 'rate_limited' // too many requests for this credential; extra.retryAfterSeconds says when to come back
   | 'internal';
 
 export class ProblemError extends Error {

@@ -27,6 +27,8 @@ import { FileKeyStore, genDir, type DeviceKey, type DeviceKeyStore, type TlsKey 
 import { EstClient, type ClientCredentials, type EnrollAnswer } from './est_client.js';
 import { nodeFiles, type AgentFiles } from './files.js';
 import { runHooks, type AgentEvent } from './hooks.js';
+import type { AcceptedFirmware, FirmwareTrust } from '../firmware/verify.js';
+import { readFirmwareState, recordInstalled, verifyUpdate, type FirmwareState, type VerifyUpdateOptions } from './firmware.js';
 import type { CrlLookup, PeerPolicy, TrustAnchor } from './peer.js';
 import { backoffMs, renewalTime, type Random } from './policy.js';
 import { TrustList } from './trust_list.js';
@@ -98,6 +100,8 @@ export class Agent extends EventEmitter {
   private intermediates: CertInfo[] = [];
   private crls = new Map<string, ParsedCrl>();
   private readonly wantedCrls = new Set<string>();
+  /** CAs that may sign a wanted CRL besides ours: a firmware signer's CA, from a chain the verifier validated. */
+  private readonly crlIssuers = new Map<string, CertInfo[]>();
   private signedMemo = new WeakMap<ParsedCrl, Set<string>>();
   private uncommitted?: { generation: number; key: DeviceKey; certDer: Uint8Array; via: Identity['via'] };
   private readonly files: AgentFiles;
@@ -512,7 +516,7 @@ export class Agent extends EventEmitter {
     if (res.status !== 200) throw new ProblemError(res.status >= 500 ? 'unavailable' : 'not_found', `CRL ${url}: HTTP ${res.status}`);
     const crl = parseCrl(new Uint8Array(await res.arrayBuffer()));
     if (crl.delta) throw new ProblemError('bad_request', `${url} is a delta CRL; the agent keeps base CRLs`);
-    const issuer = this.caCerts().find((c) => crlSignedBy(crl, c));
+    const issuer = [...this.caCerts(), ...(this.crlIssuers.get(url) ?? [])].find((c) => crlSignedBy(crl, c));
     if (!issuer) throw new ProblemError('bad_request', `the CRL at ${url} is not signed by a CA we trust`);
     const cached = this.crls.get(url);
     const meta = this.state.crls[url];
@@ -612,26 +616,98 @@ export class Agent extends EventEmitter {
 
   // ------------------------------------------------------------ peers
 
+  /** The cached CRL that covers `cert`, verified to be signed by `issuer`. */
+  private readonly crlLookup: CrlLookup = (cert, issuer) => {
+    for (const u of crlUrlsOf(cert)) {
+      const c = this.crls.get(u);
+      if (c && this.crlVerified(c, issuer)) return c;
+    }
+    // A full CRL of the same issuer covers every certificate (RFC 5280 §5.2.5: no IDP, full scope).
+    for (const c of this.crls.values()) if (!c.scopeUrls && !c.delta && sameBytes(c.issuerDer, issuer.subjectDer) && this.crlVerified(c, issuer)) return c;
+    return undefined;
+  };
+
   /** Everything authorizePeer needs, as of now. */
   peerPolicy(): PeerPolicy {
-    const lookup: CrlLookup = (cert, issuer) => {
-      for (const u of crlUrlsOf(cert)) {
-        const c = this.crls.get(u);
-        if (c && this.crlVerified(c, issuer)) return c;
-      }
-      // A full CRL of the same issuer covers every certificate (RFC 5280 §5.2.5: no IDP, full scope).
-      for (const c of this.crls.values()) if (!c.scopeUrls && !c.delta && sameBytes(c.issuerDer, issuer.subjectDer) && this.crlVerified(c, issuer)) return c;
-      return undefined;
-    };
     return {
       anchors: this.anchors,
       intermediates: this.intermediates,
-      crls: lookup,
+      crls: this.crlLookup,
       domains: this.current ? domainsOf(this.current.cert) : [],
       now: this.clock.now(),
       requireCrl: this.settings.requireCrl,
       crlGraceSeconds: this.settings.crlGraceSeconds,
     };
+  }
+
+  /**
+   * What the firmware verifier needs (src/agent/firmware.ts): the fleet's own
+   * roots only (another organisation on the trust list may authenticate TLS
+   * peers for its domains, never sign our firmware), our issuing CAs, the
+   * cached CRLs, and a CRL for every certificate of the signer's chain
+   * unless the settings say the leaf only ('none' counts as 'leaf' here).
+   */
+  firmwareTrust(): FirmwareTrust {
+    return {
+      anchors: this.anchors.filter((a) => a.domains === '*').map((a) => a.cert),
+      intermediates: this.intermediates,
+      crls: this.crlLookup,
+      requireCrl: this.settings.requireCrl === 'all' ? 'all' : 'leaf',
+      crlGraceSeconds: this.settings.crlGraceSeconds,
+      now: this.clock.now(),
+    };
+  }
+
+  /**
+   * Fetches these CRLs now (a firmware signer's, which our own chain does not
+   * name) and keeps them fresh from then on. `issuer` is the CA expected to
+   * sign them when it is none of ours (the firmware CA, validated up to a
+   * fleet root by the caller). Returns the URLs that failed.
+   */
+  async fetchCrls(urls: string[], issuer?: CertInfo): Promise<Array<{ url: string; error: ProblemError }>> {
+    const failed: Array<{ url: string; error: ProblemError }> = [];
+    let changed = false;
+    for (const url of urls) {
+      if (!/^https?:\/\//.test(url)) continue;
+      this.wantedCrls.add(url);
+      if (issuer && !this.caCerts().some((c) => sameBytes(c.der, issuer.der))) this.crlIssuers.set(url, [issuer]);
+      try {
+        changed = (await this.fetchCrl(url)) || changed;
+      } catch (e) {
+        failed.push({ url, error: e instanceof ProblemError ? e : new ProblemError('unavailable', (e as Error).message) });
+      }
+    }
+    if (changed) {
+      await this.writeCrlBundle();
+      await this.saveStateQuietly();
+      this.emit('crl', { urls });
+    }
+    return failed;
+  }
+
+  /**
+   * Checks a firmware update as a device must before installing it
+   * (src/firmware/verify.ts): signature, chain to a fleet root, codeSigning,
+   * revocation from the cached CRLs (fetching a missing one), model, newer
+   * than installed, rollback floor, expiry, digest. Throws
+   * `firmware_rejected` with `extra.reason`.
+   */
+  async verifyFirmware(o: VerifyUpdateOptions): Promise<AcceptedFirmware> {
+    const accepted = await verifyUpdate(this, this.files, o);
+    this.log(`firmware ${accepted.model} ${accepted.version} accepted (signed by ${accepted.signer.subject}, serial ${accepted.signer.serial})`);
+    return accepted;
+  }
+
+  /** Records an update as installed (once it runs): later updates must be newer, and never below its minVersion. */
+  async recordFirmware(accepted: Parameters<typeof recordInstalled>[2]): Promise<FirmwareState> {
+    const s = await recordInstalled(this, this.files, accepted, this.clock.now());
+    this.emit('firmware', s);
+    return s;
+  }
+
+  /** What firmware.json says is installed. */
+  firmwareState(): Promise<FirmwareState> {
+    return readFirmwareState(this.files, this.dir);
   }
 
   private crlVerified(c: ParsedCrl, issuer: CertInfo): boolean {

@@ -8,3 +8,6 @@ export { backoffMs, renewalTime } from './policy.js';
 export { defaultSettings, type AgentSettings, type HookSettings } from './state.js';
 export { authorizeSocket, clientTlsOptions, connectPeer, peerChain, peerOf, protectServer, serverTlsOptions } from './tls.js';
 export { TrustList } from './trust_list.js';
+export { FIRMWARE_FILE, readFirmwareState, type FirmwareState, type VerifyUpdateOptions } from './firmware.js';
+export { firmwareRefusalOf, type FirmwareRefusal } from '../firmware/refusal.js';
+export type { AcceptedFirmware } from '../firmware/verify.js';

@@ -13,6 +13,7 @@ import { registerToken } from './commands/token.js';
 import { registerCrl } from './commands/crl.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDevice } from './commands/device.js';
+import { registerFirmware } from './commands/firmware.js';
 import { registerRegistryAdmin } from './commands/registry_admin.js';
 import { handleClosedOutput, reportError } from './output.js';
 
@@ -20,6 +21,9 @@ export function buildProgram(): Command {
   const program = new Command('fleetpki')
     .description('certificate authority, registration authority and device agent for fleets of connected devices')
     .version(VERSION)
+    // Program options only before the command: "firmware sign --version 1.4.2"
+    // is the image's version, not a request for fleetpki's.
+    .enablePositionalOptions()
     .showHelpAfterError()
     .exitOverride();
   registerInit(program);
@@ -32,6 +36,7 @@ export function buildProgram(): Command {
   registerRegistryAdmin(program);
   registerCrl(program);
   registerAudit(program);
+  registerFirmware(program);
   registerBackup(program);
   registerAgent(program);
   return program;

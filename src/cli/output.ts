@@ -58,12 +58,13 @@ export function printTable(rows: string[][], header: string[]): void {
   for (const r of all) printLine(r.map((c, i) => (i === r.length - 1 ? c : (c ?? '').padEnd(widths[i]))).join('  '));
 }
 
-/** Exit status per problem: 2 for input the user can fix, 1 otherwise. */
+/** Exit status per problem: 2 for input the user can fix, 3 for a refused firmware update, 1 otherwise. */
 const USER_ERRORS = new Set(['bad_request', 'bad_csr', 'bad_signature', 'bad_key', 'policy_violation', 'not_found', 'already_exists', 'already_revoked', 'config_error', 'key_not_exportable']);
 
 export function reportError(e: unknown): number {
   if (e instanceof ProblemError) {
     process.stderr.write(`fleetpki: ${e.code}: ${e.detail}\n`);
+    if (e.code === 'firmware_rejected') return 3;
     return USER_ERRORS.has(e.code) ? 2 : 1;
   }
   const err = e as Error;

@@ -8,17 +8,18 @@ import type { Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
 import { ROLES, type ApiTokenRecord, type Role, type Store } from '../store/store.js';
 
-export const PERMISSIONS = ['ca:read', 'ca:admin', 'cert:read', 'cert:issue', 'cert:revoke', 'token:admin', 'audit:read', 'device:read', 'device:register', 'enrollment:approve', 'trust:admin', 'key:recover'] as const;
+export const PERMISSIONS = ['ca:read', 'ca:admin', 'cert:read', 'cert:issue', 'cert:revoke', 'token:admin', 'audit:read', 'device:read', 'device:register', 'enrollment:approve', 'trust:admin', 'key:recover', 'firmware:sign'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
-  // Key recovery is a role of its own, not an admin power: an admin must
-  // create a key-recovery token (audited) to read an escrowed key.
-  admin: PERMISSIONS.filter((p) => p !== 'key:recover'),
+  // Key recovery and firmware signing are roles of their own, not admin
+  // powers: an admin must create a key-recovery or firmware-signer token
+  // (audited) to read an escrowed key or sign an image for the whole fleet.
+  admin: PERMISSIONS.filter((p) => p !== 'key:recover' && p !== 'firmware:sign'),
   'ra-officer': ['ca:read', 'cert:read', 'cert:issue', 'cert:revoke', 'device:read', 'device:register', 'enrollment:approve'],
   auditor: ['ca:read', 'cert:read', 'audit:read', 'device:read'],
   'key-recovery': ['ca:read', 'cert:read', 'device:read', 'key:recover'],
-  'firmware-signer': ['ca:read'],
+  'firmware-signer': ['ca:read', 'firmware:sign'],
 };
 
 export function isRole(s: string): s is Role {
@@ -35,6 +36,8 @@ export interface Operator {
   role: Role;
   /** Audit actor string, e.g. "token:alice". */
   actor: string;
+  /** The API token's id (rate limits count per token). */
+  tokenId?: string;
 }
 
 export function authorize(op: Operator, p: Permission): void {
@@ -78,7 +81,7 @@ export class Operators {
     const rec = await this.store.findTokenByHash(hashToken(token));
     const now = this.clock.now();
     if (!rec || rec.revokedAt || (rec.expiresAt && rec.expiresAt <= now)) throw new ProblemError('unauthorized', 'the bearer token is unknown, expired or revoked');
-    return { name: rec.name, role: rec.role, actor: `token:${rec.name}` };
+    return { name: rec.name, role: rec.role, actor: `token:${rec.name}`, tokenId: rec.id };
   }
 
   async revokeToken(id: string, actor: string): Promise<void> {

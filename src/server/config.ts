@@ -97,6 +97,15 @@ export interface FleetConfig {
   };
   /** OCSP responder (RFC 6960/5019); see OcspOptions for each field. */
   ocsp: OcspOptions;
+  /** The firmware signing endpoint (POST /api/v1/firmware/signatures). */
+  firmware: {
+    /** Largest image the endpoint reads (streamed, never buffered); larger uploads get 413. */
+    maxImageBytes: number;
+    /** Signatures per minute and per API token (a token bucket, per node); more get 429 with Retry-After. */
+    signaturesPerMinute: number;
+    /** Signatures a token may make at once before the per-minute rate applies. */
+    burst: number;
+  };
   profiles: Record<string, Partial<Profile>>;
 }
 
@@ -130,6 +139,7 @@ export function defaultConfig(org: string): FleetConfig {
     cmp: { labels: {}, confirmWaitSeconds: 300, messageTimeSkewSeconds: 300, implicitConfirm: true, pollTimeoutSeconds: 86_400, transactionRetentionDays: 30 },
     crl: { validityHours: 24, refreshAheadHours: 12, deltaValidityHours: 0, checkIntervalSeconds: 5, httpMaxAgeSeconds: 60, shards: 0, partitionAbove: 0 },
     ocsp: { validitySeconds: 3600 },
+    firmware: { maxImageBytes: 2 * 1024 ** 3, signaturesPerMinute: 30, burst: 10 },
     profiles: {},
   };
 }
@@ -171,6 +181,7 @@ export function validateConfig(raw: unknown): FleetConfig {
     cmp: { ...base.cmp, ...c.cmp, labels: { ...c.cmp?.labels } },
     crl: { ...base.crl, ...c.crl },
     ocsp: { ...base.ocsp, ...c.ocsp },
+    firmware: { ...base.firmware, ...c.firmware },
     profiles: c.profiles ?? {},
   };
   if (merged.version !== 1) throw bad(`unsupported version ${String(merged.version)}`);
@@ -219,6 +230,10 @@ export function validateConfig(raw: unknown): FleetConfig {
   if (o.statusPollSeconds !== undefined && !(typeof o.statusPollSeconds === 'number' && o.statusPollSeconds >= 0 && o.statusPollSeconds <= 3600)) throw bad('ocsp.statusPollSeconds is a number of seconds from 0 (read before every answer) to 3600');
   if (o.signWithCaKey !== undefined && typeof o.signWithCaKey !== 'boolean') throw bad('ocsp.signWithCaKey is true or false');
   if (o.signerKeyAlgorithm !== undefined && !isKeyAlgorithm(o.signerKeyAlgorithm)) throw bad(`ocsp.signerKeyAlgorithm "${o.signerKeyAlgorithm}" is not a key algorithm`);
+  const fw = merged.firmware;
+  if (!(Number.isSafeInteger(fw.maxImageBytes) && fw.maxImageBytes > 0)) throw bad('firmware.maxImageBytes must be a positive whole number of octets');
+  if (!(fw.signaturesPerMinute > 0 && fw.signaturesPerMinute <= 60_000)) throw bad('firmware.signaturesPerMinute must be above 0 (at most 60000)');
+  if (!(Number.isInteger(fw.burst) && fw.burst >= 1)) throw bad('firmware.burst must be a whole number, at least 1');
   const crl = merged.crl;
   if (!(crl.validityHours > 0) || !(crl.refreshAheadHours > 0) || crl.refreshAheadHours >= crl.validityHours) throw bad('crl.validityHours must be positive and larger than crl.refreshAheadHours');
   if (!(Number.isInteger(crl.shards) && crl.shards >= 0 && crl.shards <= 1024)) throw bad('crl.shards is a whole number from 0 (off) to 1024');

@@ -18,6 +18,7 @@ import { isAdopting, Pkcs11TokenSet } from '../keys/pkcs11_token_set.js';
 import { SoftwareKeyStore, writeFileAtomic } from '../keys/software_key_store.js';
 import { Operators } from '../registry/operators.js';
 import { Enrollment } from '../registry/enrollment.js';
+import { FirmwareSigning } from '../firmware/signers.js';
 import { KeyCustody } from '../registry/key_custody.js';
 import { Registry } from '../registry/registry.js';
 import { SecretVault } from '../registry/secret_vault.js';
@@ -41,6 +42,8 @@ export interface FleetContext {
   /** Sealed one-time secrets (CMP MAC protection). */
   vault: SecretVault;
   crls: CrlService;
+  /** Firmware signers and signing (issue 9). */
+  firmware: FirmwareSigning;
   clock: Clock;
   close(): Promise<void>;
 }
@@ -132,7 +135,9 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
     await keys.close?.();
     await s.close();
   };
-  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, vault, crls, clock, close };
+  const deviceCas = [config.defaultCa, ...Object.values(config.est.labels).map((l) => l.ca).filter((c): c is string => !!c)];
+  const firmware = new FirmwareSigning(s, keys, authority, clock, deviceCas);
+  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, vault, crls, firmware, clock, close };
 }
 
 export async function openContext(dirOpt?: string, opts: { clock?: Clock; storeOverride?: string } = {}): Promise<FleetContext> {

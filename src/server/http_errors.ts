@@ -24,6 +24,8 @@ export const STATUS_OF: Record<ProblemCode, number> = {
   config_error: 500,
   unavailable: 503,
   corrupt_state: 500,
+  firmware_rejected: 422,
+  rate_limited: 429,
   internal: 500,
 };
 
@@ -62,6 +64,9 @@ export function toProblem(err: FastifyError | Error): ProblemError | undefined {
 export function sendProblem(reply: FastifyReply, e: ProblemError): FastifyReply {
   const body = problemBody(e);
   if (e.code === 'unauthorized') reply.header('www-authenticate', 'Bearer realm="fleetpki"');
+  // RFC 6585 §4: a 429 may say how long to wait; RFC 9110 §10.2.3 delay-seconds.
+  const retry = e.extra?.retryAfterSeconds;
+  if (e.code === 'rate_limited' && typeof retry === 'number') reply.header('retry-after', String(Math.max(1, Math.ceil(retry))));
   return reply.code(body.status).type('application/problem+json').send(body);
 }
 

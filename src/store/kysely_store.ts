@@ -20,6 +20,7 @@ import type {
   Database,
   DeviceTable,
   EnrollmentSecretTable,
+  FirmwareSignerTable,
   OcspSignerTable,
   OrderTable,
   PendingEnrollmentTable,
@@ -51,6 +52,7 @@ import {
   type OcspSignerRecord,
   type EscrowKeyRecord,
   type EscrowedKeyRecord,
+  type FirmwareSignerRecord,
   type OrderRecord,
   type PendingEnrollmentRecord,
   type PendingStatus,
@@ -1023,6 +1025,26 @@ export class KyselyStore implements Store {
     return row && { serial: row.serial, escrowKeyRef: row.escrow_key_ref, envelope: fromBuffer(row.envelope), createdAt: new Date(Number(row.created_at)) };
   }
 
+  insertFirmwareSigner(f: FirmwareSignerRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      await translateConstraintErrors(() => trx.insertInto('firmware_signers').values(firmwareSignerToRow(f)).execute(), {
+        unique: `a firmware signer named "${f.name}" (or with certificate ${f.serial}) exists`,
+        foreignKey: `no CA "${f.ca}" or no certificate ${f.serial}`,
+      });
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async getFirmwareSigner(name: string): Promise<FirmwareSignerRecord | undefined> {
+    const row = await this.db.selectFrom('firmware_signers').selectAll().where('name', '=', name).executeTakeFirst();
+    return row && rowToFirmwareSigner(row);
+  }
+
+  async listFirmwareSigners(): Promise<FirmwareSignerRecord[]> {
+    const rows = await this.db.selectFrom('firmware_signers').selectAll().orderBy('created_at', 'desc').orderBy('name').execute();
+    return rows.map(rowToFirmwareSigner);
+  }
+
   private write<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
     return this.hooks.writeTransaction(this.db, fn);
   }
@@ -1548,6 +1570,30 @@ function rowToOcspSigner(r: Omit<Selectable<OcspSignerTable>, 'id'>): OcspSigner
   return {
     ca: r.ca,
     keyRef: r.key_ref,
+    certDer: fromBuffer(r.cert_der),
+    notAfter: new Date(Number(r.not_after)),
+    createdAt: new Date(Number(r.created_at)),
+  };
+}
+
+function firmwareSignerToRow(f: FirmwareSignerRecord): FirmwareSignerTable {
+  return {
+    name: f.name,
+    ca: f.ca,
+    key_ref: f.keyRef,
+    serial: f.serial,
+    cert_der: toBuffer(f.certDer),
+    not_after: toMs(f.notAfter, 'notAfter'),
+    created_at: toMs(f.createdAt, 'createdAt'),
+  };
+}
+
+function rowToFirmwareSigner(r: Selectable<FirmwareSignerTable>): FirmwareSignerRecord {
+  return {
+    name: r.name,
+    ca: r.ca,
+    keyRef: r.key_ref,
+    serial: r.serial,
     certDer: fromBuffer(r.cert_der),
     notAfter: new Date(Number(r.not_after)),
     createdAt: new Date(Number(r.created_at)),

@@ -366,6 +366,22 @@ async function createCmp(db: Kysely<Database>, dialect: SqlDialect): Promise<voi
   await db.schema.createIndex('cmp_transactions_updated').on('cmp_transactions').columns(['state', 'updated_at']).execute();
 }
 
+/** Firmware signers (issue 9): a code-signing key in the KeyStore and its certificate, by name. */
+async function createFirmwareSigners(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  await db.schema
+    .createTable('firmware_signers')
+    .addColumn('name', t.key, (c) => c.primaryKey())
+    .addColumn('ca', t.key, (c) => c.notNull().references('cas.name'))
+    .addColumn('key_ref', 'text', (c) => c.notNull())
+    // The certificate itself lives in certificates, revoked there like any other.
+    .addColumn('serial', t.key, (c) => c.notNull().unique().references('certificates.serial'))
+    .addColumn('cert_der', t.bytes, (c) => c.notNull())
+    .addColumn('not_after', t.int64, (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .execute();
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', up: createInitialSchema },
   { version: 2, name: 'device registry', up: createRegistry },
@@ -374,6 +390,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 5, name: 'key escrow', up: createKeyEscrow },
   { version: 6, name: 'leases', up: createLeases },
   { version: 7, name: 'cmp', up: createCmp },
+  { version: 8, name: 'firmware signers', up: createFirmwareSigners },
 ];
 
 /**

@@ -214,6 +214,17 @@ export interface EscrowedKeyTable {
   created_at: number;
 }
 
+/** Since migration 6: firmware signers (code-signing keys and their certificates). */
+export interface FirmwareSignerTable {
+  name: string;
+  ca: string;
+  key_ref: string;
+  serial: string;
+  cert_der: Uint8Array;
+  not_after: number;
+  created_at: number;
+}
+
 export interface SchemaVersionTable {
   version: number;
   name: string;
@@ -238,6 +249,7 @@ export interface Database {
   leases: LeaseTable;
   sealing_keys: SealingKeyTable;
   cmp_transactions: CmpTransactionTable;
+  firmware_signers: FirmwareSignerTable;
   schema_version: SchemaVersionTable;
 }
 

@@ -425,6 +425,26 @@ export interface EscrowedKeyRecord {
   createdAt: Date;
 }
 
+// ---------------------------------------------------------------- firmware
+
+/**
+ * A firmware signer (issue 9): a code-signing key in the KeyStore and its
+ * certificate, issued under a CA of its own. Build pipelines sign with it.
+ */
+export interface FirmwareSignerRecord {
+  /** Lowercase letters, digits and dashes; unique. */
+  name: string;
+  /** The issuing CA of its certificate. */
+  ca: string;
+  /** KeyStore reference of the signing key. */
+  keyRef: string;
+  /** Serial of its certificate (in the certificates table: revoked there like any other). */
+  serial: string;
+  certDer: Uint8Array;
+  notAfter: Date;
+  createdAt: Date;
+}
+
 export interface Store {
   /** Creates or upgrades the schema; idempotent. */
   migrate(): Promise<void>;
@@ -616,4 +636,11 @@ export interface Store {
   getEscrowedKey(serial: string): Promise<EscrowedKeyRecord | undefined>;
   /** The newest OCSP signer of a CA. */
   getOcspSigner(ca: string): Promise<OcspSignerRecord | undefined>;
+
+  // --- firmware signers ---
+  /** Throws already_exists for a taken name, not_found for an unknown CA or certificate serial. */
+  insertFirmwareSigner(s: FirmwareSignerRecord, audit: AuditInput): Promise<void>;
+  getFirmwareSigner(name: string): Promise<FirmwareSignerRecord | undefined>;
+  /** Every firmware signer, the newest first. */
+  listFirmwareSigners(): Promise<FirmwareSignerRecord[]>;
 }

@@ -1,5 +1,5 @@
 /**
- * The core (authority/, registry/) does no I/O: the ESLint rule in
+ * The core (authority/, registry/, firmware/) does no I/O: the ESLint rule in
  * eslint.config.js forbids HTTP, SQL and file-system imports there. Checks
  * that the rule fires on such imports and that the tree obeys it.
  */
@@ -18,7 +18,7 @@ async function forbidden(code: string, filePath: string): Promise<string[]> {
 describe('core import boundaries', () => {
   const banned = ['fastify', 'node:http', 'node:https', 'node:fs', 'fs/promises', 'better-sqlite3', 'pg', 'kysely'];
   for (const mod of banned) {
-    for (const where of ['src/authority/x.ts', 'src/registry/x.ts']) {
+    for (const where of ['src/authority/x.ts', 'src/registry/x.ts', 'src/firmware/x.ts']) {
       it(`fail-${where.split('/')[1]}-imports-${mod}`, async () => {
         const msgs = await forbidden(`import * as m from '${mod}';\nexport const x = m;\n`, where);
         assert.equal(msgs.length, 1, `${mod} must be refused in ${where}`);
@@ -36,8 +36,8 @@ describe('core import boundaries', () => {
       assert.match(msgs[0], /over the wire/);
     });
   }
-  it('ok-the agent may import the shared x509 and key interfaces', async () => {
-    assert.deepEqual(await forbidden("import * as m from '../x509/cert_info.js';\nimport * as k from '../keys/key_store.js';\nexport const x = [m, k];\n", 'src/agent/x.ts'), []);
+  it('ok-the agent may import the shared x509 and key interfaces, and the firmware verifier', async () => {
+    assert.deepEqual(await forbidden("import * as m from '../x509/cert_info.js';\nimport * as k from '../keys/key_store.js';\nimport * as f from '../firmware/verify.js';\nexport const x = [m, k, f];\n", 'src/agent/x.ts'), []);
   });
   it('ok-the agent obeys its rule', async () => {
     const results = await eslint.lintFiles(['src/agent/**/*.ts']);
@@ -46,7 +46,7 @@ describe('core import boundaries', () => {
     assert.ok(results.length >= 8, 'agent files were linted');
   });
   it('ok-the tree obeys the rule', async () => {
-    const results = await eslint.lintFiles(['src/authority/**/*.ts', 'src/registry/**/*.ts']);
+    const results = await eslint.lintFiles(['src/authority/**/*.ts', 'src/registry/**/*.ts', 'src/firmware/**/*.ts']);
     const hits = results.flatMap((r) => r.messages.filter((m) => m.ruleId === 'no-restricted-imports').map((m) => `${r.filePath}: ${m.message}`));
     assert.deepEqual(hits, []);
     assert.ok(results.length >= 4, 'core files were linted');

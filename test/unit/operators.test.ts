@@ -20,7 +20,7 @@ const EXPECTED: Record<Role, Permission[]> = {
   'ra-officer': ['ca:read', 'cert:read', 'cert:issue', 'cert:revoke', 'device:read', 'device:register', 'enrollment:approve'],
   auditor: ['ca:read', 'cert:read', 'audit:read', 'device:read'],
   'key-recovery': ['ca:read', 'cert:read', 'device:read', 'key:recover'],
-  'firmware-signer': ['ca:read'],
+  'firmware-signer': ['ca:read', 'firmware:sign'],
 };
 
 describe('roles and permissions', () => {
@@ -63,7 +63,7 @@ describe('Operators (tokens on the SQLite store)', () => {
     assert.equal(record.tokenHash, createHash('sha256').update(token).digest('hex'));
     assert.equal(record.tokenHash, hashToken(token));
     assert.equal(record.expiresAt, undefined);
-    assert.deepEqual(await ops.authenticate(token), { name: 'alice', role: 'ra-officer', actor: 'token:alice' });
+    assert.deepEqual(await ops.authenticate(token), { name: 'alice', role: 'ra-officer', actor: 'token:alice', tokenId: record.id });
 
     // The secret itself is stored nowhere: only its hash.
     const listed = (await ops.listTokens()).find((t) => t.id === record.id);

@@ -37,6 +37,7 @@ import {
   type DeviceRecord,
   type EnrollmentCommit,
   type EnrollmentSecretRecord,
+  type FirmwareSignerRecord,
   type OcspSignerRecord,
   type OrderRecord,
   type PendingEnrollmentRecord,
@@ -126,6 +127,10 @@ const onHold = (revokedAt: Date) => revokedAs('certificateHold', revokedAt);
 /** CRL `number` of the root CA: a base of shard 0 unless told, issued `number` hours after T0. */
 function crlRecord(number: number, over: Partial<CrlRecord> = {}): CrlRecord {
   return { ca: 'root', shard: 0, kind: 'base', number, thisUpdate: at(number * HOUR), nextUpdate: at(number * HOUR + DAY), entries: number * 10, der: Uint8Array.of(0x30, 0x03, 0x02, 0x01, number), ...over };
+}
+
+function firmwareSignerRecord(name: string, serial: string, over: Partial<FirmwareSignerRecord> = {}): FirmwareSignerRecord {
+  return { name, ca: 'root', keyRef: `soft:${name}`, serial, certDer: ALL_BYTES, notAfter: at(1095 * DAY), createdAt: at(10), ...over };
 }
 
 function signerRecord(keyRef: string, over: Partial<OcspSignerRecord> = {}): OcspSignerRecord {
@@ -337,6 +342,26 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
           await old.putEscrowKey({ keyRef: 'k1', spki: ALL_BYTES, createdAt: at(0) }, audit('key.escrow.create'));
           await old.putEscrowedKey({ serial: '0001', escrowKeyRef: 'k1', envelope: ALL_BYTES, createdAt: at(1) }, audit('key.escrow', '0001'));
           assert.deepEqual(await old.getEscrowedKey('0001'), { serial: '0001', escrowKeyRef: 'k1', envelope: ALL_BYTES, createdAt: at(1) });
+        } finally {
+          await old.close();
+        }
+      });
+    });
+
+    describe('schema: version 6 (firmware signers)', () => {
+      it('ok migrating a database created at version 5 keeps its certificates; firmware signers work on it', async () => {
+        const old = await openUnmigrated();
+        try {
+          const db = rawDb(old);
+          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 5)), [1, 2, 3, 4, 5]);
+          await withRoot(old);
+          await old.insertCertificate(certRecord('0001'), audit('certificate.issue', '0001'));
+          await old.migrate();
+          const versions = await db.selectFrom('schema_version').select('version').orderBy('version').execute();
+          assert.deepEqual(versions.map((v) => Number(v.version)), [1, 2, 3, 4, 5, 6]);
+          assert.deepEqual(await old.listCertificates(), [certRecord('0001')]);
+          await old.insertFirmwareSigner(firmwareSignerRecord('release', '0001'), audit('firmware.signer.create', 'release'));
+          assert.deepEqual(await old.getFirmwareSigner('release'), firmwareSignerRecord('release', '0001'));
         } finally {
           await old.close();
         }
@@ -728,6 +753,7 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
     revocationConformance(() => store);
     escrowConformance(() => store);
     cmpConformance(() => store);
+    firmwareConformance(() => store);
 
     describe('audit log', () => {
       it('seq starts at 1 and increments; entries chain and match what listAudit returns', async () => {
@@ -2272,6 +2298,51 @@ function revocationConformance(current: () => Store): void {
         assert.deepEqual(await readAuditLog(store), logBefore);
       });
     }
+  });
+}
+
+function firmwareConformance(current: () => Store): void {
+  describe('firmware signers', () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = current();
+      await withRoot(store);
+      for (const serial of ['f1', 'f2', 'f3']) await store.insertCertificate(certRecord(serial, { profile: 'code-signing' }), audit('certificate.issue', serial));
+    });
+
+    it('ok insert, get and list (newest first, then by name), one audit entry each', async () => {
+      assert.equal(await store.getFirmwareSigner('release'), undefined);
+      assert.deepEqual(await store.listFirmwareSigners(), []);
+      const a = firmwareSignerRecord('release', 'f1', { createdAt: at(HOUR) });
+      const b = firmwareSignerRecord('beta', 'f2', { createdAt: at(2 * HOUR) });
+      const c = firmwareSignerRecord('alpha', 'f3', { createdAt: at(2 * HOUR) });
+      for (const r of [a, b, c]) await store.insertFirmwareSigner(r, audit('firmware.signer.create', r.name));
+      assert.deepEqual(await store.getFirmwareSigner('release'), a);
+      assert.deepEqual(await store.listFirmwareSigners(), [c, b, a]);
+      assert.equal((await store.listAudit({ action: 'firmware.signer.create' })).length, 3);
+    });
+
+    const failures: [string, FirmwareSignerRecord, ProblemCode][] = [
+      ['fail-taken name', firmwareSignerRecord('release', 'f2'), 'already_exists'],
+      ['fail-certificate of another signer', firmwareSignerRecord('other', 'f1'), 'already_exists'],
+      ['fail-unknown CA', firmwareSignerRecord('other', 'f2', { ca: 'ghost' }), 'not_found'],
+      ['fail-unknown certificate', firmwareSignerRecord('other', 'nope'), 'not_found'],
+      ['fail-invalid notAfter', firmwareSignerRecord('other', 'f2', { notAfter: new Date(NaN) }), 'bad_request'],
+    ];
+    for (const [title, rec, code] of failures) {
+      it(`insertFirmwareSigner ${title} → ${code}, and nothing is stored`, async () => {
+        await store.insertFirmwareSigner(firmwareSignerRecord('release', 'f1'), audit('firmware.signer.create', 'release'));
+        const logBefore = await readAuditLog(store);
+        await expectProblem(store.insertFirmwareSigner(rec, audit('firmware.signer.create', rec.name)), code);
+        assert.deepEqual((await store.listFirmwareSigners()).map((f) => f.name), ['release']);
+        assert.deepEqual(await readAuditLog(store), logBefore);
+      });
+    }
+
+    it('fail-an audit entry that cannot be written rolls the signer back', async () => {
+      await expectProblem(store.insertFirmwareSigner(firmwareSignerRecord('release', 'f1'), { actor: 'cli:test', action: 'broken', details: { n: 1n } }), 'bad_request');
+      assert.deepEqual(await store.listFirmwareSigners(), []);
+    });
   });
 }
 

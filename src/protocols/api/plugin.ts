@@ -18,6 +18,7 @@ import { pemEncode } from '../../x509/pem.js';
 import * as S from './schemas.js';
 import { caJson, certJson } from './views.js';
 import { registryRoutes } from './registry_routes.js';
+import { firmwareRoutes } from './firmware_routes.js';
 
 export { caJson, certJson };
 
@@ -64,6 +65,7 @@ export async function apiPlugin(app: FastifyInstance, opts: ApiOptions): Promise
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   registryRoutes(app, ctx, guard);
+  firmwareRoutes(app, ctx, guard);
 
   app.get('/api/v1/cas', { onRequest: guard('ca:read'), schema: { tags: ['CAs'], summary: 'List certificate authorities', response: { 200: { type: 'array', items: S.ca } } } }, async () =>
     (await ctx.store.listCas()).map(caJson),

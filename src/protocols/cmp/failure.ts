@@ -29,6 +29,9 @@ const BY_CODE: Record<ProblemCode, FailureBit[]> = {
   // The device's certificate changed meanwhile: try again.
   conflict: ['systemUnavail'],
   internal: ['systemFailure'],
+  // Firmware codes do not arise in CMP; mapped for completeness.
+  firmware_rejected: ['badRequest'],
+  rate_limited: ['systemUnavail'],
 };
 
 /** A ProblemError carrying the failure bits CMP should report. */
