@@ -348,17 +348,17 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
       });
     });
 
-    describe('schema: version 6 (firmware signers)', () => {
-      it('ok migrating a database created at version 5 keeps its certificates; firmware signers work on it', async () => {
+    describe('schema: version 8 (firmware signers)', () => {
+      it('ok migrating a database created at version 7 keeps its certificates; firmware signers work on it', async () => {
         const old = await openUnmigrated();
         try {
           const db = rawDb(old);
-          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 5)), [1, 2, 3, 4, 5]);
+          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.slice(0, 7)), [1, 2, 3, 4, 5, 6, 7]);
           await withRoot(old);
           await old.insertCertificate(certRecord('0001'), audit('certificate.issue', '0001'));
           await old.migrate();
           const versions = await db.selectFrom('schema_version').select('version').orderBy('version').execute();
-          assert.deepEqual(versions.map((v) => Number(v.version)), [1, 2, 3, 4, 5, 6]);
+          assert.deepEqual(versions.map((v) => Number(v.version)), MIGRATIONS.map((m) => m.version));
           assert.deepEqual(await old.listCertificates(), [certRecord('0001')]);
           await old.insertFirmwareSigner(firmwareSignerRecord('release', '0001'), audit('firmware.signer.create', 'release'));
           assert.deepEqual(await old.getFirmwareSigner('release'), firmwareSignerRecord('release', '0001'));
