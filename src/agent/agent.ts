@@ -13,6 +13,11 @@
  * received but not yet written is kept in memory and written on the next
  * attempt, because the CA already counts it as the device's current one
  * (and only the current certificate may renew).
+ *
+ * The key is a file or lives in a PKCS#11 token (device_key.ts); either
+ * way the old key is destroyed only after the commit. Opened with `inspect`
+ * (status, trust edits) the agent never touches the key, so reading the
+ * status needs no token and no PIN.
  */
 import { EventEmitter } from 'node:events';
 import { createHash } from 'node:crypto';
@@ -23,7 +28,7 @@ import { parseCertificate, type CertInfo } from '../x509/cert_info.js';
 import { pemEncode } from '../x509/pem.js';
 import { buildCsr } from './csr.js';
 import { certsOfPem, crlSignedBy, crlUrlsOf, domainsOf, isSelfIssued, issuedBy, parseCrl, pemOfCerts, sameBytes, type ParsedCrl } from './certs.js';
-import { FileKeyStore, genDir, type DeviceKey, type DeviceKeyStore, type TlsKey } from './device_key.js';
+import { detachedKey, DeviceKeys, genDir, isTokenRef, newKeyTag, type DeviceKey, type DeviceKeyStore, type TlsKey } from './device_key.js';
 import { EstClient, type ClientCredentials, type EnrollAnswer } from './est_client.js';
 import { nodeFiles, type AgentFiles } from './files.js';
 import { runHooks, type AgentEvent } from './hooks.js';
@@ -62,8 +67,14 @@ export interface AgentOptions {
   clock?: Clock;
   random?: Random;
   files?: AgentFiles;
-  /** Key custody; default: files in the state directory. */
-  keys?: (dir: string, files: AgentFiles) => DeviceKeyStore;
+  /** Key custody; default: what settings.keyStore names (files in the state directory, or a PKCS#11 token). */
+  keys?: (dir: string, files: AgentFiles, o: { settings: AgentSettings; keyTag?: string }) => DeviceKeyStore;
+  /**
+   * Open to read (status) or to edit the trust list, never to use the key:
+   * no token, no PIN, no cleanup of other generations (a running daemon may
+   * be in the middle of a renewal).
+   */
+  inspect?: boolean;
   log?: (line: string) => void;
 }
 
@@ -86,6 +97,9 @@ export interface AgentStatus {
   crls: CrlMeta[];
   lastCrl?: CrlMeta;
   lastError?: AgentError;
+  /** Where the current key is: a file, or a token key by its PKCS#11 URI. */
+  key?: { store: 'file' | 'pkcs11'; ref: string };
+  /** `key` is the key file, or for a token key the file holding its URI (key.uri). */
   files: Record<'cert' | 'key' | 'chain' | 'trust' | 'crls', string>;
 }
 
@@ -98,6 +112,13 @@ export class Agent extends EventEmitter {
   private current?: Current;
   private anchors: TrustAnchor[] = [];
   private intermediates: CertInfo[] = [];
+  /** Other organisations' CAs below their anchors (trust.json), to check their CRLs and chains. */
+  private partnerCas: CertInfo[] = [];
+  /** CRL URLs the trust list names. */
+  private trustCrlUrls: string[] = [];
+  /** What trust.pem and trust.json held when last read: a change is news for the TLS contexts. */
+  private trustSeen = '';
+  private readonly inspect: boolean;
   private crls = new Map<string, ParsedCrl>();
   private readonly wantedCrls = new Set<string>();
   /** CAs that may sign a wanted CRL besides ours: a firmware signer's CA, from a chain the verifier validated. */
@@ -118,7 +139,8 @@ export class Agent extends EventEmitter {
     this.settings = settings;
     this.state = state;
     this.files = files;
-    this.keys = (o.keys ?? ((d, f) => new FileKeyStore(d, f)))(dir, files);
+    this.inspect = !!o.inspect;
+    this.keys = (o.keys ?? ((d, f, k) => new DeviceKeys(d, f, k.settings.keyStore, { deviceId: k.settings.deviceId, tag: k.keyTag })))(dir, files, { settings, keyTag: state.keyTag });
     this.clock = o.clock ?? systemClock;
     this.random = o.random ?? Math.random;
     this.log = o.log ?? (() => undefined);
@@ -138,6 +160,11 @@ export class Agent extends EventEmitter {
     const settings = validateSettings(saved ? (merged as AgentSettings) : defaultSettings(merged as AgentSettings));
     if (!saved || o.saveSettings) await files.writeAtomic(join(dir, SETTINGS_FILE), `${JSON.stringify(settings, null, 2)}\n`, 0o600);
     const state = (await loadState(files, dir)) ?? emptyState();
+    if (settings.keyStore?.type === 'pkcs11' && !state.keyTag) {
+      // Saved before any token key is made, so a key of an interrupted attempt can always be found again.
+      state.keyTag = newKeyTag();
+      if (!o.inspect) await files.writeAtomic(join(dir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, 0o600);
+    }
     const agent = new Agent(dir, settings, state, o, files);
     if (o.trustPem !== undefined) await agent.setTrust(o.trustPem);
     await agent.load();
@@ -150,10 +177,15 @@ export class Agent extends EventEmitter {
     return join(this.dir, ...p);
   }
 
+  /** Whether the device key is (or, before enrollment, will be) in a token. */
+  private get tokenKey(): boolean {
+    return this.current ? this.current.key.store === 'pkcs11' : this.settings.keyStore?.type === 'pkcs11';
+  }
+
   get paths() {
     return {
       cert: this.path('current', 'cert.pem'),
-      key: this.path('current', 'key.pem'),
+      key: this.path('current', this.tokenKey ? 'key.uri' : 'key.pem'),
       chain: this.path('current', 'chain.pem'),
       trust: this.path('trust.pem'),
       cacerts: this.path('cacerts.pem'),
@@ -171,11 +203,29 @@ export class Agent extends EventEmitter {
     await this.files.writeAtomic(this.paths.trust, pemOfCerts(certs.map((c) => c.der)), 0o644);
   }
 
-  private async load(): Promise<void> {
+  /**
+   * Reads trust.pem and trust.json; returns whether they changed since the
+   * last read. Throws on damage, leaving the trust in memory as it was.
+   */
+  private async loadTrust(): Promise<boolean> {
     const trust = await this.files.readIfExists(this.paths.trust);
     if (!trust) throw new ProblemError('bad_request', `no trust anchor in ${this.dir}: give the fleet's root certificate (--ca-bundle)`);
-    this.anchors = certsOfPem(trust.toString('utf8'), this.paths.trust).map((cert) => ({ name: 'fleet', cert, domains: '*' as const }));
-    for (const e of await this.trustList.entries()) this.anchors.push({ name: e.name, cert: e.cert, domains: e.domains });
+    const anchors: TrustAnchor[] = certsOfPem(trust.toString('utf8'), this.paths.trust).map((cert) => ({ name: 'fleet', cert, domains: '*' as const }));
+    const entries = await this.trustList.entries();
+    for (const e of entries) anchors.push({ name: e.name, cert: e.cert, domains: e.domains });
+    const seen = JSON.stringify([anchors.map((a) => [a.name, a.cert.fingerprintSha256, a.domains]), entries.map((e) => [e.intermediates.map((c) => c.fingerprintSha256), e.crlUrls])]);
+    if (seen === this.trustSeen) return false;
+    this.anchors = anchors;
+    this.partnerCas = entries.flatMap((e) => e.intermediates);
+    this.trustCrlUrls = [...new Set(entries.flatMap((e) => e.crlUrls))];
+    const changed = this.trustSeen !== '';
+    this.trustSeen = seen;
+    if (this.current) this.current.chain = this.chainOf(this.current.cert);
+    return changed;
+  }
+
+  private async load(): Promise<void> {
+    await this.loadTrust();
     const cacerts = await this.files.readIfExists(this.paths.cacerts);
     this.intermediates = cacerts ? certsOfPem(cacerts.toString('utf8'), this.paths.cacerts) : [];
 
@@ -190,7 +240,6 @@ export class Agent extends EventEmitter {
 
     const id = this.state.identity;
     if (id) {
-      const key = await this.keys.load(id.keyRef);
       const certPath = this.path(genDir(id.generation), 'cert.pem');
       const certPem = await this.files.readIfExists(certPath);
       if (!certPem) throw new ProblemError('corrupt_state', `${certPath} is missing (state.json names generation ${id.generation}); restore it or bootstrap anew`);
@@ -200,13 +249,24 @@ export class Agent extends EventEmitter {
       } catch (e) {
         throw new ProblemError('corrupt_state', `${certPath} is damaged: ${(e as Error).message}`);
       }
+      // Reading the status needs no token (and no PIN): the certificate says which key it is.
+      const key = this.inspect && isTokenRef(id.keyRef) ? detachedKey(id.keyRef, cert.spki, cert.key) : await this.keys.load(id.keyRef);
       if (cert.serial !== id.serial || !sameBytes(cert.spki, key.spki)) throw new ProblemError('corrupt_state', `${certPath} is not the certificate state.json names (serial ${id.serial}) or does not match its key`);
       this.current = { identity: id, key, cert, chain: this.chainOf(cert) };
-      await this.publishCurrent(id.generation);
+      if (!this.inspect) await this.publishCurrent(id.generation);
     }
+    if (this.inspect) return;
     // Generations other than the current and a pending one are leftovers of failed attempts.
     const keep = new Set([id?.generation, this.state.pending?.generation].filter((g) => g !== undefined).map(String));
     for (const g of await this.files.list(this.path('gen'))) if (!keep.has(g)) await this.files.remove(this.path('gen', g));
+    // So are token keys this directory made that state.json does not name (a crash between key and commit).
+    const swept = (await this.keys.sweep?.([id?.keyRef, this.state.pending?.keyRef].filter((r): r is string => !!r))) ?? [];
+    for (const r of swept) this.log(`removed ${r} from the token: a key of an attempt that did not complete`);
+  }
+
+  /** Releases the token's sessions (a token key store); the agent is not used afterwards. */
+  async close(): Promise<void> {
+    await this.keys.close?.();
   }
 
   /** The issuing CAs from `cert` up to (not including) an anchor, from what we know. */
@@ -245,11 +305,12 @@ export class Agent extends EventEmitter {
 
   private recordError(during: AgentError['during'], e: unknown): ProblemError {
     const p = e instanceof ProblemError ? e : new ProblemError('internal', (e as Error)?.message ?? String(e));
-    const err: AgentError = { at: this.clock.now().toISOString(), during, code: p.code, detail: p.detail };
+    const reason = typeof p.extra?.reason === 'string' ? p.extra.reason : undefined;
+    const err: AgentError = { at: this.clock.now().toISOString(), during, code: p.code, ...(reason ? { reason } : {}), detail: p.detail };
     this.state.lastError = err;
     if (during === 'refresh') this.state.refresh.lastError = err;
     else if (during !== 'hook') this.state.renewal.lastError = err;
-    this.log(`${during} failed: ${p.code}: ${p.detail}`);
+    this.log(`${during} failed: ${p.code}${reason ? ` (${reason})` : ''}: ${p.detail}`);
     this.emit('failure', { during, error: p });
     return p;
   }
@@ -260,11 +321,15 @@ export class Agent extends EventEmitter {
     return !!this.current;
   }
 
-  /** The current certificate, key and chain, for TLS. */
-  identity(): { cert: CertInfo; chain: CertInfo[]; key: TlsKey; certPem: string; chainPem: string; domains: string[] } {
+  /**
+   * The current certificate, key and chain, for TLS. A token key comes as
+   * OpenSSL engine options (privateKeyEngine/privateKeyIdentifier), which
+   * node:tls accepts where it accepts `key`.
+   */
+  identity(): { cert: CertInfo; chain: CertInfo[]; key: TlsKey; keyRef: string; keyStore: 'file' | 'pkcs11'; certPem: string; chainPem: string; domains: string[] } {
     const c = this.current;
     if (!c) throw new ProblemError('not_found', `device ${this.settings.deviceId} is not enrolled yet`);
-    return { cert: c.cert, chain: c.chain, key: c.key.tls(), certPem: pemEncode('CERTIFICATE', c.cert.der), chainPem: pemOfCerts([c.cert.der, ...c.chain.map((x) => x.der)]), domains: domainsOf(c.cert) };
+    return { cert: c.cert, chain: c.chain, key: c.key.tls(), keyRef: c.key.ref, keyStore: c.key.store, certPem: pemEncode('CERTIFICATE', c.cert.der), chainPem: pemOfCerts([c.cert.der, ...c.chain.map((x) => x.der)]), domains: domainsOf(c.cert) };
   }
 
   private est(): EstClient {
@@ -366,7 +431,7 @@ export class Agent extends EventEmitter {
     this.current = { identity, key, cert, chain };
     await this.publishCurrent(generation).catch((e) => this.log(`cannot swap the current symlink (fixed on the next start): ${(e as Error).message}`));
     if (previous && previous.identity.generation !== generation) {
-      if (previous.key.ref !== key.ref) await this.keys.remove(previous.key.ref).catch(() => undefined);
+      if (previous.key.ref !== key.ref) await this.keys.remove(previous.key.ref).catch((e) => this.log(`cannot remove the old key ${previous.key.ref} (removed on the next start): ${(e as Error).message}`));
       await this.files.remove(this.path(genDir(previous.identity.generation))).catch(() => undefined);
     }
     const event: AgentEvent = previous ? 'renewed' : 'enrolled';
@@ -385,7 +450,9 @@ export class Agent extends EventEmitter {
       FLEETPKI_AGENT_STATE: this.dir,
       FLEETPKI_AGENT_DEVICE_ID: this.settings.deviceId,
       FLEETPKI_AGENT_CERT: p.cert,
-      FLEETPKI_AGENT_KEY: p.key,
+      // A token key has no file: consumers that take token keys get its PKCS#11 URI.
+      FLEETPKI_AGENT_KEY: this.tokenKey ? '' : p.key,
+      FLEETPKI_AGENT_KEY_URI: this.current?.key.store === 'pkcs11' ? this.current.key.ref : '',
       FLEETPKI_AGENT_CHAIN: p.chain,
       FLEETPKI_AGENT_TRUST: p.trust,
       FLEETPKI_AGENT_CACERTS: p.cacerts,
@@ -434,6 +501,7 @@ export class Agent extends EventEmitter {
       let answer: EnrollAnswer;
       try {
         const csr = await buildCsr(key, { der: cur.cert.subjectDer });
+        await this.keys.ready?.(cur.key); // a token key: logged in before OpenSSL's engine signs the handshake
         answer = await this.est().simplereenroll(csr, { key: cur.key.tls(), certPem: pemOfCerts([cur.cert.der, ...cur.chain.map((c) => c.der)]) });
       } catch (e) {
         if (key.ref !== cur.key.ref) await this.keys.remove(key.ref).catch(() => undefined);
@@ -490,6 +558,7 @@ export class Agent extends EventEmitter {
     const urls = new Set<string>();
     if (this.current) for (const c of [this.current.cert, ...this.current.chain]) for (const u of crlUrlsOf(c)) urls.add(u);
     for (const u of this.settings.crlUrls) urls.add(u);
+    for (const u of this.trustCrlUrls) urls.add(u);
     for (const u of this.wantedCrls) urls.add(u);
     return [...urls];
   }
@@ -517,7 +586,7 @@ export class Agent extends EventEmitter {
     const crl = parseCrl(new Uint8Array(await res.arrayBuffer()));
     if (crl.delta) throw new ProblemError('bad_request', `${url} is a delta CRL; the agent keeps base CRLs`);
     const issuer = [...this.caCerts(), ...(this.crlIssuers.get(url) ?? [])].find((c) => crlSignedBy(crl, c));
-    if (!issuer) throw new ProblemError('bad_request', `the CRL at ${url} is not signed by a CA we trust`);
+    if (!issuer) throw new ProblemError('bad_request', `the CRL at ${url} is not signed by a CA we trust (another organisation's issuing CA: add its certificate to the trust entry with the root, agent trust add --ca root-and-issuing.pem)`);
     const cached = this.crls.get(url);
     const meta = this.state.crls[url];
     if (cached && sameBytes(cached.der, crl.der)) {
@@ -545,7 +614,7 @@ export class Agent extends EventEmitter {
   }
 
   private caCerts(): CertInfo[] {
-    return [...this.anchors.map((a) => a.cert), ...this.intermediates, ...(this.current?.chain ?? [])];
+    return [...this.anchors.map((a) => a.cert), ...this.intermediates, ...this.partnerCas, ...(this.current?.chain ?? [])];
   }
 
   /**
@@ -558,8 +627,15 @@ export class Agent extends EventEmitter {
     this.state.refresh.lastAt = now.toISOString();
     const errors: ProblemError[] = [];
     let trust = false;
+    // The trust list first: `agent trust add/remove` in another process takes effect here, without a restart.
     try {
-      trust = await this.refreshCaCerts();
+      trust = await this.loadTrust();
+      if (trust) this.log('the trust list changed; reloaded');
+    } catch (e) {
+      errors.push(e instanceof ProblemError ? e : new ProblemError('internal', (e as Error).message));
+    }
+    try {
+      trust = (await this.refreshCaCerts()) || trust;
     } catch (e) {
       errors.push(e instanceof ProblemError ? e : new ProblemError('internal', (e as Error).message));
     }
@@ -631,7 +707,7 @@ export class Agent extends EventEmitter {
   peerPolicy(): PeerPolicy {
     return {
       anchors: this.anchors,
-      intermediates: this.intermediates,
+      intermediates: [...this.intermediates, ...this.partnerCas],
       crls: this.crlLookup,
       domains: this.current ? domainsOf(this.current.cert) : [],
       now: this.clock.now(),
@@ -721,13 +797,14 @@ export class Agent extends EventEmitter {
 
   /** PEM of every CA a peer may chain to (TLS `ca`): our roots, other organisations' roots, our issuing CAs. */
   tlsCa(): string[] {
-    return [...this.anchors.map((a) => a.cert), ...this.intermediates].map((c) => pemEncode('CERTIFICATE', c.der));
+    return [...this.anchors.map((a) => a.cert), ...this.intermediates, ...this.partnerCas].map((c) => pemEncode('CERTIFICATE', c.der));
   }
 
-  /** Reloads the trust list (after `agent trust add/remove`). */
-  async reloadTrust(): Promise<void> {
-    await this.load();
-    this.emit('trust', {});
+  /** Rereads the trust list now (refresh does it too); emits 'trust' and returns true if it changed. */
+  async reloadTrust(): Promise<boolean> {
+    const changed = await this.loadTrust();
+    if (changed) this.emit('trust', {});
+    return changed;
   }
 
   // ------------------------------------------------------------ the daemon
@@ -819,6 +896,7 @@ export class Agent extends EventEmitter {
       crls,
       lastCrl,
       lastError: this.state.lastError,
+      key: this.current ? { store: this.current.key.store, ref: this.current.key.ref } : undefined,
       files: { cert: this.paths.cert, key: this.paths.key, chain: this.paths.chain, trust: this.paths.trust, crls: this.paths.crls },
     };
   }
@@ -830,7 +908,7 @@ function definedOnly<T extends object>(o: T): Partial<T> {
 
 /** Reads status without opening for writing (no lock, no settings change): `fleetpki agent status`. */
 export async function readStatus(dir: string, files: AgentFiles = nodeFiles): Promise<AgentStatus> {
-  const agent = await Agent.open({ dir, files: readOnly(files) });
+  const agent = await Agent.open({ dir, files: readOnly(files), inspect: true });
   return agent.status();
 }
 

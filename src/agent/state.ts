@@ -4,7 +4,8 @@
  *
  *   agent.json           settings, written by `agent enroll` / the first run
  *   state.json           which generation is current, renewal and refresh status
- *   gen/<n>/key.pem      the device key of generation n (0600)
+ *   gen/<n>/key.pem      the device key of generation n (0600), or
+ *   gen/<n>/key.uri      its PKCS#11 URI when the key is in a token
  *   gen/<n>/cert.pem     its certificate
  *   gen/<n>/chain.pem    certificate + issuing CAs (what a TLS server presents)
  *   current -> gen/<n>   symlink, swapped atomically after state.json
@@ -33,6 +34,27 @@ export interface HookSettings {
   timeoutSeconds?: number;
 }
 
+/** Device keys as files in the state directory (the default). */
+export interface FileKeySettings {
+  type: 'file';
+}
+
+/**
+ * Device keys in a PKCS#11 token: the module, the token's label, and where
+ * the user PIN comes from (the name of an environment variable or a file,
+ * never the PIN). `engine` is OpenSSL's pkcs11 engine for node:tls.
+ */
+export interface Pkcs11KeySettings {
+  type: 'pkcs11';
+  module: string;
+  token: string;
+  pinEnv?: string;
+  pinFile?: string;
+  engine?: string;
+}
+
+export type KeyStoreSettings = FileKeySettings | Pkcs11KeySettings;
+
 export interface AgentSettings {
   version: 1;
   /** https://host:port of the EST server. */
@@ -40,6 +62,8 @@ export interface AgentSettings {
   label?: string;
   deviceId: string;
   keyAlgorithm: KeyAlgorithm;
+  /** Where the device key lives (default: files). */
+  keyStore?: KeyStoreSettings;
   /** Renew at this share of the lifetime (0..1). */
   renewAt: number;
   /** Move the renewal time by up to ± this share of the lifetime. */
@@ -98,7 +122,23 @@ export function validateSettings(s: AgentSettings, where = 'agent settings'): Ag
   if (!(s.crlGraceSeconds >= 0) || !(s.timeoutSeconds > 0)) throw bad('crlGraceSeconds >= 0 and timeoutSeconds > 0');
   if (s.hooks?.signal && !/^SIG[A-Z0-9]+$/.test(s.hooks.signal)) throw bad(`signal "${s.hooks.signal}" is not a signal name such as SIGHUP`);
   if (s.hooks?.signal && !s.hooks.pidFile) throw bad('a hook signal needs a pid file');
+  checkKeyStore(s, bad);
   return s;
+}
+
+function checkKeyStore(s: AgentSettings, bad: (why: string) => ProblemError): void {
+  const ks = s.keyStore;
+  if (ks === undefined || ks.type === 'file') return;
+  if (ks.type !== 'pkcs11') throw bad(`keyStore.type is file or pkcs11, not ${String((ks as { type?: unknown }).type)}`);
+  if ('pin' in (ks as object)) throw bad('keyStore.pin: the PIN may not be in the settings; use pinEnv or pinFile');
+  if (typeof ks.module !== 'string' || !ks.module.startsWith('/')) throw bad('keyStore.module is the absolute path of the PKCS#11 module');
+  if (typeof ks.token !== 'string' || !ks.token || ks.token.length > 32) throw bad('keyStore.token is the label of the token (1-32 characters)');
+  if (!ks.pinEnv === !ks.pinFile) throw bad('a PKCS#11 key store needs exactly one of keyStore.pinEnv (a variable name) and keyStore.pinFile');
+  if (ks.pinEnv !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(ks.pinEnv)) throw bad('keyStore.pinEnv is the name of an environment variable, not the PIN');
+  if (ks.pinFile !== undefined && !ks.pinFile.startsWith('/')) throw bad('keyStore.pinFile is an absolute path');
+  if (ks.engine !== undefined && !ks.engine.startsWith('/')) throw bad('keyStore.engine is the absolute path of the OpenSSL pkcs11 engine');
+  // What the token key store makes (PKCS#11 CKM_EC_KEY_PAIR_GEN / CKM_RSA_PKCS_KEY_PAIR_GEN).
+  if (s.keyAlgorithm === 'ed25519') throw bad('token keys are ecdsa-p256, ecdsa-p384 or rsa-*; ed25519 keys are software-only');
 }
 
 export interface Identity {
@@ -131,6 +171,8 @@ export interface AgentError {
   at: string;
   during: 'bootstrap' | 'renewal' | 'refresh' | 'hook';
   code: string;
+  /** The problem's extra.reason, when it has one (key_unavailable: pin_incorrect, token_missing, ...). */
+  reason?: string;
   detail: string;
 }
 
@@ -143,6 +185,8 @@ export interface AgentState {
   refresh: { failures: number; lastAt?: string; lastSuccessAt?: string; nextAt?: string; lastError?: AgentError };
   crls: Record<string, CrlMeta>;
   lastError?: AgentError;
+  /** Marks the token keys this state directory makes (their labels), so a sweep never touches another agent's. */
+  keyTag?: string;
 }
 
 export const emptyState = (): AgentState => ({ version: 1, renewal: { failures: 0 }, refresh: { failures: 0 }, crls: {} });
@@ -175,6 +219,7 @@ export function checkState(raw: unknown, path: string): AgentState {
     if (!Array.isArray(id.domains)) throw bad('identity.domains');
   }
   if (s.pending !== undefined && (!Number.isInteger(s.pending.generation) || typeof s.pending.keyRef !== 'string')) throw bad('pending');
+  if (s.keyTag !== undefined && (typeof s.keyTag !== 'string' || !/^[0-9a-f]{8}$/.test(s.keyTag))) throw bad('keyTag');
   return s;
 }
 

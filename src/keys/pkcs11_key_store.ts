@@ -491,6 +491,26 @@ export class Pkcs11KeyStore implements DecryptingKeyStore {
     return this.withSession('C_FindObjects', (s) => this.find(s, this.p!.CKO_PRIVATE_KEY, u).length > 0);
   }
 
+  /** Every private key in the token, by reference and CKA_LABEL (a device sweeping keys of its failed attempts). */
+  async list(): Promise<Array<{ ref: string; label: string }>> {
+    return this.withSession('C_FindObjects', (s) => {
+      const p = this.p!;
+      const lib = this.lib!;
+      lib.C_FindObjectsInit(s, [{ type: p.CKA_CLASS, value: p.CKO_PRIVATE_KEY }]);
+      const handles: Handle[] = [];
+      try {
+        for (let batch = lib.C_FindObjects(s, 64); batch.length > 0; batch = lib.C_FindObjects(s, 64)) handles.push(...batch);
+      } finally {
+        lib.C_FindObjectsFinal(s);
+      }
+      return handles.map((h) => {
+        const [label, id] = lib.C_GetAttributeValue(s, h, [{ type: p.CKA_LABEL }, { type: p.CKA_ID }]).map((a) => a.value as Buffer);
+        const object = label.toString('utf8');
+        return { ref: formatPkcs11Uri({ token: this.opts.token, object, id: new Uint8Array(id), type: 'private' }), label: object };
+      });
+    });
+  }
+
   async remove(ref: string): Promise<void> {
     const u = this.parseRef(ref);
     await this.withSession('C_DestroyObject', (s) => {

@@ -53,6 +53,16 @@ describe('backoffMs', () => {
 
 describe('settings', () => {
   const base = { server: 'https://ca.example:8443', deviceId: 'dev-1' };
+  const p11 = { type: 'pkcs11', module: '/usr/lib/softhsm/libsofthsm2.so', token: 'device', pinEnv: 'DEVICE_PIN' };
+  const good: Array<[string, object]> = [
+    ['ok-file-key-store', { keyStore: { type: 'file' } }],
+    ['ok-pkcs11-pin-env', { keyStore: p11 }],
+    ['ok-pkcs11-pin-file-and-engine', { keyStore: { type: 'pkcs11', module: p11.module, token: 'device', pinFile: '/run/secrets/pin', engine: '/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so' } }],
+    ['ok-pkcs11-rsa', { keyStore: p11, keyAlgorithm: 'rsa-2048' }],
+  ];
+  for (const [name, o] of good) {
+    it(name, () => assert.deepEqual(validateSettings(defaultSettings({ ...base, ...o } as never)).keyStore, (o as { keyStore: unknown }).keyStore));
+  }
   it('ok-defaults', () => {
     const s = validateSettings(defaultSettings(base));
     assert.equal(s.renewAt, 2 / 3);
@@ -68,6 +78,16 @@ describe('settings', () => {
     ['fail-backoff', { backoff: { initialSeconds: 10, maxSeconds: 5 } }],
     ['fail-signal-without-pid-file', { hooks: { signal: 'SIGHUP' } }],
     ['fail-signal-name', { hooks: { signal: 'HUP', pidFile: '/run/x.pid' } }],
+    ['fail-key-store-type', { keyStore: { type: 'tpm' } }],
+    ['fail-pkcs11-relative-module', { keyStore: { ...p11, module: 'libsofthsm2.so' } }],
+    ['fail-pkcs11-no-token', { keyStore: { ...p11, token: '' } }],
+    ['fail-pkcs11-no-pin-source', { keyStore: { type: 'pkcs11', module: p11.module, token: 'device' } }],
+    ['fail-pkcs11-two-pin-sources', { keyStore: { ...p11, pinFile: '/run/pin' } }],
+    ['fail-pkcs11-pin-in-settings', { keyStore: { ...p11, pin: '1234' } }],
+    ['fail-pkcs11-pin-env-is-a-pin', { keyStore: { ...p11, pinEnv: '1234' } }],
+    ['fail-pkcs11-relative-pin-file', { keyStore: { type: 'pkcs11', module: p11.module, token: 'device', pinFile: 'pin.txt' } }],
+    ['fail-pkcs11-relative-engine', { keyStore: { ...p11, engine: 'pkcs11.so' } }],
+    ['fail-pkcs11-ed25519', { keyStore: p11, keyAlgorithm: 'ed25519' }],
   ];
   for (const [name, o] of bad) {
     it(name, () => assert.throws(() => validateSettings(defaultSettings({ ...base, ...o } as never)), (e) => isProblem(e, 'config_error')));

@@ -7,7 +7,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Agent, lockStateDir, readStatus, type AgentStatus, type BootstrapCredential } from '../../agent/agent.js';
-import type { AgentSettings } from '../../agent/state.js';
+import type { AgentSettings, KeyStoreSettings } from '../../agent/state.js';
 import { ProblemError } from '../../errors.js';
 import { isKeyAlgorithm } from '../../x509/algorithms.js';
 import { collect, note, printJson, printLine, printTable, readUserFile } from '../output.js';
@@ -30,7 +30,13 @@ function settingsOptions(cmd: Command): Command {
     .option('--ca-bundle <file>', "the fleet's root certificate(s), PEM: the trust anchor for the EST server and for peers (saved as trust.pem)")
     .option('--id <id>', 'device id, as registered (saved)')
     .option('--label <label>', 'EST label: /.well-known/est/<label>/... (saved)')
-    .option('--key-algorithm <alg>', 'device key: ecdsa-p256 (default), ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096 (saved)')
+    .option('--key-algorithm <alg>', 'device key: ecdsa-p256 (default), ecdsa-p384, ed25519 (files only), rsa-2048, rsa-3072, rsa-4096 (saved)')
+    .option('--key-store <type>', 'where the device key lives: file (default; gen/<n>/key.pem, mode 0600) or pkcs11 (generated inside a token, never leaves it) (saved)')
+    .option('--pkcs11-module <path>', 'PKCS#11 module of the token, e.g. /usr/lib/softhsm/libsofthsm2.so (saved)')
+    .option('--pkcs11-token <label>', 'label of the token that holds the device key (saved)')
+    .option('--pkcs11-pin-env <var>', 'name of the environment variable that holds the user PIN (the name is saved, never the PIN)')
+    .option('--pkcs11-pin-file <file>', 'file that holds the user PIN, instead of --pkcs11-pin-env (the path is saved)')
+    .option('--pkcs11-engine <path>', "OpenSSL's pkcs11 engine, which node:tls uses to present a token key (default: Debian's libengine-pkcs11-openssl) (saved)")
     .option('--bootstrap-cert <file>', 'manufacturer certificate (IDevID): bootstrap and recovery after expiry (saved)')
     .option('--bootstrap-key <file>', 'its private key (saved)')
     .option('--no-recover', 'never re-bootstrap with the manufacturer certificate after expiry or refusal (saved)')
@@ -47,8 +53,33 @@ function settingsOptions(cmd: Command): Command {
     .option('--pid-file <file>', 'pid file of the process to signal (saved)');
 }
 
+/** --key-store and the --pkcs11-* options; undefined when none is given (the saved key store stays). */
+function keyStoreFrom(o: Record<string, unknown>): KeyStoreSettings | undefined {
+  const p11 = ['pkcs11Module', 'pkcs11Token', 'pkcs11PinEnv', 'pkcs11PinFile', 'pkcs11Engine'].filter((k) => o[k] !== undefined);
+  if (o.keyStore === undefined) {
+    if (p11.length) throw new ProblemError('bad_request', '--pkcs11-* options need --key-store pkcs11');
+    return undefined;
+  }
+  if (o.keyStore === 'file') {
+    if (p11.length) throw new ProblemError('bad_request', '--pkcs11-* options need --key-store pkcs11');
+    return { type: 'file' };
+  }
+  if (o.keyStore !== 'pkcs11') throw new ProblemError('bad_request', `--key-store is file or pkcs11, not "${String(o.keyStore)}"`);
+  if (!o.pkcs11Module || !o.pkcs11Token) throw new ProblemError('bad_request', '--key-store pkcs11 needs --pkcs11-module and --pkcs11-token');
+  if (!o.pkcs11PinEnv === !o.pkcs11PinFile) throw new ProblemError('bad_request', 'give the PIN source: exactly one of --pkcs11-pin-env VAR and --pkcs11-pin-file FILE');
+  return {
+    type: 'pkcs11',
+    module: resolve(String(o.pkcs11Module)),
+    token: String(o.pkcs11Token),
+    ...(o.pkcs11PinEnv ? { pinEnv: String(o.pkcs11PinEnv) } : { pinFile: resolve(String(o.pkcs11PinFile)) }),
+    ...(o.pkcs11Engine ? { engine: resolve(String(o.pkcs11Engine)) } : {}),
+  };
+}
+
 function settingsFrom(o: Record<string, unknown>): Partial<AgentSettings> {
   const s: Partial<AgentSettings> = {};
+  const keyStore = keyStoreFrom(o);
+  if (keyStore) s.keyStore = keyStore;
   if (o.server) s.server = String(o.server);
   if (o.id) s.deviceId = String(o.id);
   if (o.label) s.label = String(o.label);
@@ -110,7 +141,15 @@ A device runs "fleetpki agent run" as a service. The first run (or
 "fleetpki agent enroll") bootstraps the identity over EST, with a one-time
 secret (--secret-env VAR or --secret-file FILE) or a manufacturer
 certificate (--bootstrap-cert/--bootstrap-key). Settings are saved in the
-state directory; later commands need only --state. See docs/agent.md.`);
+state directory; later commands need only --state. See docs/agent.md.
+
+With --key-store pkcs11 --pkcs11-module M --pkcs11-token LABEL
+--pkcs11-pin-env VAR (or --pkcs11-pin-file FILE) the device key is
+generated inside the token and never leaves it: the token signs the CSR,
+and node:tls presents the key through OpenSSL's pkcs11 engine
+(libengine-pkcs11-openssl). Consumers find its PKCS#11 URI in
+current/key.uri. "run", "renew" and "enroll" need the PIN; "status" does
+not. See docs/keys.md.`);
 
   settingsOptions(agent.command('enroll').description('bootstrap the device identity once (first enrollment)'))
     .option('--secret-env <var>', 'environment variable holding the one-time enrollment secret')
@@ -142,8 +181,8 @@ state directory; later commands need only --state. See docs/agent.md.`);
     .option('--secret-file <file>', 'file holding the one-time enrollment secret (first run only)')
     .option('--once', 'do what is due now and exit')
     .addHelpText('after', `
-Signals: SIGTERM/SIGINT stop; SIGHUP fetches CA certificates and CRLs now.
-Logs go to stderr, one line per event.`)
+Signals: SIGTERM/SIGINT stop; SIGHUP rereads the trust list and fetches
+CA certificates and CRLs now. Logs go to stderr, one line per event.`)
     .action(async (o) => {
       const dir = stateDir(o);
       const unlock = await lockStateDir(dir);
@@ -196,7 +235,8 @@ Logs go to stderr, one line per event.`)
     .action(async (o) => {
       const unlock = await lockStateDir(stateDir(o));
       try {
-        const a = await Agent.open({ dir: stateDir(o) });
+        // CA certificates and CRLs need no key: a token's PIN is not asked for.
+        const a = await Agent.open({ dir: stateDir(o), inspect: true });
         const r = await a.refresh();
         if (o.json) return printJson({ ...r, status: a.status() });
         note(r.crls.length ? `new CRLs: ${r.crls.join(', ')}` : 'CRLs unchanged');
@@ -221,15 +261,15 @@ Logs go to stderr, one line per event.`)
     .command('add')
     .description("trust another organisation's CA for some domains")
     .requiredOption('--name <name>', 'a name for the entry')
-    .requiredOption('--ca <file>', 'its root (or CA) certificate, PEM')
+    .requiredOption('--ca <file>', 'its root (or CA) certificate, PEM; add its issuing CAs to the same file so their CRLs can be checked')
     .requiredOption('--domains <list>', 'comma-separated domains its devices may speak for')
-    .option('--crl-url <url>', "its CRL, to keep fresh (repeatable)", collect, [])
+    .option('--crl-url <url>', "a CRL of its CAs, to keep fresh (repeatable)", collect, [])
     .option('--state <dir>', STATE_HELP)
     .action(async (o) => {
-      const a = await Agent.open({ dir: stateDir(o) });
-      const e = await a.trustList.add(o.name, readUserFile(o.ca, 'CA certificate').toString('utf8'), String(o.domains).split(',').map((d: string) => d.trim()).filter(Boolean));
-      if ((o.crlUrl as string[]).length) await Agent.open({ dir: stateDir(o), settings: { crlUrls: [...new Set([...a.settings.crlUrls, ...(o.crlUrl as string[])])] }, saveSettings: true });
-      note(`trusting ${e.cert.subjectText} for ${e.domains.join(', ')} (a running agent picks it up on its next start)`);
+      const a = await Agent.open({ dir: stateDir(o), inspect: true });
+      const e = await a.trustList.add(o.name, readUserFile(o.ca, 'CA certificate').toString('utf8'), String(o.domains).split(',').map((d: string) => d.trim()).filter(Boolean), o.crlUrl as string[]);
+      const below = e.intermediates.length ? ` with ${e.intermediates.length} CA${e.intermediates.length > 1 ? 's' : ''} below it` : '';
+      note(`trusting ${e.cert.subjectText}${below} for ${e.domains.join(', ')}; a running agent picks it up on its next refresh, or now on SIGHUP`);
     });
   trust
     .command('list')
@@ -237,8 +277,8 @@ Logs go to stderr, one line per event.`)
     .option('--state <dir>', STATE_HELP)
     .option('--json', 'print as JSON')
     .action(async (o) => {
-      const a = await Agent.open({ dir: stateDir(o) });
-      const entries = (await a.trustList.entries()).map((e) => ({ name: e.name, subject: e.cert.subjectText, domains: e.domains, notAfter: e.cert.notAfter.toISOString(), fingerprintSha256: e.cert.fingerprintSha256 }));
+      const a = await Agent.open({ dir: stateDir(o), inspect: true });
+      const entries = (await a.trustList.entries()).map((e) => ({ name: e.name, subject: e.cert.subjectText, domains: e.domains, notAfter: e.cert.notAfter.toISOString(), fingerprintSha256: e.cert.fingerprintSha256, intermediates: e.intermediates.map((c) => c.subjectText), crlUrls: e.crlUrls }));
       if (o.json) return printJson(entries);
       printTable(entries.map((e) => [e.name, e.domains.join(','), e.notAfter.slice(0, 10), e.subject]), ['NAME', 'DOMAINS', 'EXPIRES', 'SUBJECT']);
     });
@@ -248,9 +288,9 @@ Logs go to stderr, one line per event.`)
     .argument('<name>', 'entry name')
     .option('--state <dir>', STATE_HELP)
     .action(async (name: string, o) => {
-      const a = await Agent.open({ dir: stateDir(o) });
+      const a = await Agent.open({ dir: stateDir(o), inspect: true });
       if (!(await a.trustList.remove(name))) throw new ProblemError('not_found', `no trust entry "${name}"`);
-      note(`removed ${name}`);
+      note(`removed ${name}; a running agent drops it on its next refresh, or now on SIGHUP`);
     });
 }
 
@@ -266,8 +306,9 @@ function printStatus(st: AgentStatus): void {
   }
   if (st.nextRenewal) rows.push(['next renewal', `${st.nextRenewal}${st.renewal.failures ? ` (retry after ${st.renewal.failures} failure${st.renewal.failures > 1 ? 's' : ''})` : ''}`]);
   if (st.lastCrl) rows.push(['last CRL', `${st.lastCrl.url} #${st.lastCrl.number ?? '?'}, fetched ${st.lastCrl.fetchedAt}, next update ${st.lastCrl.nextUpdate ?? '-'}`]);
-  rows.push(['last error', st.lastError ? `${st.lastError.at} ${st.lastError.during}: ${st.lastError.code}: ${st.lastError.detail}` : 'none']);
-  rows.push(['certificate', st.files.cert], ['key', st.files.key]);
+  const e = st.lastError;
+  rows.push(['last error', e ? `${e.at} ${e.during}: ${e.code}${e.reason ? ` (${e.reason})` : ''}: ${e.detail}` : 'none']);
+  rows.push(['certificate', st.files.cert], ['key', st.key?.store === 'pkcs11' ? `${st.key.ref} (in the token; URI in ${st.files.key})` : st.files.key]);
   const w = Math.max(...rows.map((r) => r[0].length));
   for (const [k, v] of rows) printLine(`${k.padEnd(w)}  ${v}`);
 }
