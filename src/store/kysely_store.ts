@@ -1095,9 +1095,9 @@ export class KyselyStore implements Store {
           .where('status', 'in', ['pending', 'approved'])
           .execute();
       }
-      const event: DeviceEventRecord = { ...c.event, revokedSerials: revoked };
-      await translateConstraintErrors(() => trx.insertInto('device_events').values(deviceEventToRow(event)).execute(), { check: `device event "${event.kind}" is not valid`, unique: `device event ${event.id} exists` });
       const entry = await this.appendAuditIn(trx, { ...audit, details: { ...audit.details, revoked } });
+      const event: DeviceEventRecord = { ...c.event, revokedSerials: revoked, auditSeq: entry.seq };
+      await translateConstraintErrors(() => trx.insertInto('device_events').values(deviceEventToRow(event)).execute(), { check: `device event "${event.kind}" is not valid`, unique: `device event ${event.id} exists` });
       for (const serial of revoked) await this.statusChanged(trx, serial, entry);
       const row = await trx.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
       return { device: rowToDevice(row), event };
@@ -1105,7 +1105,7 @@ export class KyselyStore implements Store {
   }
 
   async listDeviceEvents(deviceId: string): Promise<DeviceEventRecord[]> {
-    const rows = await this.db.selectFrom('device_events').selectAll().where('device_id', '=', deviceId).orderBy('at').orderBy('id').execute();
+    const rows = await this.db.selectFrom('device_events').selectAll().where('device_id', '=', deviceId).orderBy('audit_seq').execute();
     return rows.map(rowToDeviceEvent);
   }
 
@@ -1786,6 +1786,7 @@ function deviceEventToRow(e: DeviceEventRecord): DeviceEventTable {
     reason: e.reason ?? null,
     revoked_serials: toJson(e.revokedSerials, 'revokedSerials'),
     details: toJson(e.details, 'details'),
+    audit_seq: wholeNumber(e.auditSeq ?? 0, 'auditSeq'),
   };
 }
 
@@ -1802,6 +1803,7 @@ function rowToDeviceEvent(r: Selectable<DeviceEventTable>): DeviceEventRecord {
     reason: r.reason ?? undefined,
     revokedSerials: JSON.parse(r.revoked_serials) as string[],
     details: JSON.parse(r.details) as Record<string, unknown>,
+    auditSeq: Number(r.audit_seq),
   });
 }
 

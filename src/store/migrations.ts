@@ -404,8 +404,10 @@ async function createLifecycle(db: Kysely<Database>, dialect: SqlDialect): Promi
     .addColumn('reason', 'text', (c) => c.check(sql`reason is null or reason in (${quotedList(Object.keys(REVOCATION_REASONS))})`))
     .addColumn('revoked_serials', 'text', (c) => c.notNull())
     .addColumn('details', 'text', (c) => c.notNull())
+    // The audit entry that recorded it: orders the history and links it to the log.
+    .addColumn('audit_seq', t.int64, (c) => c.notNull().unique())
     .execute();
-  await db.schema.createIndex('device_events_device').on('device_events').columns(['device_id', 'at', 'id']).execute();
+  await db.schema.createIndex('device_events_device').on('device_events').columns(['device_id', 'audit_seq']).execute();
 
   await db.schema
     .createTable('webhooks')

@@ -280,6 +280,7 @@ export interface DeviceEventTable {
   revoked_serials: string;
   /** JSON object. */
   details: string;
+  audit_seq: number;
 }
 
 /** Since migration 10: inbound and outbound webhooks with their sealed HMAC secrets. */

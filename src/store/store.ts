@@ -470,6 +470,8 @@ export interface DeviceEventRecord {
   revokedSerials: string[];
   /** Free details: note, invalidityDate, replacedBy, from/to owner and domain, deliveryId. */
   details: Record<string, unknown>;
+  /** Seq of the audit entry that recorded it (set by the store). */
+  auditSeq?: number;
 }
 
 /**

@@ -43,6 +43,7 @@ export const deviceEvent = {
     reason: nullable({ type: 'string' }),
     revokedSerials: { type: 'array', items: { type: 'string' } },
     details: { type: 'object', additionalProperties: true },
+    auditSeq: nullable({ type: 'integer', description: 'the audit entry that recorded it' }),
   },
 } as const;
 export const eventResult = { type: 'object', properties: { device, event: deviceEvent } } as const;

@@ -78,7 +78,7 @@ export function anchorJson(t: TrustAnchorRecord) {
 }
 
 export function deviceEventJson(e: DeviceEventRecord) {
-  return { id: e.id, kind: e.kind, at: e.at.toISOString(), actor: e.actor, source: e.source, fromState: e.fromState, toState: e.toState, reason: e.reason ?? null, revokedSerials: e.revokedSerials, details: e.details };
+  return { id: e.id, kind: e.kind, at: e.at.toISOString(), actor: e.actor, source: e.source, fromState: e.fromState, toState: e.toState, reason: e.reason ?? null, revokedSerials: e.revokedSerials, details: e.details, auditSeq: e.auditSeq ?? null };
 }
 
 export function webhookJson(w: WebhookRecord) {
