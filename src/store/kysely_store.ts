@@ -1065,27 +1065,32 @@ export class KyselyStore implements Store {
         const taken = await trx.insertInto('webhook_deliveries').values({ source: d.source, delivery_id: d.id, received_at: toMs(d.receivedAt, 'receivedAt') }).onConflict((oc) => oc.columns(['source', 'delivery_id']).doNothing()).executeTakeFirst();
         if (Number(taken.numInsertedOrUpdatedRows ?? 0) === 0) throw new ProblemError('conflict', `delivery ${d.id} from ${d.source} was received before (a replay); nothing was changed`);
       }
-      const before = await trx.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
-      if (!before) throw noDevice(id);
-      if (before.state !== c.ifState || (before.current_serial ?? undefined) !== c.ifCurrentSerial) {
-        throw new ProblemError('conflict', `device ${id} changed meanwhile (it is ${before.state}); nothing was changed`);
+      // The device first, guarded by the state and certificate the caller read:
+      // a concurrent event or enrollment either committed before (no row
+      // matches: conflict) or waits for this transaction.
+      const change: Partial<DeviceTable> = devicePatchToRow(c.patch, c.event.at);
+      if (c.reregister) change.current_serial = null;
+      let update = trx.updateTable('devices').set(change).where('id', '=', id).where('state', '=', c.ifState);
+      update = c.ifCurrentSerial === undefined ? update.where('current_serial', 'is', null) : update.where('current_serial', '=', c.ifCurrentSerial);
+      const u = await translateConstraintErrors(() => update.executeTakeFirst(), { check: `"${c.patch.state}" is not a device state` });
+      if (Number(u.numUpdatedRows) === 0) {
+        const now = await trx.selectFrom('devices').select('state').where('id', '=', id).executeTakeFirst();
+        if (!now) throw noDevice(id);
+        throw new ProblemError('conflict', `device ${id} changed meanwhile (it is ${now.state}); nothing was changed`);
       }
       const revoked: string[] = [];
       if (c.revocation) {
         const r = c.revocation;
-        const change = { status: 'revoked' as const, revoked_at: toMs(r.revokedAt, 'revokedAt'), revocation_reason: r.reason, invalidity_date: optionalMs(r.invalidityDate, 'invalidityDate'), released_at: null };
+        const rev = { status: 'revoked' as const, revoked_at: toMs(r.revokedAt, 'revokedAt'), revocation_reason: r.reason, invalidity_date: optionalMs(r.invalidityDate, 'invalidityDate'), released_at: null };
         // Good certificates, and (for a permanent reason) those on hold: a hold may become a revocation, never the reverse.
         let q = trx.selectFrom('certificates').select('serial').where('device_id', '=', id);
         q = r.reason === 'certificateHold' ? q.where('status', '=', 'good') : q.where((eb) => eb.or([eb('status', '=', 'good'), eb.and([eb('status', '=', 'revoked'), eb('revocation_reason', '=', 'certificateHold')])]));
         const rows = await q.orderBy('serial').execute();
         for (const { serial } of rows) {
-          await translateConstraintErrors(() => trx.updateTable('certificates').set(change).where('serial', '=', serial).execute(), { check: `"${r.reason}" is not a revocation reason` });
+          await translateConstraintErrors(() => trx.updateTable('certificates').set(rev).where('serial', '=', serial).execute(), { check: `"${r.reason}" is not a revocation reason` });
           revoked.push(serial);
         }
       }
-      const change: Partial<DeviceTable> = devicePatchToRow(c.patch, c.event.at);
-      if (c.reregister) change.current_serial = null;
-      await translateConstraintErrors(() => trx.updateTable('devices').set(change).where('id', '=', id).execute(), { check: `"${c.patch.state}" is not a device state` });
       if (c.reregister) {
         await trx.deleteFrom('enrollment_secrets').where('device_id', '=', id).execute();
         await trx
@@ -1176,7 +1181,7 @@ export class KyselyStore implements Store {
       .selectAll('devices')
       .select(['certificates.serial as c_serial'])
       .where('devices.state', 'in', ['active', 'suspended', 'registered'])
-      .where(sql<boolean>`certificates.not_before * 1000 + (certificates.not_after - certificates.not_before) * ${perMille} < ${nowMs} * 1000`)
+      .where(sql<boolean>`certificates.not_before * 1000 + (certificates.not_after - certificates.not_before) * ${perMille} < ${nowMs * 1000}`)
       .orderBy('certificates.not_after')
       .orderBy('devices.id')
       .limit(pageSize(limit))
