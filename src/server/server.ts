@@ -5,7 +5,7 @@
  * sockets, so tests can use inject(); `startServer` listens and keeps the
  * HTTPS certificate fresh.
  */
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteOptions } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
 import { VERSION } from '../version.js';
 import { aiaPlugin } from '../protocols/aia/plugin.js';
@@ -45,6 +45,8 @@ export interface BuildOptions {
   ocsp?: OcspResponder;
   /** The CMP server both listeners share; made from ctx when not given. */
   cmp?: CmpServer;
+  /** Called for every route as it is added (the role test enumerates the API with it). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 /**
@@ -73,6 +75,7 @@ export async function buildHttpsApp(ctx: FleetContext, o: BuildOptions = {}): Pr
     // EST devices may use HTTP Basic instead. The application decides.
     ...(o.tls ? { https: { ...secureContext(o.tls, o.clientTrust ?? []), requestCert: true, rejectUnauthorized: false } } : {}),
   }) as unknown as FastifyInstance;
+  if (o.onRoute) app.addHook('onRoute', o.onRoute);
   installProblemHandlers(app);
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   await app.register(apiPlugin, { ctx, version: VERSION });
