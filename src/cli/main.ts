@@ -15,6 +15,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerDevice } from './commands/device.js';
 import { registerFirmware } from './commands/firmware.js';
 import { registerRegistryAdmin } from './commands/registry_admin.js';
+import { registerLifecycle } from './commands/lifecycle.js';
 import { handleClosedOutput, reportError } from './output.js';
 
 export function buildProgram(): Command {
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerDevice(program);
   registerRegistryAdmin(program);
   registerCrl(program);
+  registerLifecycle(program);
   registerAudit(program);
   registerFirmware(program);
   registerBackup(program);

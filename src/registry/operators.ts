@@ -6,9 +6,9 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
-import { ROLES, type ApiTokenRecord, type Role, type Store } from '../store/store.js';
+import { ROLES, type ApiTokenRecord, type OperatorCertificateRecord, type Role, type Store } from '../store/store.js';
 
-export const PERMISSIONS = ['ca:read', 'ca:admin', 'cert:read', 'cert:issue', 'cert:revoke', 'token:admin', 'audit:read', 'device:read', 'device:register', 'enrollment:approve', 'trust:admin', 'key:recover', 'firmware:sign'] as const;
+export const PERMISSIONS = ['ca:read', 'ca:admin', 'cert:read', 'cert:issue', 'cert:revoke', 'token:admin', 'audit:read', 'device:read', 'device:register', 'enrollment:approve', 'trust:admin', 'key:recover', 'firmware:sign', 'device:lifecycle', 'webhook:admin'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
@@ -16,7 +16,7 @@ const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   // powers: an admin must create a key-recovery or firmware-signer token
   // (audited) to read an escrowed key or sign an image for the whole fleet.
   admin: PERMISSIONS.filter((p) => p !== 'key:recover' && p !== 'firmware:sign'),
-  'ra-officer': ['ca:read', 'cert:read', 'cert:issue', 'cert:revoke', 'device:read', 'device:register', 'enrollment:approve'],
+  'ra-officer': ['ca:read', 'cert:read', 'cert:issue', 'cert:revoke', 'device:read', 'device:register', 'device:lifecycle', 'enrollment:approve'],
   auditor: ['ca:read', 'cert:read', 'audit:read', 'device:read'],
   'key-recovery': ['ca:read', 'cert:read', 'device:read', 'key:recover'],
   'firmware-signer': ['ca:read', 'firmware:sign'],
@@ -34,7 +34,7 @@ export function roleAllows(role: Role, p: Permission): boolean {
 export interface Operator {
   name: string;
   role: Role;
-  /** Audit actor string, e.g. "token:alice". */
+  /** Audit actor string, e.g. "token:alice", "cert:alice". */
   actor: string;
   /** The API token's id (rate limits count per token). */
   tokenId?: string;
@@ -90,5 +90,47 @@ export class Operators {
 
   listTokens(): Promise<ApiTokenRecord[]> {
     return this.store.listTokens();
+  }
+
+  /**
+   * Lets a certificate of ours sign an operator in (mutual TLS): it must be
+   * in the store and good now; it is checked again at every request.
+   */
+  async addCertificate(o: { serial: string; name: string; role: string; actor: string }): Promise<OperatorCertificateRecord> {
+    if (!isRole(o.role)) throw new ProblemError('bad_request', `unknown role "${o.role}" (roles: ${ROLES.join(', ')})`);
+    if (!/^[A-Za-z0-9._@-]{1,64}$/.test(o.name)) throw new ProblemError('bad_request', 'operator names are 1-64 letters, digits, dots, dashes, underscores or @');
+    const cert = await this.store.getCertificate(o.serial);
+    if (!cert) throw new ProblemError('not_found', `no certificate with serial ${o.serial}`);
+    if (cert.status !== 'good') throw new ProblemError('conflict', `certificate ${o.serial} is revoked`);
+    if (cert.notAfter <= this.clock.now()) throw new ProblemError('conflict', `certificate ${o.serial} has expired`);
+    const rec: OperatorCertificateRecord = { serial: cert.serial, name: o.name, role: o.role, createdAt: this.clock.now() };
+    await this.store.insertOperatorCertificate(rec, { actor: o.actor, action: 'operator.cert.add', target: cert.serial, details: { name: rec.name, role: rec.role, subject: cert.subject } });
+    return rec;
+  }
+
+  listCertificates(): Promise<OperatorCertificateRecord[]> {
+    return this.store.listOperatorCertificates();
+  }
+
+  async removeCertificate(serial: string, actor: string): Promise<void> {
+    await this.store.removeOperatorCertificate(serial, { actor, action: 'operator.cert.remove', target: serial });
+  }
+
+  /**
+   * Resolves a TLS client certificate (the listener verified its chain to
+   * one of our CAs) to an operator: the very certificate must be in the
+   * store, good (not revoked or on hold), within its validity and bound to
+   * an operator. Throws unauthorized otherwise.
+   */
+  async authenticateCertificate(leaf: { serial: string; der: Uint8Array }): Promise<Operator> {
+    const denied = (why: string) => new ProblemError('unauthorized', `the client certificate does not sign in an operator: ${why}`);
+    const cert = await this.store.getCertificate(leaf.serial);
+    if (!cert || Buffer.compare(Buffer.from(cert.der), Buffer.from(leaf.der)) !== 0) throw denied('not issued by this CA');
+    if (cert.status !== 'good') throw denied(`certificate ${cert.serial} is revoked (${cert.revocation?.reason})`);
+    const now = this.clock.now();
+    if (cert.notAfter <= now || cert.notBefore > now) throw denied('expired or not yet valid');
+    const op = await this.store.getOperatorCertificate(cert.serial);
+    if (!op) throw denied(`certificate ${cert.serial} is bound to no operator`);
+    return { name: op.name, role: op.role, actor: `cert:${op.name}` };
   }
 }

@@ -221,6 +221,20 @@ export class Registry {
     return this.store.updateDevice(id, clean, this.clock.now(), { actor, action: 'device.update', target: id, details }, guard);
   }
 
+  /**
+   * Checks the names and profile of a record change against the device as
+   * it is (bad_request, not_found for an unknown profile), without applying
+   * it: for changes made by another path (a transfer).
+   */
+  checkPatch(d: DeviceRecord, patch: DevicePatch): void {
+    const bad = (why: string) => new ProblemError('bad_request', `device "${d.id}": ${why}`);
+    if (patch.domain && !DOMAIN_RE.test(patch.domain)) throw bad('the domain must be lowercase letters, digits, dots and dashes');
+    checkLabels({ model: patch.model ?? undefined, owner: patch.owner ?? undefined }, bad);
+    if (patch.profile !== undefined || patch.domain !== undefined) {
+      this.checkProfileFits(patch.profile ?? d.profile, patch.domain === null ? undefined : (patch.domain ?? d.domain), d.sans, bad);
+    }
+  }
+
   /** A lifecycle state change (see lifecycle.ts for the allowed ones). */
   async setState(id: string, state: DeviceState, actor: string): Promise<DeviceRecord> {
     return this.updateDevice(id, { state }, actor);

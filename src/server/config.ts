@@ -106,6 +106,17 @@ export interface FleetConfig {
     /** Signatures a token may make at once before the per-minute rate applies. */
     burst: number;
   };
+  /** Lifecycle events, webhooks and the expiry watch (docs/lifecycle.md). */
+  lifecycle: {
+    /** Largest difference between an inbound webhook delivery's timestamp and the server clock. */
+    webhookToleranceSeconds: number;
+    /** Largest inbound webhook delivery; larger ones get 413. */
+    webhookMaxBytes: number;
+    /** A device should have renewed after this share of its certificate's lifetime (the agent's default renewAt). */
+    renewAtShare: number;
+    /** How often the server sends due expiry notices to outbound webhooks (0: never). */
+    expiryCheckSeconds: number;
+  };
   profiles: Record<string, Partial<Profile>>;
 }
 
@@ -140,6 +151,7 @@ export function defaultConfig(org: string): FleetConfig {
     crl: { validityHours: 24, refreshAheadHours: 12, deltaValidityHours: 0, checkIntervalSeconds: 5, httpMaxAgeSeconds: 60, shards: 0, partitionAbove: 0 },
     ocsp: { validitySeconds: 3600 },
     firmware: { maxImageBytes: 2 * 1024 ** 3, signaturesPerMinute: 30, burst: 10 },
+    lifecycle: { webhookToleranceSeconds: 300, webhookMaxBytes: 16 * 1024, renewAtShare: 2 / 3, expiryCheckSeconds: 3600 },
     profiles: {},
   };
 }
@@ -182,6 +194,7 @@ export function validateConfig(raw: unknown): FleetConfig {
     crl: { ...base.crl, ...c.crl },
     ocsp: { ...base.ocsp, ...c.ocsp },
     firmware: { ...base.firmware, ...c.firmware },
+    lifecycle: { ...base.lifecycle, ...c.lifecycle },
     profiles: c.profiles ?? {},
   };
   if (merged.version !== 1) throw bad(`unsupported version ${String(merged.version)}`);
@@ -234,6 +247,11 @@ export function validateConfig(raw: unknown): FleetConfig {
   if (!(Number.isSafeInteger(fw.maxImageBytes) && fw.maxImageBytes > 0)) throw bad('firmware.maxImageBytes must be a positive whole number of octets');
   if (!(fw.signaturesPerMinute > 0 && fw.signaturesPerMinute <= 60_000)) throw bad('firmware.signaturesPerMinute must be above 0 (at most 60000)');
   if (!(Number.isInteger(fw.burst) && fw.burst >= 1)) throw bad('firmware.burst must be a whole number, at least 1');
+  const lc = merged.lifecycle;
+  if (!(Number.isInteger(lc.webhookToleranceSeconds) && lc.webhookToleranceSeconds >= 1 && lc.webhookToleranceSeconds <= 86_400)) throw bad('lifecycle.webhookToleranceSeconds is a whole number of seconds, 1-86400');
+  if (!(Number.isInteger(lc.webhookMaxBytes) && lc.webhookMaxBytes >= 256 && lc.webhookMaxBytes <= 1024 * 1024)) throw bad('lifecycle.webhookMaxBytes is a whole number of octets, 256-1048576');
+  if (!(typeof lc.renewAtShare === 'number' && lc.renewAtShare > 0 && lc.renewAtShare <= 1)) throw bad('lifecycle.renewAtShare is a number above 0 and at most 1');
+  if (!(Number.isInteger(lc.expiryCheckSeconds) && lc.expiryCheckSeconds >= 0)) throw bad('lifecycle.expiryCheckSeconds is a whole number of seconds (0: no notices)');
   const crl = merged.crl;
   if (!(crl.validityHours > 0) || !(crl.refreshAheadHours > 0) || crl.refreshAheadHours >= crl.validityHours) throw bad('crl.validityHours must be positive and larger than crl.refreshAheadHours');
   if (!(Number.isInteger(crl.shards) && crl.shards >= 0 && crl.shards <= 1024)) throw bad('crl.shards is a whole number from 0 (off) to 1024');

@@ -21,6 +21,9 @@ import { Enrollment } from '../registry/enrollment.js';
 import { FirmwareSigning } from '../firmware/signers.js';
 import { KeyCustody } from '../registry/key_custody.js';
 import { Registry } from '../registry/registry.js';
+import { DeviceLifecycle } from '../registry/device_events.js';
+import { ExpiryWatch } from '../registry/expiry_watch.js';
+import { Webhooks } from '../registry/webhooks.js';
 import { SecretVault } from '../registry/secret_vault.js';
 import { openStore } from '../store/open_store.js';
 import type { Store } from '../store/store.js';
@@ -44,6 +47,12 @@ export interface FleetContext {
   crls: CrlService;
   /** Firmware signers and signing (issue 9). */
   firmware: FirmwareSigning;
+  /** Lifecycle events and transfers (issue 8). */
+  lifecycle: DeviceLifecycle;
+  /** Inbound and outbound webhooks. */
+  webhooks: Webhooks;
+  /** Expiry report and notices. */
+  expiry: ExpiryWatch;
   clock: Clock;
   close(): Promise<void>;
 }
@@ -137,7 +146,10 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
   };
   const deviceCas = [config.defaultCa, ...Object.values(config.est.labels).map((l) => l.ca).filter((c): c is string => !!c)];
   const firmware = new FirmwareSigning(s, keys, authority, clock, deviceCas);
-  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, vault, crls, firmware, clock, close };
+  const lifecycle = new DeviceLifecycle(s, registry, clock);
+  const webhooks = new Webhooks(s, vault, lifecycle, clock, { toleranceSeconds: config.lifecycle.webhookToleranceSeconds });
+  const expiry = new ExpiryWatch(s, clock, { renewAtShare: config.lifecycle.renewAtShare }, (w) => webhooks.secretOf(w));
+  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, vault, crls, firmware, lifecycle, webhooks, expiry, clock, close };
 }
 
 export async function openContext(dirOpt?: string, opts: { clock?: Clock; storeOverride?: string } = {}): Promise<FleetContext> {

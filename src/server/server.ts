@@ -5,7 +5,7 @@
  * sockets, so tests can use inject(); `startServer` listens and keeps the
  * HTTPS certificate fresh.
  */
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteOptions } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
 import { VERSION } from '../version.js';
 import { aiaPlugin } from '../protocols/aia/plugin.js';
@@ -20,11 +20,20 @@ import { pemEncode } from '../x509/pem.js';
 import { installProblemHandlers } from './http_errors.js';
 import { parseHostPort } from './config.js';
 import type { FleetContext } from './context.js';
+import type { NoticeResult } from '../registry/expiry_watch.js';
 import { ensureTlsIdentity, type TlsIdentity } from './tls_identity.js';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 
 const CRL_LEASE = 'crl-publisher';
+const EXPIRY_LEASE = 'expiry-watch';
+
+/** Sends one expiry notice: the HTTP client the (pure) expiry watch is given. */
+async function postJson(url: string, body: string, headers: Record<string, string>): Promise<number> {
+  const r = await fetch(url, { method: 'POST', body, headers, redirect: 'manual', signal: AbortSignal.timeout(10_000) });
+  await r.arrayBuffer().catch(() => undefined);
+  return r.status;
+}
 
 
 export interface BuildOptions {
@@ -36,6 +45,8 @@ export interface BuildOptions {
   ocsp?: OcspResponder;
   /** The CMP server both listeners share; made from ctx when not given. */
   cmp?: CmpServer;
+  /** Called for every route as it is added (the role test enumerates the API with it). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 /**
@@ -64,6 +75,7 @@ export async function buildHttpsApp(ctx: FleetContext, o: BuildOptions = {}): Pr
     // EST devices may use HTTP Basic instead. The application decides.
     ...(o.tls ? { https: { ...secureContext(o.tls, o.clientTrust ?? []), requestCert: true, rejectUnauthorized: false } } : {}),
   }) as unknown as FastifyInstance;
+  if (o.onRoute) app.addHook('onRoute', o.onRoute);
   installProblemHandlers(app);
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   await app.register(apiPlugin, { ctx, version: VERSION });
@@ -98,6 +110,8 @@ export interface RunningServer {
   publishCrls(): Promise<string[]>;
   /** Abandons CMP certificates whose certConf did not come in time; closes stale transactions. */
   sweepCmp(): Promise<{ abandoned: number; expired: number; pruned: number }>;
+  /** Sends the expiry notices that are due to outbound webhooks now (one node of a cluster at a time). */
+  notifyExpiring(): Promise<NoticeResult[]>;
 }
 
 export interface StartOptions {
@@ -110,6 +124,8 @@ export interface StartOptions {
   trustRefreshMs?: number;
   /** How often to look for CMP transactions past their deadline; default 15 s. */
   cmpSweepMs?: number;
+  /** How often to send due expiry notices; default lifecycle.expiryCheckSeconds (0: never). */
+  expiryCheckMs?: number;
 }
 
 export async function startServer(ctx: FleetContext, o: StartOptions = {}): Promise<RunningServer> {
@@ -203,6 +219,30 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
   timer.unref();
   trustTimer.unref();
   cmpTimer.unref();
+  // Expiry notices: one node at a time, like CRL publication (a notice is
+  // recorded after its delivery, so two nodes would send it twice).
+  let notifying = false;
+  const notifyExpiring = async (): Promise<NoticeResult[]> => {
+    if (notifying) return [];
+    notifying = true;
+    try {
+      const now = ctx.clock.now();
+      const every = o.expiryCheckMs ?? ctx.config.lifecycle.expiryCheckSeconds * 1000;
+      if (!(await ctx.store.acquireLease(EXPIRY_LEASE, holder, new Date(now.getTime() + Math.max(leaseMs, 3 * every)), now))) return [];
+      const sent = await ctx.expiry.notify(postJson);
+      for (const n of sent) if (n.status === 'failed' || n.status >= 300) https.log.warn({ webhook: n.webhook, thresholdDays: n.thresholdDays, status: n.status, error: n.error }, 'expiry notice not delivered; will retry');
+      return sent;
+    } finally {
+      notifying = false;
+    }
+  };
+  const expiryEvery = o.expiryCheckMs ?? ctx.config.lifecycle.expiryCheckSeconds * 1000;
+  const expiryTimer = expiryEvery > 0
+    ? setInterval(() => {
+        notifyExpiring().catch((err) => https.log.error({ err }, 'expiry notices failed; will retry'));
+      }, expiryEvery)
+    : undefined;
+  expiryTimer?.unref();
 
   return {
     httpsUrl: `https://${addr(https)}`,
@@ -211,7 +251,9 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
     refreshTrust,
     publishCrls,
     sweepCmp: () => cmp.sweep(),
+    notifyExpiring,
     async close() {
+      clearInterval(expiryTimer);
       clearInterval(cmpTimer);
       clearInterval(timer);
       clearInterval(trustTimer);
@@ -219,6 +261,7 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
       clearInterval(ocspTimer);
       // A clean stop hands CRL publication over at once.
       await ctx.store.releaseLease(CRL_LEASE, holder).catch(() => undefined);
+      await ctx.store.releaseLease(EXPIRY_LEASE, holder).catch(() => undefined);
       await Promise.allSettled([https.close(), http.close()]);
     },
   };

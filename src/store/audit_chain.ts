@@ -37,8 +37,25 @@ export interface ChainCheck {
   reason?: string;
 }
 
-/** Checks a complete, seq-ordered audit log from its first entry. */
-export function verifyAuditChain(entries: Iterable<AuditEntry>): ChainCheck {
+/** A head of the log remembered from before ("seq:hash", e.g. from `fleetpki audit head`). */
+export interface AuditAnchor {
+  seq: number;
+  hash: string;
+}
+
+export function parseAnchor(s: string): AuditAnchor | undefined {
+  const m = /^(\d{1,15}):([0-9a-f]{64})$/.exec(s.trim().toLowerCase());
+  return m ? { seq: Number(m[1]), hash: m[2] } : undefined;
+}
+
+/**
+ * Checks a complete, seq-ordered audit log from its first entry. The chain
+ * alone catches an entry edited, inserted or deleted before the last one;
+ * entries cut off or appended at the end are caught against anchors (heads
+ * remembered earlier, kept outside the database): each must still be in
+ * the log with the same hash.
+ */
+export function verifyAuditChain(entries: Iterable<AuditEntry>, anchors: readonly AuditAnchor[] = []): ChainCheck {
   let prev = GENESIS_HASH;
   let expectSeq = 1;
   let n = 0;
@@ -47,8 +64,12 @@ export function verifyAuditChain(entries: Iterable<AuditEntry>): ChainCheck {
     if (e.seq !== expectSeq) return { ok: false, entries: n, brokenAt: e.seq, reason: `expected entry ${expectSeq}, found ${e.seq} (an entry was deleted or inserted)` };
     if (e.prevHash !== prev) return { ok: false, entries: n, brokenAt: e.seq, reason: 'prevHash does not match the previous entry' };
     if (auditEntryHash(prev, e) !== e.hash) return { ok: false, entries: n, brokenAt: e.seq, reason: 'entry content does not match its hash (edited)' };
+    const a = anchors.find((x) => x.seq === e.seq);
+    if (a && a.hash !== e.hash) return { ok: false, entries: n, brokenAt: e.seq, reason: `entry ${e.seq} is not the one anchored (${a.hash.slice(0, 16)}…): the log was rewritten from here` };
     prev = e.hash;
     expectSeq++;
   }
+  const missing = anchors.filter((a) => a.seq > n).sort((x, y) => x.seq - y.seq)[0];
+  if (missing) return { ok: false, entries: n, brokenAt: missing.seq, reason: `the log ends at entry ${n} but entry ${missing.seq} was anchored (entries were deleted from the end)` };
   return { ok: true, entries: n };
 }

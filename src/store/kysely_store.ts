@@ -18,8 +18,10 @@ import type {
   CmpTransactionTable,
   CrlTable,
   Database,
+  DeviceEventTable,
   DeviceTable,
   EnrollmentSecretTable,
+  ExpiryNoticeTable,
   FirmwareSignerTable,
   OcspSignerTable,
   OrderTable,
@@ -27,6 +29,8 @@ import type {
   SealingKeyTable,
   SqlDialect,
   TrustAnchorTable,
+  WebhookTable,
+  OperatorCertificateTable,
 } from './schema.js';
 import {
   REVOCATION_REASONS,
@@ -43,13 +47,19 @@ import {
   type CmpTransactionPatch,
   type CmpTransactionRecord,
   type CrlRecord,
+  type DeviceEventCommit,
+  type DeviceEventRecord,
   type DevicePatch,
   type DeviceQuery,
   type DeviceRecord,
   type DeviceUpdateGuard,
   type EnrollmentCommit,
   type EnrollmentSecretRecord,
+  type ExpiryNoticeRecord,
   type OcspSignerRecord,
+  type OperatorCertificateRecord,
+  type StaleDevice,
+  type WebhookRecord,
   type EscrowKeyRecord,
   type EscrowedKeyRecord,
   type FirmwareSignerRecord,
@@ -1045,6 +1055,174 @@ export class KyselyStore implements Store {
     return rows.map(rowToFirmwareSigner);
   }
 
+  // --- lifecycle, webhooks, expiry watch, operator certificates ---
+
+  recordDeviceEvent(c: DeviceEventCommit, audit: AuditInput): Promise<{ device: DeviceRecord; event: DeviceEventRecord }> {
+    return this.write(async (trx) => {
+      const id = c.event.deviceId;
+      if (c.delivery) {
+        const d = c.delivery;
+        const taken = await trx.insertInto('webhook_deliveries').values({ source: d.source, delivery_id: d.id, received_at: toMs(d.receivedAt, 'receivedAt') }).onConflict((oc) => oc.columns(['source', 'delivery_id']).doNothing()).executeTakeFirst();
+        if (Number(taken.numInsertedOrUpdatedRows ?? 0) === 0) throw new ProblemError('conflict', `delivery ${d.id} from ${d.source} was received before (a replay); nothing was changed`);
+      }
+      // The device first, guarded by the state and certificate the caller read:
+      // a concurrent event or enrollment either committed before (no row
+      // matches: conflict) or waits for this transaction.
+      const change: Partial<DeviceTable> = devicePatchToRow(c.patch, c.event.at);
+      if (c.reregister) change.current_serial = null;
+      let update = trx.updateTable('devices').set(change).where('id', '=', id).where('state', '=', c.ifState);
+      update = c.ifCurrentSerial === undefined ? update.where('current_serial', 'is', null) : update.where('current_serial', '=', c.ifCurrentSerial);
+      const u = await translateConstraintErrors(() => update.executeTakeFirst(), { check: `"${c.patch.state}" is not a device state` });
+      if (Number(u.numUpdatedRows) === 0) {
+        const now = await trx.selectFrom('devices').select('state').where('id', '=', id).executeTakeFirst();
+        if (!now) throw noDevice(id);
+        throw new ProblemError('conflict', `device ${id} changed meanwhile (it is ${now.state}); nothing was changed`);
+      }
+      const revoked: string[] = [];
+      if (c.revocation) {
+        const r = c.revocation;
+        const rev = { status: 'revoked' as const, revoked_at: toMs(r.revokedAt, 'revokedAt'), revocation_reason: r.reason, invalidity_date: optionalMs(r.invalidityDate, 'invalidityDate'), released_at: null };
+        // Good certificates, and (for a permanent reason) those on hold: a hold may become a revocation, never the reverse.
+        let q = trx.selectFrom('certificates').select('serial').where('device_id', '=', id);
+        q = r.reason === 'certificateHold' ? q.where('status', '=', 'good') : q.where((eb) => eb.or([eb('status', '=', 'good'), eb.and([eb('status', '=', 'revoked'), eb('revocation_reason', '=', 'certificateHold')])]));
+        const rows = await q.orderBy('serial').execute();
+        for (const { serial } of rows) {
+          await translateConstraintErrors(() => trx.updateTable('certificates').set(rev).where('serial', '=', serial).execute(), { check: `"${r.reason}" is not a revocation reason` });
+          revoked.push(serial);
+        }
+      }
+      if (c.reregister) {
+        await trx.deleteFrom('enrollment_secrets').where('device_id', '=', id).execute();
+        await trx
+          .updateTable('pending_enrollments')
+          .set({ status: 'rejected', decided_at: toMs(c.event.at, 'at'), decided_by: audit.actor })
+          .where('device_id', '=', id)
+          .where('status', 'in', ['pending', 'approved'])
+          .execute();
+      }
+      const entry = await this.appendAuditIn(trx, { ...audit, details: { ...audit.details, revoked } });
+      const event: DeviceEventRecord = { ...c.event, revokedSerials: revoked, auditSeq: entry.seq };
+      await translateConstraintErrors(() => trx.insertInto('device_events').values(deviceEventToRow(event)).execute(), { check: `device event "${event.kind}" is not valid`, unique: `device event ${event.id} exists` });
+      for (const serial of revoked) await this.statusChanged(trx, serial, entry);
+      const row = await trx.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+      return { device: rowToDevice(row), event };
+    });
+  }
+
+  async listDeviceEvents(deviceId: string): Promise<DeviceEventRecord[]> {
+    const rows = await this.db.selectFrom('device_events').selectAll().where('device_id', '=', deviceId).orderBy('audit_seq').execute();
+    return rows.map(rowToDeviceEvent);
+  }
+
+  async pruneWebhookDeliveries(before: Date): Promise<number> {
+    const r = await this.db.deleteFrom('webhook_deliveries').where('received_at', '<', toMs(before, 'before')).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  insertWebhook(w: WebhookRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      await translateConstraintErrors(() => trx.insertInto('webhooks').values(webhookToRow(w)).execute(), {
+        unique: `a webhook named "${w.name}" exists`,
+        check: 'an outbound webhook needs a URL, an inbound one has none',
+      });
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async getWebhook(name: string): Promise<WebhookRecord | undefined> {
+    const row = await this.db.selectFrom('webhooks').selectAll().where('name', '=', name).executeTakeFirst();
+    return row && rowToWebhook(row);
+  }
+
+  async listWebhooks(direction?: WebhookRecord['direction']): Promise<WebhookRecord[]> {
+    let q = this.db.selectFrom('webhooks').selectAll();
+    if (direction) q = q.where('direction', '=', direction);
+    return (await q.orderBy('name').execute()).map(rowToWebhook);
+  }
+
+  removeWebhook(name: string, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      await trx.deleteFrom('expiry_notices').where('webhook', '=', name).execute();
+      const r = await trx.deleteFrom('webhooks').where('name', '=', name).executeTakeFirst();
+      if (Number(r.numDeletedRows) === 0) throw new ProblemError('not_found', `no webhook named "${name}"`);
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async recordExpiryNotices(n: ExpiryNoticeRecord[]): Promise<void> {
+    if (n.length === 0) return;
+    const rows: ExpiryNoticeTable[] = n.map((x) => ({ webhook: x.webhook, serial: x.serial, threshold_days: wholeNumber(x.thresholdDays, 'thresholdDays'), sent_at: toMs(x.sentAt, 'sentAt') }));
+    await this.write(async (trx) => {
+      for (let i = 0; i < rows.length; i += BULK_ROWS) {
+        await translateConstraintErrors(() => trx.insertInto('expiry_notices').values(rows.slice(i, i + BULK_ROWS)).onConflict((oc) => oc.columns(['webhook', 'serial', 'threshold_days']).doNothing()).execute(), {
+          foreignKey: 'the webhook is not in the store',
+        });
+      }
+    });
+  }
+
+  async listExpiryNotices(webhook: string, serials: string[]): Promise<ExpiryNoticeRecord[]> {
+    const out: ExpiryNoticeRecord[] = [];
+    for (let i = 0; i < serials.length; i += BULK_ROWS) {
+      const rows = await this.db.selectFrom('expiry_notices').selectAll().where('webhook', '=', webhook).where('serial', 'in', serials.slice(i, i + BULK_ROWS)).execute();
+      out.push(...rows.map((r) => ({ webhook: r.webhook, serial: r.serial, thresholdDays: Number(r.threshold_days), sentAt: new Date(Number(r.sent_at)) })));
+    }
+    return out;
+  }
+
+  async listStaleDevices(now: Date, share: number, limit?: number): Promise<StaleDevice[]> {
+    if (!(share > 0 && share <= 1)) throw new ProblemError('bad_request', 'the renewal share is a number above 0 and at most 1');
+    const nowMs = toMs(now, 'now');
+    // Renewal point = not_before + share * (not_after - not_before), in whole ms; per mille keeps the arithmetic integer on both backends.
+    const perMille = Math.round(share * 1000);
+    const rows = await this.db
+      .selectFrom('devices')
+      .innerJoin('certificates', 'certificates.serial', 'devices.current_serial')
+      .selectAll('devices')
+      .select(['certificates.serial as c_serial'])
+      .where('devices.state', 'in', ['active', 'suspended', 'registered'])
+      .where(sql<boolean>`certificates.not_before * 1000 + (certificates.not_after - certificates.not_before) * ${perMille} < ${nowMs * 1000}`)
+      .orderBy('certificates.not_after')
+      .orderBy('devices.id')
+      .limit(pageSize(limit))
+      .execute();
+    const out: StaleDevice[] = [];
+    for (const r of rows) {
+      const cert = await this.getCertificate(r.c_serial);
+      if (cert) out.push({ device: rowToDevice(r), certificate: cert });
+    }
+    return out;
+  }
+
+  insertOperatorCertificate(o: OperatorCertificateRecord, audit: AuditInput): Promise<void> {
+    if (!ROLES.includes(o.role)) return Promise.reject(new ProblemError('bad_request', `unknown role "${o.role}"`));
+    return this.write(async (trx) => {
+      await translateConstraintErrors(() => trx.insertInto('operator_certificates').values({ serial: o.serial, name: o.name, role: o.role, created_at: toMs(o.createdAt, 'createdAt') }).execute(), {
+        unique: `certificate ${o.serial} already signs in an operator`,
+        foreignKey: `no certificate with serial ${o.serial}`,
+        check: `unknown role "${o.role}"`,
+      });
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async getOperatorCertificate(serial: string): Promise<OperatorCertificateRecord | undefined> {
+    const row = await this.db.selectFrom('operator_certificates').selectAll().where('serial', '=', serial).executeTakeFirst();
+    return row && rowToOperatorCertificate(row);
+  }
+
+  async listOperatorCertificates(): Promise<OperatorCertificateRecord[]> {
+    return (await this.db.selectFrom('operator_certificates').selectAll().orderBy('name').orderBy('serial').execute()).map(rowToOperatorCertificate);
+  }
+
+  removeOperatorCertificate(serial: string, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      const r = await trx.deleteFrom('operator_certificates').where('serial', '=', serial).executeTakeFirst();
+      if (Number(r.numDeletedRows) === 0) throw new ProblemError('not_found', `certificate ${serial} signs in no operator`);
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
   private write<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
     return this.hooks.writeTransaction(this.db, fn);
   }
@@ -1598,4 +1776,57 @@ function rowToFirmwareSigner(r: Selectable<FirmwareSignerTable>): FirmwareSigner
     notAfter: new Date(Number(r.not_after)),
     createdAt: new Date(Number(r.created_at)),
   };
+}
+
+function deviceEventToRow(e: DeviceEventRecord): DeviceEventTable {
+  return {
+    id: e.id,
+    device_id: e.deviceId,
+    kind: e.kind,
+    at: toMs(e.at, 'at'),
+    actor: e.actor,
+    source: e.source,
+    from_state: e.fromState,
+    to_state: e.toState,
+    reason: e.reason ?? null,
+    revoked_serials: toJson(e.revokedSerials, 'revokedSerials'),
+    details: toJson(e.details, 'details'),
+    audit_seq: wholeNumber(e.auditSeq ?? 0, 'auditSeq'),
+  };
+}
+
+function rowToDeviceEvent(r: Selectable<DeviceEventTable>): DeviceEventRecord {
+  return compact({
+    id: r.id,
+    deviceId: r.device_id,
+    kind: r.kind,
+    at: new Date(Number(r.at)),
+    actor: r.actor,
+    source: r.source as DeviceEventRecord['source'],
+    fromState: r.from_state,
+    toState: r.to_state,
+    reason: r.reason ?? undefined,
+    revokedSerials: JSON.parse(r.revoked_serials) as string[],
+    details: JSON.parse(r.details) as Record<string, unknown>,
+    auditSeq: Number(r.audit_seq),
+  });
+}
+
+function webhookToRow(w: WebhookRecord): WebhookTable {
+  return { name: w.name, direction: w.direction, url: w.url ?? null, thresholds_days: toJson(w.thresholdsDays, 'thresholdsDays'), sealed_secret: toBuffer(w.sealedSecret), created_at: toMs(w.createdAt, 'createdAt') };
+}
+
+function rowToWebhook(r: Selectable<WebhookTable>): WebhookRecord {
+  return compact({
+    name: r.name,
+    direction: r.direction,
+    url: r.url ?? undefined,
+    thresholdsDays: JSON.parse(r.thresholds_days) as number[],
+    sealedSecret: fromBuffer(r.sealed_secret),
+    createdAt: new Date(Number(r.created_at)),
+  });
+}
+
+function rowToOperatorCertificate(r: Selectable<OperatorCertificateTable>): OperatorCertificateRecord {
+  return { serial: r.serial, name: r.name, role: r.role, createdAt: new Date(Number(r.created_at)) };
 }

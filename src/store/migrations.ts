@@ -12,7 +12,7 @@
 import { sql, type ColumnDataType, type Expression, type Kysely } from 'kysely';
 import { ProblemError } from '../errors.js';
 import type { Database, SqlDialect } from './schema.js';
-import { CMP_TRANSACTION_STATES, DEVICE_STATES, REVOCATION_REASONS, type PendingStatus } from './store.js';
+import { CMP_TRANSACTION_STATES, DEVICE_EVENT_KINDS, DEVICE_STATES, REVOCATION_REASONS, ROLES, type PendingStatus } from './store.js';
 
 export interface Migration {
   version: number;
@@ -382,6 +382,71 @@ async function createFirmwareSigners(db: Kysely<Database>, dialect: SqlDialect):
     .execute();
 }
 
+
+/**
+ * Lifecycle (issue 8): each device's history of events (lost, compromised,
+ * retired, transferred, ...), webhooks in and out with their sealed HMAC
+ * secrets, the delivery ids inbound webhooks spent (replay protection), the
+ * expiry notices sent, and the client certificates operators sign in with.
+ */
+async function createLifecycle(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  await db.schema
+    .createTable('device_events')
+    .addColumn('id', t.key, (c) => c.primaryKey())
+    .addColumn('device_id', t.key, (c) => c.notNull().references('devices.id').onDelete('cascade'))
+    .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in (${quotedList(DEVICE_EVENT_KINDS)})`))
+    .addColumn('at', t.int64, (c) => c.notNull())
+    .addColumn('actor', 'text', (c) => c.notNull())
+    .addColumn('source', 'text', (c) => c.notNull().check(sql`source in ('api', 'cli', 'webhook')`))
+    .addColumn('from_state', 'text', (c) => c.notNull())
+    .addColumn('to_state', 'text', (c) => c.notNull())
+    .addColumn('reason', 'text', (c) => c.check(sql`reason is null or reason in (${quotedList(Object.keys(REVOCATION_REASONS))})`))
+    .addColumn('revoked_serials', 'text', (c) => c.notNull())
+    .addColumn('details', 'text', (c) => c.notNull())
+    // The audit entry that recorded it: orders the history and links it to the log.
+    .addColumn('audit_seq', t.int64, (c) => c.notNull().unique())
+    .execute();
+  await db.schema.createIndex('device_events_device').on('device_events').columns(['device_id', 'audit_seq']).execute();
+
+  await db.schema
+    .createTable('webhooks')
+    .addColumn('name', t.key, (c) => c.primaryKey())
+    .addColumn('direction', 'text', (c) => c.notNull().check(sql`direction in ('inbound', 'outbound')`))
+    .addColumn('url', 'text')
+    .addColumn('thresholds_days', 'text', (c) => c.notNull())
+    .addColumn('sealed_secret', t.bytes, (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .addCheckConstraint('webhooks_outbound_url', sql`(direction = 'outbound') = (url is not null)`)
+    .execute();
+
+  await db.schema
+    .createTable('webhook_deliveries')
+    .addColumn('source', t.key, (c) => c.notNull())
+    .addColumn('delivery_id', t.key, (c) => c.notNull())
+    .addColumn('received_at', t.int64, (c) => c.notNull())
+    .addPrimaryKeyConstraint('webhook_deliveries_pk', ['source', 'delivery_id'])
+    .execute();
+  await db.schema.createIndex('webhook_deliveries_received').on('webhook_deliveries').column('received_at').execute();
+
+  await db.schema
+    .createTable('expiry_notices')
+    .addColumn('webhook', t.key, (c) => c.notNull().references('webhooks.name').onDelete('cascade'))
+    .addColumn('serial', t.key, (c) => c.notNull())
+    .addColumn('threshold_days', 'integer', (c) => c.notNull())
+    .addColumn('sent_at', t.int64, (c) => c.notNull())
+    .addPrimaryKeyConstraint('expiry_notices_pk', ['webhook', 'serial', 'threshold_days'])
+    .execute();
+
+  await db.schema
+    .createTable('operator_certificates')
+    .addColumn('serial', t.key, (c) => c.primaryKey().references('certificates.serial'))
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('role', 'text', (c) => c.notNull().check(sql`role in (${quotedList(ROLES)})`))
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .execute();
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', up: createInitialSchema },
   { version: 2, name: 'device registry', up: createRegistry },
@@ -391,6 +456,8 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 6, name: 'leases', up: createLeases },
   { version: 7, name: 'cmp', up: createCmp },
   { version: 8, name: 'firmware signers', up: createFirmwareSigners },
+  // 9 is taken by supplier manifests and stages (issue 8, part A).
+  { version: 10, name: 'lifecycle', up: createLifecycle },
 ];
 
 /**

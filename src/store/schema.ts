@@ -6,7 +6,7 @@
  * boolean: read them with Boolean()).
  */
 import type { Generated } from 'kysely';
-import type { CaKind, CertificateStatus, CmpTransactionState, DeviceState, PendingStatus, RevocationReason, Role, TrustAnchorRecord } from './store.js';
+import type { CaKind, CertificateStatus, CmpTransactionState, DeviceEventKind, DeviceState, PendingStatus, RevocationReason, Role, TrustAnchorRecord } from './store.js';
 
 export type SqlDialect = 'sqlite' | 'postgres';
 
@@ -250,6 +250,11 @@ export interface Database {
   sealing_keys: SealingKeyTable;
   cmp_transactions: CmpTransactionTable;
   firmware_signers: FirmwareSignerTable;
+  device_events: DeviceEventTable;
+  webhooks: WebhookTable;
+  webhook_deliveries: WebhookDeliveryTable;
+  expiry_notices: ExpiryNoticeTable;
+  operator_certificates: OperatorCertificateTable;
   schema_version: SchemaVersionTable;
 }
 
@@ -258,4 +263,56 @@ export interface LeaseTable {
   name: string;
   holder: string;
   expires_at: number;
+}
+
+/** Since migration 10: each device's history of lifecycle events. */
+export interface DeviceEventTable {
+  id: string;
+  device_id: string;
+  kind: DeviceEventKind;
+  at: number;
+  actor: string;
+  source: string;
+  from_state: DeviceState;
+  to_state: DeviceState;
+  reason: RevocationReason | null;
+  /** JSON array of serials. */
+  revoked_serials: string;
+  /** JSON object. */
+  details: string;
+  audit_seq: number;
+}
+
+/** Since migration 10: inbound and outbound webhooks with their sealed HMAC secrets. */
+export interface WebhookTable {
+  name: string;
+  direction: 'inbound' | 'outbound';
+  url: string | null;
+  /** JSON array of days. */
+  thresholds_days: string;
+  sealed_secret: Uint8Array;
+  created_at: number;
+}
+
+/** Since migration 10: delivery ids of inbound webhooks already received (replay protection). */
+export interface WebhookDeliveryTable {
+  source: string;
+  delivery_id: string;
+  received_at: number;
+}
+
+/** Since migration 10: expiry notices sent, one per webhook, certificate and threshold. */
+export interface ExpiryNoticeTable {
+  webhook: string;
+  serial: string;
+  threshold_days: number;
+  sent_at: number;
+}
+
+/** Since migration 10: client certificates that authenticate operators. */
+export interface OperatorCertificateTable {
+  serial: string;
+  name: string;
+  role: Role;
+  created_at: number;
 }

@@ -445,6 +445,90 @@ export interface FirmwareSignerRecord {
   createdAt: Date;
 }
 
+// ---------------------------------------------------------------- lifecycle (issue 8)
+
+/** What happened to a device, as an operator or a device-management system reports it. */
+export const DEVICE_EVENT_KINDS = ['lost', 'stolen', 'compromised', 'decommissioned', 'retired', 'replaced', 'transferred'] as const;
+export type DeviceEventKind = (typeof DEVICE_EVENT_KINDS)[number];
+
+/** One entry of a device's history (migration 10). */
+export interface DeviceEventRecord {
+  id: string;
+  deviceId: string;
+  kind: DeviceEventKind;
+  at: Date;
+  /** Audit actor: "token:alice", "cert:alice", "cli:root", "hook:crm". */
+  actor: string;
+  /** How it was reported: api, cli or webhook. */
+  source: 'api' | 'cli' | 'webhook';
+  /** The device's state before and after. */
+  fromState: DeviceState;
+  toState: DeviceState;
+  /** Reason of the revocations it made, if any. */
+  reason?: RevocationReason;
+  /** Certificates it revoked. */
+  revokedSerials: string[];
+  /** Free details: note, invalidityDate, replacedBy, from/to owner and domain, deliveryId. */
+  details: Record<string, unknown>;
+  /** Seq of the audit entry that recorded it (set by the store). */
+  auditSeq?: number;
+}
+
+/**
+ * Everything a lifecycle event changes, in one transaction with its audit
+ * entry: the device's good certificates (and, for a permanent reason, one
+ * on hold) are revoked, the device record changes, the event is added to
+ * its history and a webhook delivery id is spent.
+ */
+export interface DeviceEventCommit {
+  event: DeviceEventRecord;
+  /** Applies only while the device is still in this state with this current certificate (else conflict). */
+  ifState: DeviceState;
+  ifCurrentSerial?: string;
+  /** The revocation applied to every good certificate of the device; a hold becomes this reason too when it is not certificateHold. */
+  revocation?: Revocation;
+  /** The device change (state, owner, domain, profile). */
+  patch: DevicePatch;
+  /** Start over as a new registration (current certificate unlinked, secret dropped, pending enrollments rejected). */
+  reregister?: boolean;
+  /** A webhook delivery: refused with conflict (nothing changed) if the id was used before. */
+  delivery?: { source: string; id: string; receivedAt: Date };
+}
+
+/** A webhook: inbound (a device-management system reports events) or outbound (expiry notices to `url`). */
+export interface WebhookRecord {
+  name: string;
+  direction: 'inbound' | 'outbound';
+  url?: string;
+  /** Outbound: notify this many days before expiry (descending). */
+  thresholdsDays: number[];
+  /** The shared HMAC secret, sealed to the registry's sealing key (SecretVault). */
+  sealedSecret: Uint8Array;
+  createdAt: Date;
+}
+
+/** An expiry notice sent: once per webhook, certificate and threshold. */
+export interface ExpiryNoticeRecord {
+  webhook: string;
+  serial: string;
+  thresholdDays: number;
+  sentAt: Date;
+}
+
+/** A device whose current certificate is past its renewal point or expired. */
+export interface StaleDevice {
+  device: DeviceRecord;
+  certificate: CertificateRecord;
+}
+
+/** An operator who authenticates with a client certificate this CA issued. */
+export interface OperatorCertificateRecord {
+  serial: string;
+  name: string;
+  role: Role;
+  createdAt: Date;
+}
+
 export interface Store {
   /** Creates or upgrades the schema; idempotent. */
   migrate(): Promise<void>;
@@ -643,4 +727,39 @@ export interface Store {
   getFirmwareSigner(name: string): Promise<FirmwareSignerRecord | undefined>;
   /** Every firmware signer, the newest first. */
   listFirmwareSigners(): Promise<FirmwareSignerRecord[]>;
+
+  // --- lifecycle, webhooks, expiry watch, operator certificates (issue 8, migration 10) ---
+  /**
+   * Applies a lifecycle event (see DeviceEventCommit) in one transaction with
+   * its audit entry. not_found for an unknown device; conflict when the
+   * device moved on or the delivery id was used; nothing changes then.
+   */
+  recordDeviceEvent(c: DeviceEventCommit, audit: AuditInput): Promise<{ device: DeviceRecord; event: DeviceEventRecord }>;
+  /** A device's history, oldest first. */
+  listDeviceEvents(deviceId: string): Promise<DeviceEventRecord[]>;
+  /** Forgets webhook delivery ids received before `before` (they are refused by their timestamp then). */
+  pruneWebhookDeliveries(before: Date): Promise<number>;
+
+  /** Throws already_exists for a taken name. */
+  insertWebhook(w: WebhookRecord, audit: AuditInput): Promise<void>;
+  getWebhook(name: string): Promise<WebhookRecord | undefined>;
+  listWebhooks(direction?: WebhookRecord['direction']): Promise<WebhookRecord[]>;
+  /** Throws not_found. Its expiry notices go with it. */
+  removeWebhook(name: string, audit: AuditInput): Promise<void>;
+  /** Records sent notices; ones recorded already are left as they are. Not audited (a timer sends them). */
+  recordExpiryNotices(n: ExpiryNoticeRecord[]): Promise<void>;
+  /** Which of `serials` have a notice for this webhook and threshold. */
+  listExpiryNotices(webhook: string, serials: string[]): Promise<ExpiryNoticeRecord[]>;
+  /**
+   * Devices (not retired or revoked) whose current certificate is past its
+   * renewal point: notBefore + share × lifetime before `now`. Soonest notAfter first.
+   */
+  listStaleDevices(now: Date, share: number, limit?: number): Promise<StaleDevice[]>;
+
+  /** Binds a certificate of ours to an operator; not_found for an unknown serial, already_exists for a bound one. */
+  insertOperatorCertificate(o: OperatorCertificateRecord, audit: AuditInput): Promise<void>;
+  getOperatorCertificate(serial: string): Promise<OperatorCertificateRecord | undefined>;
+  listOperatorCertificates(): Promise<OperatorCertificateRecord[]>;
+  /** Throws not_found. */
+  removeOperatorCertificate(serial: string, audit: AuditInput): Promise<void>;
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { verifyAuditChain } from '../../store/audit_chain.js';
+import { parseAnchor, verifyAuditChain, type AuditAnchor } from '../../store/audit_chain.js';
+import { ProblemError } from '../../errors.js';
 import type { AuditEntry, Store } from '../../store/store.js';
 import { withContext, withDir } from '../context.js';
 import { positiveInt, printJson, printLine, printTable } from '../output.js';
@@ -30,13 +31,32 @@ export function registerAudit(program: Command): void {
       }),
     );
 
-  withDir(audit.command('verify').description('check the hash chain of the whole audit log; exit 1 if it is broken'))
+  withDir(audit.command('head').description('print the newest entry as SEQ:HASH, an anchor to keep outside the database for audit verify --anchor'))
     .option('--json', 'print as JSON')
+    .action(async (o) =>
+      withContext(o.dir, async (ctx) => {
+        const seq = await ctx.store.lastAuditSeq();
+        const [e] = seq ? await ctx.store.listAudit({ afterSeq: seq - 1, limit: 1 }) : [];
+        if (o.json) return printJson({ seq, hash: e?.hash ?? null, anchor: e ? `${e.seq}:${e.hash}` : null });
+        if (!e) throw new ProblemError('not_found', 'the audit log is empty');
+        printLine(`${e.seq}:${e.hash}`);
+      }),
+    );
+
+  const anchorArg = (v: string, prev: AuditAnchor[] = []) => {
+    const a = parseAnchor(v);
+    if (!a) throw new ProblemError('bad_request', `--anchor "${v}" is SEQ:HASH as audit head prints it`);
+    return [...prev, a];
+  };
+  withDir(audit.command('verify').description('check the hash chain of the whole audit log; exit 1 if it is broken'))
+    .option('--anchor <seq:hash>', 'a head printed earlier by audit head (repeatable): also catches entries cut off or appended at the end', anchorArg, [])
+    .option('--json', 'print as JSON')
+    .addHelpText('after', '\nEach entry commits to the one before (sha256). An entry edited in the database,\ninserted or deleted breaks the chain at that entry. Keep the output of\n`audit head` somewhere else (a ticket, a printout) and pass it with --anchor to\nalso catch the end of the log being cut off or rewritten.')
     .action(async (o) =>
       withContext(o.dir, async (ctx) => {
         const entries: AuditEntry[] = [];
         for await (const e of allEntries(ctx.store)) entries.push(e);
-        const r = verifyAuditChain(entries);
+        const r = verifyAuditChain(entries, o.anchor);
         if (o.json) printJson(r);
         else if (r.ok) printLine(`audit log intact: ${r.entries} entries`);
         else printLine(`AUDIT LOG BROKEN at entry ${r.brokenAt}: ${r.reason}`);

@@ -4,7 +4,8 @@ import { parseDeviceFile } from '../../registry/device_file.js';
 import { TRANSITIONS, type Transition } from '../../registry/lifecycle.js';
 import { DEVICE_STATES, type DeviceRecord, type DeviceState } from '../../store/store.js';
 import { cliActor } from '../../server/context.js';
-import { deviceJson } from '../../protocols/api/views.js';
+import { deviceEventJson, deviceJson } from '../../protocols/api/views.js';
+import { EVENT_RULES, REPORTABLE_EVENTS } from '../../registry/device_events.js';
 import { withContext, withDir } from '../context.js';
 import { progressBar } from '../progress.js';
 import { collect, note, positiveInt, printJson, printLine, printTable, readUserFile } from '../output.js';
@@ -118,14 +119,58 @@ registered in batches of 1000.`)
         const j = {
           ...deviceJson(d),
           secret: secret ? { createdAt: secret.createdAt.toISOString(), expiresAt: secret.expiresAt.toISOString(), used: !!secret.usedAt } : null,
-          certificates: certs.map((c) => ({ serial: c.serial, status: c.status, notAfter: c.notAfter.toISOString(), current: c.serial === d.currentSerial })),
+          certificates: certs.map((c) => ({ serial: c.serial, status: c.status, revocationReason: c.revocation?.reason ?? null, notAfter: c.notAfter.toISOString(), current: c.serial === d.currentSerial })),
+          events: (await ctx.lifecycle.history(id)).map(deviceEventJson),
         };
         if (o.json) return printJson(j);
         for (const [k, v] of Object.entries({ id: d.id, state: d.state, profile: d.profile, model: d.model, domain: d.domain, owner: d.owner, 'extra names': d.sans.join(', '), order: d.orderId, approval: d.requireApproval ? 'required' : 'no' })) {
           if (v) printLine(`${k.padEnd(14)} ${v}`);
         }
         if (j.secret) printLine(`${'secret'.padEnd(14)} ${j.secret.used ? 'used' : `unused, expires ${j.secret.expiresAt}`}`);
-        for (const c of j.certificates) printLine(`${'certificate'.padEnd(14)} ${c.serial} ${c.status} until ${c.notAfter}${c.current ? ' (current)' : ''}`);
+        for (const c of j.certificates) printLine(`${'certificate'.padEnd(14)} ${c.serial} ${c.status}${c.revocationReason ? ` (${c.revocationReason})` : ''} until ${c.notAfter}${c.current ? ' (current)' : ''}`);
+        for (const e of j.events) printLine(`${'event'.padEnd(14)} ${e.at} ${e.kind} by ${e.actor} via ${e.source}: ${e.fromState} → ${e.toState}${e.reason ? `, ${e.reason}` : ''}${e.revokedSerials.length ? ` (revoked ${e.revokedSerials.join(', ')})` : ''}`);
+      }),
+    );
+
+  const eventTable = REPORTABLE_EVENTS.map((k) => {
+    const r = EVENT_RULES[k];
+    return `  ${k.padEnd(15)} → ${r.reasons.map((x) => `${r.state(x)} (${x}${x === r.defaultReason && r.reasons.length > 1 ? ', default' : ''})`).join(' or ')}`;
+  }).join('\n');
+  withDir(device.command('event').description('report a lifecycle event: the device changes state and its certificates are revoked with the matching reason').argument('<id>', 'device id').argument('<event>', REPORTABLE_EVENTS.join(' | ')))
+    .option('--reason <reason>', 'lost or stolen: certificateHold (default, can be released) or keyCompromise')
+    .option('--invalidity-date <iso>', 'keyCompromise: when the key was (suspected to be) compromised (default for compromised: now)')
+    .option('--replaced-by <id>', 'replaced: the device that replaces it')
+    .option('--note <text>', 'a note for the history')
+    .option('--json', 'print as JSON: {"device", "event"}, as the API answers')
+    .addHelpText('after', `\nEvents, the state the device goes to and the revocation reason:\n${eventTable}\nEvery good certificate of the device is revoked; a certificate on hold becomes\nthe permanent reason. A retired device never enrolls again.`)
+    .action(async (id: string, event: string, o) =>
+      withContext(o.dir, async (ctx) => {
+        const inv = o.invalidityDate !== undefined ? new Date(o.invalidityDate) : undefined;
+        if (inv && isNaN(inv.getTime())) throw new ProblemError('bad_request', `--invalidity-date "${o.invalidityDate}" is not a date`);
+        const r = await ctx.lifecycle.report({ deviceId: id, event, reason: o.reason, invalidityDate: inv, replacedBy: o.replacedBy, note: o.note, actor: cliActor(), source: 'cli' });
+        if (o.json) return printJson({ device: deviceJson(r.device), event: deviceEventJson(r.event) });
+        const revoked = r.event.revokedSerials;
+        printLine(`device ${r.device.id} ${r.event.kind}: now ${r.device.state}${revoked.length ? `; revoked (${r.event.reason}) ${revoked.join(', ')}` : '; no certificate to revoke'}`);
+      }),
+    );
+
+  withDir(device.command('transfer').description('transfer a device to a new owner or domain: its certificates are revoked (affiliationChanged) and it re-enrolls for the new owner').argument('<id>', 'device id'))
+    .option('--owner <owner>', 'the new owner')
+    .option('--domain <domain>', 'the new operational domain')
+    .option('--profile <name>', 'a new certificate profile (default: the current one)')
+    .option('--secret', 'print a one-time enrollment secret for the re-enrollment on stdout, alone on its line (shown once)')
+    .option('--note <text>', 'a note for the history')
+    .option('--json', 'print as JSON: {"device", "event", "secret"}, as the API answers')
+    .addHelpText('after', '\nThe device starts over as registered: it re-enrolls over EST or CMP with a new\none-time secret (--secret), its manufacturer certificate, or after approval,\nas its registration says. Retired and revoked devices cannot be transferred.')
+    .action(async (id: string, o) =>
+      withContext(o.dir, async (ctx) => {
+        const r = await ctx.lifecycle.transfer({ deviceId: id, owner: o.owner, domain: o.domain, profile: o.profile, secret: !!o.secret, note: o.note, actor: cliActor(), source: 'cli' });
+        if (o.json) return printJson({ device: deviceJson(r.device), event: deviceEventJson(r.event), secret: r.secret ?? null });
+        note(`device ${r.device.id} transferred (owner ${r.device.owner ?? '-'}, domain ${r.device.domain ?? '-'}); revoked ${r.event.revokedSerials.length ? r.event.revokedSerials.join(', ') : 'nothing'} (affiliationChanged)`);
+        if (r.secret) {
+          note(`one-time enrollment secret (valid ${ctx.config.registry.secretTtlHours} h, shown once):`);
+          printLine(r.secret);
+        }
       }),
     );
 

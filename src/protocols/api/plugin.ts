@@ -13,12 +13,15 @@ import type { FleetContext } from '../../server/context.js';
 import { normaliseSerial } from '../../authority/serial.js';
 import { REVOCATION_REASONS, ROLES, type CertificateRecord, type RevocationReason } from '../../store/store.js';
 import { parseSan } from '../../x509/general_names.js';
+import { parseCertificate } from '../../x509/cert_info.js';
 import { parseDn } from '../../x509/names.js';
 import { pemEncode } from '../../x509/pem.js';
 import * as S from './schemas.js';
 import { caJson, certJson } from './views.js';
 import { registryRoutes } from './registry_routes.js';
 import { firmwareRoutes } from './firmware_routes.js';
+import { lifecycleRoutes } from './lifecycle_routes.js';
+import type { TLSSocket } from 'node:tls';
 
 export { caJson, certJson };
 
@@ -54,18 +57,31 @@ export async function apiPlugin(app: FastifyInstance, opts: ApiOptions): Promise
     },
   });
 
-  /** Authenticates and checks one permission before the body is even read; sets req.operator. */
-  const guard = (p: Permission) => async (req: FastifyRequest) => {
-    const op = await ctx.operators.authenticate(bearer(req));
-    authorize(op, p);
-    req.operator = op;
-  };
+  /**
+   * Authenticates and checks one permission before the body is even read;
+   * sets req.operator. A bearer token if there is one, else a client
+   * certificate the listener verified (bound to an operator, checked against
+   * the store at every request). The permission is kept on the hook, so the
+   * role test can find every route's.
+   */
+  const guard = (p: Permission) =>
+    Object.assign(
+      async (req: FastifyRequest) => {
+        const token = bearer(req);
+        const leaf = token ? undefined : verifiedClientCert(req);
+        const op = leaf ? await ctx.operators.authenticateCertificate(leaf) : await ctx.operators.authenticate(token);
+        authorize(op, p);
+        req.operator = op;
+      },
+      { permission: p },
+    );
   const actor = (req: FastifyRequest) => req.operator!.actor;
 
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   registryRoutes(app, ctx, guard);
   firmwareRoutes(app, ctx, guard);
+  await lifecycleRoutes(app, ctx, guard);
 
   app.get('/api/v1/cas', { onRequest: guard('ca:read'), schema: { tags: ['CAs'], summary: 'List certificate authorities', response: { 200: { type: 'array', items: S.ca } } } }, async () =>
     (await ctx.store.listCas()).map(caJson),
@@ -204,6 +220,16 @@ export async function apiPlugin(app: FastifyInstance, opts: ApiOptions): Promise
       return entries.map((e) => ({ ...e, at: e.at.toISOString() }));
     },
   );
+}
+
+/** The TLS client certificate, when the listener verified its chain (to one of our CAs or a manufacturer CA). */
+function verifiedClientCert(req: FastifyRequest): { serial: string; der: Uint8Array } | undefined {
+  const sock = req.raw.socket as Partial<TLSSocket>;
+  if (typeof sock.getPeerCertificate !== 'function' || !sock.authorized) return undefined;
+  const peer = sock.getPeerCertificate();
+  if (!peer?.raw) return undefined;
+  const der = new Uint8Array(peer.raw);
+  return { serial: parseCertificate(der).serial, der };
 }
 
 async function getCert(ctx: FleetContext, serialText: string): Promise<CertificateRecord> {

@@ -9,7 +9,7 @@ import { parseDeviceFile } from '../../registry/device_file.js';
 import type { FleetContext } from '../../server/context.js';
 import type { DeviceState } from '../../store/store.js';
 import * as S from './registry_schemas.js';
-import { anchorJson, deviceJson, orderJson, pendingJson } from './views.js';
+import { anchorJson, deviceEventJson, deviceJson, orderJson, pendingJson } from './views.js';
 
 type Guard = (p: Permission) => (req: FastifyRequest) => Promise<void>;
 
@@ -54,11 +54,16 @@ export function registryRoutes(app: FastifyInstance, ctx: FleetContext, guard: G
 
   app.get<{ Params: { id: string } }>(
     '/api/v1/devices/:id',
-    { onRequest: guard('device:read'), schema: { tags, summary: 'One device with its certificates', params: S.deviceIdParam } },
+    { onRequest: guard('device:read'), schema: { tags, summary: 'One device with its certificates and its history of lifecycle events', params: S.deviceIdParam } },
     async (req) => {
       const d = await ctx.registry.device(req.params.id);
       const certs = await ctx.store.listCertificates({ deviceId: d.id, limit: 1000 });
-      return { ...deviceJson(d), certificates: certs.map((c) => ({ serial: c.serial, status: c.status, notAfter: c.notAfter.toISOString(), current: c.serial === d.currentSerial })) };
+      const events = await ctx.lifecycle.history(d.id);
+      return {
+        ...deviceJson(d),
+        certificates: certs.map((c) => ({ serial: c.serial, status: c.status, revocationReason: c.revocation?.reason ?? null, notAfter: c.notAfter.toISOString(), current: c.serial === d.currentSerial })),
+        events: events.map(deviceEventJson),
+      };
     },
   );
 

@@ -2,7 +2,7 @@
  * The JSON shapes of records, shared by the API and the CLI's --json output so
  * both always print the same fields.
  */
-import type { CaRecord, CertificateRecord, DeviceRecord, OrderRecord, PendingEnrollmentRecord, TrustAnchorRecord } from '../../store/store.js';
+import type { CaRecord, CertificateRecord, DeviceEventRecord, DeviceRecord, OperatorCertificateRecord, OrderRecord, PendingEnrollmentRecord, StaleDevice, TrustAnchorRecord, WebhookRecord } from '../../store/store.js';
 import { keyInfoName } from '../../x509/algorithms.js';
 import { parseCertificate } from '../../x509/cert_info.js';
 import { pemEncode } from '../../x509/pem.js';
@@ -75,4 +75,23 @@ export function pendingJson(p: PendingEnrollmentRecord) {
 export function anchorJson(t: TrustAnchorRecord) {
   const info = parseCertificate(t.der);
   return { fingerprint: t.fingerprint, purpose: t.purpose, subject: t.subject, notAfter: info.notAfter.toISOString(), addedAt: t.addedAt.toISOString() };
+}
+
+export function deviceEventJson(e: DeviceEventRecord) {
+  return { id: e.id, kind: e.kind, at: e.at.toISOString(), actor: e.actor, source: e.source, fromState: e.fromState, toState: e.toState, reason: e.reason ?? null, revokedSerials: e.revokedSerials, details: e.details, auditSeq: e.auditSeq ?? null };
+}
+
+export function webhookJson(w: WebhookRecord) {
+  return { name: w.name, direction: w.direction, url: w.url ?? null, thresholdsDays: w.thresholdsDays, createdAt: w.createdAt.toISOString() };
+}
+
+export function operatorCertJson(o: OperatorCertificateRecord) {
+  return { serial: o.serial, name: o.name, role: o.role, createdAt: o.createdAt.toISOString() };
+}
+
+/** A device that stopped renewing, with the time it should have renewed by. */
+export function staleDeviceJson(s: StaleDevice & { status: 'overdue' | 'expired' }, renewAtShare: number) {
+  const c = s.certificate;
+  const renewBy = new Date(c.notBefore.getTime() + Math.round((c.notAfter.getTime() - c.notBefore.getTime()) * renewAtShare));
+  return { id: s.device.id, state: s.device.state, status: s.status, serial: c.serial, notAfter: c.notAfter.toISOString(), renewBy: renewBy.toISOString() };
 }
