@@ -17,6 +17,8 @@ import { estPlugin } from '../protocols/est/plugin.js';
 import { cmpPlugin } from '../protocols/cmp/plugin.js';
 import { CmpServer } from '../protocols/cmp/server.js';
 import { pemEncode } from '../x509/pem.js';
+import { consolePlugin } from '../console/plugin.js';
+import { ConsoleSessions } from '../console/sessions.js';
 import { installProblemHandlers } from './http_errors.js';
 import { parseHostPort } from './config.js';
 import type { FleetContext } from './context.js';
@@ -36,6 +38,10 @@ export interface BuildOptions {
   ocsp?: OcspResponder;
   /** The CMP server both listeners share; made from ctx when not given. */
   cmp?: CmpServer;
+  /** Web console sessions; a fresh set when not given. */
+  sessions?: ConsoleSessions;
+  /** The built console (default: consoleAssetsDir()). */
+  consoleDir?: string;
 }
 
 /**
@@ -66,7 +72,9 @@ export async function buildHttpsApp(ctx: FleetContext, o: BuildOptions = {}): Pr
   }) as unknown as FastifyInstance;
   installProblemHandlers(app);
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
-  await app.register(apiPlugin, { ctx, version: VERSION });
+  const sessions = o.sessions ?? new ConsoleSessions(ctx.operators, ctx.clock);
+  await app.register(apiPlugin, { ctx, version: VERSION, sessions });
+  await app.register(consolePlugin, { sessions, assetsDir: o.consoleDir });
   await app.register(estPlugin, { ctx });
   await app.register(cmpPlugin, { cmp: o.cmp ?? new CmpServer(ctx) });
   return app;

@@ -19,6 +19,8 @@ import * as S from './schemas.js';
 import { caJson, certJson } from './views.js';
 import { registryRoutes } from './registry_routes.js';
 import { firmwareRoutes } from './firmware_routes.js';
+import { overviewRoutes } from './overview_routes.js';
+import type { ConsoleSessions } from '../../console/sessions.js';
 
 export { caJson, certJson };
 
@@ -31,6 +33,8 @@ declare module 'fastify' {
 export interface ApiOptions {
   ctx: FleetContext;
   version: string;
+  /** Web console sessions: a request without an Authorization header may authenticate with a session cookie. */
+  sessions?: ConsoleSessions;
 }
 
 const bearer = (req: FastifyRequest) => {
@@ -54,9 +58,14 @@ export async function apiPlugin(app: FastifyInstance, opts: ApiOptions): Promise
     },
   });
 
-  /** Authenticates and checks one permission before the body is even read; sets req.operator. */
+  /**
+   * Authenticates and checks one permission before the body is even read;
+   * sets req.operator. A bearer token when there is an Authorization header;
+   * otherwise the console's session cookie (with its CSRF check), if any.
+   */
+  const { sessions } = opts;
   const guard = (p: Permission) => async (req: FastifyRequest) => {
-    const op = await ctx.operators.authenticate(bearer(req));
+    const op = sessions && req.headers.authorization === undefined && sessions.carriesSession(req) ? (await sessions.authenticate(req)).operator : await ctx.operators.authenticate(bearer(req));
     authorize(op, p);
     req.operator = op;
   };
@@ -66,6 +75,7 @@ export async function apiPlugin(app: FastifyInstance, opts: ApiOptions): Promise
 
   registryRoutes(app, ctx, guard);
   firmwareRoutes(app, ctx, guard);
+  overviewRoutes(app, ctx, guard);
 
   app.get('/api/v1/cas', { onRequest: guard('ca:read'), schema: { tags: ['CAs'], summary: 'List certificate authorities', response: { 200: { type: 'array', items: S.ca } } } }, async () =>
     (await ctx.store.listCas()).map(caJson),
