@@ -4,7 +4,8 @@
  * keyboard, registers a device and gets its one-time secret, the device
  * enrolls over EST with curl and openssl, the console shows it active with
  * its certificate and the charts show the data, the operator revokes it from
- * the console and `openssl ocsp` reports it revoked; an auditor sees the
+ * the console and `openssl ocsp` reports it revoked, a pending enrollment is
+ * approved from the console and the device's retry issued; an auditor sees the
  * register action refused by the server. No page may break the CSP.
  * Screenshots go to test-artifacts/console/.
  */
@@ -150,15 +151,29 @@ describe('web console in Chromium', () => {
     assert.match(out, /Reason: keyCompromise/);
   });
 
+  it('ok approves a pending enrollment from the console; the retry of the device is issued', async () => {
+    const dev = await env.ctx.registry.register({ id: 'web-ap', profile: 'device-tls', requireApproval: true }, 'test', true);
+    const key = await ecKey(env.file('web-ap.key'));
+    const csr = await opensslCsrB64(env, 'web-ap', key, '/CN=web-ap');
+    const enroll = () => curl(env, '/.well-known/est/simpleenroll', { dataFile: csr.b64, contentType: 'application/pkcs10', user: `web-ap:${dev.secret}` });
+    assert.equal((await enroll()).status, 202);
+    await goto('#/enrollments');
+    await page.getByRole('button', { name: 'Approve the enrollment of web-ap' }).click();
+    await page.getByText(/Approved the enrollment of web-ap/).waitFor();
+    await shot('07-approved');
+    assert.equal((await enroll()).status, 200);
+    assert.equal((await env.ctx.store.getDevice('web-ap'))?.state, 'active');
+  });
+
   it('ok the CA page shows the hierarchy and CRL status; the audit page shows an intact chain', async () => {
     await goto('#/cas');
     await page.locator('#crl-status').waitFor();
     assert.match(await page.locator('.tree').first().innerText(), /root[\s\S]*issuing/);
-    await shot('07-cas');
+    await shot('08-cas');
     await goto('#/audit');
     await page.locator('#chain-status').waitFor();
     assert.match(await page.locator('#chain-status').innerText(), /Hash chain intact/);
-    await shot('08-audit');
+    await shot('09-audit');
   });
 
   it('ok an auditor sees the register action refused by the server', async () => {
@@ -174,7 +189,7 @@ describe('web console in Chromium', () => {
     await alert.waitFor();
     assert.match(await alert.innerText(), /Refused \(forbidden\): role auditor may not device register/);
     assert.equal(await env.ctx.store.getDevice('web-2'), undefined);
-    await shot('09-auditor-refused');
+    await shot('10-auditor-refused');
   });
 
   it('ok no page broke the Content-Security-Policy or threw', () => {

@@ -132,7 +132,7 @@ export function CertificatePage({ op, serial }: { op: Operator; serial: string }
                 Download PEM
               </button>
             </p>
-            {c.status === 'good' && <RevokeForm op={op} serial={c.serial} onDone={cert.reload} />}
+            <RevokeForm op={op} serial={c.serial} revoked={c.status === 'revoked'} onDone={cert.reload} />
           </>
         )}
       </Loading>

@@ -96,7 +96,7 @@ export function DevicePage({ op, id }: { op: Operator; id: string }) {
                 </tbody>
               </table>
             )}
-            {d.currentSerial && <RevokeForm op={op} serial={d.currentSerial} onDone={reload} />}
+            {d.currentSerial && <RevokeForm key={d.currentSerial} op={op} serial={d.currentSerial} revoked={!d.certificates.some((c) => c.current && c.status === 'good')} onDone={reload} />}
             {d.state !== 'revoked' && d.state !== 'retired' && <NewSecret op={op} id={d.id} />}
           </>
         )}

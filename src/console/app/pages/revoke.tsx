@@ -2,8 +2,11 @@ import { useState } from 'preact/hooks';
 import { REVOCATION_REASONS, post, type Cert, type Operator } from '../api.js';
 import { NeedsPermission, Problem } from '../ui.js';
 
-/** Revokes one certificate with a reason; the API checks cert:revoke. */
-export function RevokeForm({ op, serial, onDone }: { op: Operator; serial: string; onDone: () => void }) {
+/**
+ * Revokes one certificate with a reason; the API checks cert:revoke. Once
+ * the certificate is `revoked`, only the outcome of this revocation stays.
+ */
+export function RevokeForm({ op, serial, revoked, onDone }: { op: Operator; serial: string; revoked: boolean; onDone: () => void }) {
   const [error, setError] = useState<unknown>();
   const [done, setDone] = useState<Cert>();
   const submit = async (e: Event) => {
@@ -18,6 +21,12 @@ export function RevokeForm({ op, serial, onDone }: { op: Operator; serial: strin
       setError(err);
     }
   };
+  const outcome = done && (
+    <p role="status" class="success">
+      Revoked ({done.revocationReason}); CRLs and OCSP report it from now on.
+    </p>
+  );
+  if (revoked) return outcome || null;
   return (
     <section class="action" aria-labelledby={`revoke-${serial}`}>
       <h2 id={`revoke-${serial}`}>Revoke this certificate</h2>
@@ -38,11 +47,7 @@ export function RevokeForm({ op, serial, onDone }: { op: Operator; serial: strin
         </button>
       </form>
       <Problem error={error} />
-      {done && (
-        <p role="status" class="success">
-          Revoked ({done.revocationReason}); CRLs and OCSP report it from now on.
-        </p>
-      )}
+      {outcome}
     </section>
   );
 }
