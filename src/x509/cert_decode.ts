@@ -8,6 +8,8 @@ import 'reflect-metadata';
 import { X509Certificate } from '@peculiar/x509';
 import { rethrowAs } from '../errors.js';
 
+const BASIC_CONSTRAINTS = '2.5.29.19';
+
 export interface DecodedExtension {
   oid: string;
   /** The extension's name ("Subject Alternative Name"), or its OID when unknown. */
@@ -30,7 +32,10 @@ export function decodeCertificate(der: Uint8Array): DecodedCertificate {
   const extensions = c.extensions.map((e) => {
     const [head, ...rest] = e.toString('text').split('\n');
     const name = head.replace(/:( critical)?$/, '');
-    return { oid: e.type, name, critical: e.critical, lines: rest.map((l) => l.replace(/^ {2}/, '')) };
+    const lines = rest.map((l) => l.replace(/^ {2}/, '')).filter((l) => l.trim());
+    // The library prints nothing for defaults (basicConstraints cA FALSE): say so, or show the bytes.
+    if (lines.length === 0) lines.push(e.type === BASIC_CONSTRAINTS ? 'CA: false' : Buffer.from(e.value).toString('hex'));
+    return { oid: e.type, name, critical: e.critical, lines };
   });
   const text = c.toString('text');
   const version = /Version: v(\d)/.exec(text)?.[1];

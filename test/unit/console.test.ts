@@ -257,6 +257,7 @@ describe('console: aggregate API routes', () => {
     const names = res.json().extensions.map((e: { name: string }) => e.name);
     for (const n of ['Subject Alternative Name', 'Key Usages', 'Basic Constraints', 'Authority Key Identifier']) assert.ok(names.includes(n), `${n} in ${names}`);
     assert.match(res.json().text, /DNS: agg-1\.example/);
+    assert.deepEqual(res.json().extensions.find((e: { name: string }) => e.name === 'Basic Constraints').lines, ['CA: false']);
   });
 
   it('ok device events: its registration', async () => {

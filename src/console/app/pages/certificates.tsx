@@ -148,7 +148,7 @@ export function CertificatePage({ op, serial }: { op: Operator; serial: string }
                 <Fragment key={e.oid}>
                   <dt>
                     {e.name} <span class="muted mono">{e.oid}</span>
-                    {e.critical ? <span class="badge">critical</span> : null}
+                    {e.critical ? <> <span class="badge">critical</span></> : null}
                   </dt>
                   <dd>
                     <pre>{e.lines.join('\n')}</pre>
