@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ProblemError } from '../errors.js';
 import { PERMISSIONS, roleAllows, type Operator } from '../registry/operators.js';
-import { CSRF_HEADER, SESSION_COOKIE, readCookie, type ConsoleSessions } from './sessions.js';
+import { CSRF_HEADER, SESSION_COOKIE, checkOrigin, readCookie, type ConsoleSessions } from './sessions.js';
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
@@ -112,6 +112,8 @@ export async function consolePlugin(app: FastifyInstance, opts: ConsoleOptions):
     '/console/session',
     { schema: { tags: ['Console'], summary: 'Sign in to the web console with an API token: sets an HttpOnly session cookie and returns the CSRF token', security: [], body: signInBody, response: { 200: sessionAnswer } } },
     async (req, reply) => {
+      // JSON only (a cross-site form cannot send it) and from this origin: no signing a victim into another session.
+      checkOrigin(req);
       const s = await sessions.signIn(req.body.token.trim());
       reply.header('set-cookie', sessionCookie(s.id, sessions.maxAgeSeconds)).header('cache-control', 'no-store');
       req.log.info({ actor: s.operator.actor }, 'console sign-in');

@@ -73,6 +73,17 @@ function header(req: SessionRequest, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+/**
+ * Refuses a request whose Origin header (browsers send one with every POST)
+ * names another site than this host: a second line behind SameSite=Strict
+ * and the CSRF token, and the only one for sign-in, which has no session yet.
+ */
+export function checkOrigin(req: SessionRequest): void {
+  const origin = header(req, 'origin');
+  const host = header(req, 'host');
+  if (origin !== undefined && (!host || originHost(origin) !== host)) throw new ProblemError('forbidden', `cross-origin request from ${origin} refused`);
+}
+
 export class ConsoleSessions {
   private readonly sessions = new Map<string, Session>();
 
@@ -115,9 +126,7 @@ export class ConsoleSessions {
     if (!SAFE_METHODS.has(req.method.toUpperCase())) {
       const sent = header(req, CSRF_HEADER);
       if (!sent || !sameText(sent, s.csrf)) throw new ProblemError('forbidden', `a state-changing request needs the session's CSRF token in the ${CSRF_HEADER} header`);
-      const origin = header(req, 'origin');
-      const host = header(req, 'host');
-      if (origin !== undefined && (!host || originHost(origin) !== host)) throw new ProblemError('forbidden', `cross-origin request from ${origin} refused`);
+      checkOrigin(req);
     }
     let operator: Operator;
     try {

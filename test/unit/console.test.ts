@@ -117,6 +117,15 @@ describe('console: sign-in and session cookie', () => {
     assert.equal(res.headers['cache-control'], 'no-store');
   });
 
+  it('fail sign-in from another site (login CSRF): 403 by Origin, 415 for a form post', async () => {
+    const cross = await app.inject({ method: 'POST', url: '/console/session', headers: { origin: 'https://evil.example', host: 'pki.example:8443' }, payload: { token: tokens.admin } });
+    assert.equal(cross.statusCode, 403);
+    assert.equal(cross.headers['set-cookie'], undefined);
+    const form = await app.inject({ method: 'POST', url: '/console/session', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=${tokens.admin}` });
+    assert.equal(form.statusCode, 415);
+    assert.equal(form.headers['set-cookie'], undefined);
+  });
+
   it('ok GET /console/session answers the same operator and CSRF token', async () => {
     const s = await signIn('auditor');
     const res = await app.inject({ url: '/console/session', headers: { cookie: s.cookie } });
