@@ -90,6 +90,19 @@ describe('web console in Chromium', () => {
     assert.equal(d?.domain, 'plant-a');
   });
 
+  it('ok the device list filters by domain and state; the keyboard reaches the skip link first', async () => {
+    await goto('#/devices?domain=plant-a');
+    await page.locator('table').getByRole('link', { name: 'web-1' }).waitFor();
+    await goto('#/devices?state=suspended');
+    await page.getByText('No device matches.').waitFor();
+    await page.reload();
+    await page.getByText('No device matches.').waitFor();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate('document.activeElement?.textContent'), 'Skip to content');
+    await page.keyboard.press('Enter');
+    assert.equal(await page.evaluate('document.activeElement?.id'), 'main');
+  });
+
   it('ok the device enrolls over EST (curl, openssl) and the console shows it active with its certificate', async () => {
     const key = await ecKey(env.file('web-1.key'));
     const csr = await opensslCsrB64(env, 'web-1', key, '/CN=web-1');

@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { get, post, type AuditEntry, type Device, type Operator } from '../api.js';
+import { call, get, post, type AuditEntry, type Device, type Operator } from '../api.js';
 import { Loading, NeedsPermission, Problem, StateBadge, day, time, useLoad } from '../ui.js';
 import { SecretOnce } from './devices.js';
 import { RevokeForm } from './revoke.js';
@@ -27,6 +27,49 @@ function NewSecret({ op, id }: { op: Operator; id: string }) {
       </button>
       <Problem error={error} />
       {secret && <SecretOnce secret={secret} />}
+    </section>
+  );
+}
+
+/** Lifecycle changes an operator may make (registry/lifecycle.ts decides which apply now). */
+const STATE_ACTIONS: Array<[string, string]> = [
+  ['suspended', 'Suspend'],
+  ['active', 'Resume (active)'],
+  ['registered', 'Resume (registered, to enroll again)'],
+  ['retired', 'Retire'],
+];
+
+function ChangeState({ op, d, onDone }: { op: Operator; d: Device; onDone: () => void }) {
+  const [error, setError] = useState<unknown>();
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const state = String(new FormData(e.currentTarget as HTMLFormElement).get('state'));
+    setError(undefined);
+    try {
+      await call('PATCH', `/api/v1/devices/${encodeURIComponent(d.id)}`, { state });
+      onDone();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  return (
+    <section class="action" aria-labelledby="state-h">
+      <h2 id="state-h">Lifecycle state</h2>
+      <NeedsPermission op={op} permission="device:register" />
+      <form onSubmit={submit}>
+        <label>
+          New state
+          <select name="state">
+            {STATE_ACTIONS.filter(([s]) => s !== d.state).map(([s, label]) => (
+              <option key={s} value={s}>
+                {label}
+              </option>
+            ))}
+          </select>
+        </label>
+        <button type="submit">Change state</button>
+      </form>
+      <Problem error={error} />
     </section>
   );
 }
@@ -98,6 +141,7 @@ export function DevicePage({ op, id }: { op: Operator; id: string }) {
             )}
             {d.currentSerial && <RevokeForm key={d.currentSerial} op={op} serial={d.currentSerial} revoked={!d.certificates.some((c) => c.current && c.status === 'good')} onDone={reload} />}
             {d.state !== 'revoked' && d.state !== 'retired' && <NewSecret op={op} id={d.id} />}
+            {d.state !== 'revoked' && d.state !== 'retired' && <ChangeState op={op} d={d} onDone={reload} />}
           </>
         )}
       </Loading>
