@@ -34,6 +34,17 @@ export default tseslint.config(
       }],
     },
   },
+  // The web console runs in the browser and talks to the server only over
+  // HTTP (the admin API and /console/session): no server or Node modules,
+  // nothing from outside src/console/app.
+  ...[['src/console/app/*.{ts,tsx}', '../*'], ['src/console/app/pages/*.{ts,tsx}', '../../*']].map(([files, outside]) => ({
+    files: [files],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['node:*', outside, 'fastify', 'better-sqlite3', 'pg', 'kysely'], message: 'console/app/ is browser code: it uses the server only over HTTP.' }],
+      }],
+    },
+  })),
   {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },

@@ -44,6 +44,8 @@ const PEERS = [
   ['/usr/lib/softhsm/libsofthsm2.so', 'softhsm2'],
   ['pkcs11-tool', 'opensc'],
   ['/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so', 'libengine-pkcs11-openssl'],
+  // The web console's browser test: Debian's Chromium, driven by playwright-core.
+  ['/usr/bin/chromium', 'chromium'],
 ];
 
 function findTests(dir) {

@@ -17,6 +17,8 @@ import { estPlugin } from '../protocols/est/plugin.js';
 import { cmpPlugin } from '../protocols/cmp/plugin.js';
 import { CmpServer } from '../protocols/cmp/server.js';
 import { pemEncode } from '../x509/pem.js';
+import { consolePlugin } from '../console/plugin.js';
+import { ConsoleSessions } from '../console/sessions.js';
 import { installProblemHandlers } from './http_errors.js';
 import { parseHostPort } from './config.js';
 import type { FleetContext } from './context.js';
@@ -47,6 +49,10 @@ export interface BuildOptions {
   cmp?: CmpServer;
   /** Called for every route as it is added (the role test enumerates the API with it). */
   onRoute?: (route: RouteOptions) => void;
+  /** Web console sessions; a fresh set when not given. */
+  sessions?: ConsoleSessions;
+  /** The built console (default: consoleAssetsDir()). */
+  consoleDir?: string;
 }
 
 /**
@@ -78,7 +84,9 @@ export async function buildHttpsApp(ctx: FleetContext, o: BuildOptions = {}): Pr
   if (o.onRoute) app.addHook('onRoute', o.onRoute);
   installProblemHandlers(app);
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
-  await app.register(apiPlugin, { ctx, version: VERSION });
+  const sessions = o.sessions ?? new ConsoleSessions(ctx.operators, ctx.clock);
+  await app.register(apiPlugin, { ctx, version: VERSION, sessions });
+  await app.register(consolePlugin, { sessions, assetsDir: o.consoleDir });
   await app.register(estPlugin, { ctx });
   await app.register(cmpPlugin, { cmp: o.cmp ?? new CmpServer(ctx) });
   return app;

@@ -33,9 +33,12 @@ import type {
   OperatorCertificateTable,
 } from './schema.js';
 import {
+  DEVICE_STATES,
   REVOCATION_REASONS,
   ROLES,
   type CertificateChange,
+  type DayCount,
+  type DeviceStateCounts,
   type RevokedColumns,
   type ApiTokenRecord,
   type AuditEntry,
@@ -94,6 +97,7 @@ export interface StoreOptions {
 }
 
 const DEFAULT_PAGE = 100;
+const DAY_MS = 86_400_000;
 const MAX_PAGE = 1000;
 /**
  * Rows per INSERT in a bulk registration: 13 bound values each stays far
@@ -278,6 +282,26 @@ export class KyselyStore implements Store {
     return rows.map(rowToCertificate);
   }
 
+  async countCertificatesPerDay(q: { by: 'notAfter' | 'createdAt'; from: Date; to: Date; devicesOnly?: boolean }): Promise<DayCount[]> {
+    const col = q.by === 'notAfter' ? 'not_after' : 'created_at';
+    // Integer division of integer epoch milliseconds: the same day number in SQLite and PostgreSQL.
+    const day = sql<number>`${sql.ref(col)} / ${sql.lit(DAY_MS)}`;
+    let query = this.db
+      .selectFrom('certificates')
+      .select([day.as('day'), (e) => e.fn.countAll<number>().as('n')])
+      .where(col, '>=', toMs(q.from, 'from'))
+      .where(col, '<', toMs(q.to, 'to'));
+    if (q.by === 'notAfter') query = query.where('status', '=', 'good');
+    if (q.devicesOnly) query = query.where('device_id', 'is not', null);
+    const rows = await query.groupBy(day).orderBy(day).execute();
+    return rows.map((r) => ({ day: Number(r.day) * DAY_MS, count: Number(r.n) }));
+  }
+
+  async listRecentRevocations(limit?: number): Promise<CertificateRecord[]> {
+    const rows = await this.db.selectFrom('certificates').selectAll().where('status', '=', 'revoked').orderBy('revoked_at', 'desc').orderBy('serial').limit(pageSize(limit, 20)).execute();
+    return rows.map(rowToCertificate);
+  }
+
   revokeCertificate(serial: string, revocation: Revocation, audit: AuditInput): Promise<CertificateRecord> {
     return this.write(async (trx) => {
       const row = await trx.selectFrom('certificates').selectAll().where('serial', '=', serial).executeTakeFirst();
@@ -447,6 +471,13 @@ export class KyselyStore implements Store {
   async getDevice(id: string): Promise<DeviceRecord | undefined> {
     const row = await this.db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
     return row && rowToDevice(row);
+  }
+
+  async countDevicesByState(): Promise<DeviceStateCounts> {
+    const rows = await this.db.selectFrom('devices').select(['state', (e) => e.fn.countAll<number>().as('n')]).groupBy('state').execute();
+    const counts = Object.fromEntries(DEVICE_STATES.map((s) => [s, 0])) as DeviceStateCounts;
+    for (const r of rows) counts[r.state] = Number(r.n);
+    return counts;
   }
 
   async listDevices(q: DeviceQuery = {}): Promise<DeviceRecord[]> {

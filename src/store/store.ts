@@ -131,6 +131,12 @@ export interface AuditQuery {
   limit?: number;
 }
 
+/** A count for one UTC day: `day` is the day's start in ms since the epoch. */
+export interface DayCount {
+  day: number;
+  count: number;
+}
+
 /** A certificate whose status changed, with the seq of the audit entry that recorded it. */
 export interface CertificateChange {
   seq: number;
@@ -165,6 +171,9 @@ export interface DeviceRecord {
   createdAt: Date;
   updatedAt: Date;
 }
+
+/** How many devices are in each lifecycle state (every state present, 0 if none). */
+export type DeviceStateCounts = Record<DeviceState, number>;
 
 export interface DeviceQuery {
   state?: DeviceState;
@@ -554,6 +563,16 @@ export interface Store {
   /** Good certificates whose notAfter is before `before`, soonest first. */
   listExpiring(before: Date, limit?: number): Promise<CertificateRecord[]>;
   /**
+   * Certificates per UTC day (ms since the epoch of the day's start), for the
+   * console's charts: by `notAfter` (good certificates expiring in
+   * [from, to)) or by `createdAt` (certificates issued in [from, to),
+   * `devicesOnly`: those issued to a registry device, i.e. enrollments).
+   * Days without certificates are left out; ascending.
+   */
+  countCertificatesPerDay(q: { by: 'notAfter' | 'createdAt'; from: Date; to: Date; devicesOnly?: boolean }): Promise<DayCount[]>;
+  /** Revoked certificates, most recently revoked first. */
+  listRecentRevocations(limit?: number): Promise<CertificateRecord[]>;
+  /**
    * Marks a good certificate revoked. Throws not_found for an unknown serial
    * and already_revoked when it is revoked already; nothing changes then.
    */
@@ -602,6 +621,7 @@ export interface Store {
    */
   insertDevices(ds: DeviceRecord[], audit: AuditInput): Promise<{ inserted: number; existing: string[] }>;
   getDevice(id: string): Promise<DeviceRecord | undefined>;
+  countDevicesByState(): Promise<DeviceStateCounts>;
   listDevices(q?: DeviceQuery): Promise<DeviceRecord[]>;
   /**
    * Throws not_found; sets updatedAt to `at`. With `guard.ifState`, the

@@ -36,6 +36,22 @@ describe('core import boundaries', () => {
       assert.match(msgs[0], /over the wire/);
     });
   }
+  for (const [where, mod] of [
+    ['src/console/app/x.tsx', 'node:fs'],
+    ['src/console/app/x.tsx', '../sessions.js'],
+    ['src/console/app/x.tsx', 'fastify'],
+    ['src/console/app/pages/x.tsx', '../../../server/server.js'],
+    ['src/console/app/pages/x.tsx', '../../plugin.js'],
+  ]) {
+    it(`fail-console-app-imports-${mod}`, async () => {
+      const msgs = await forbidden(`import * as m from '${mod}';\nexport const x = m;\n`, where);
+      assert.equal(msgs.length, 1, `${mod} must be refused in ${where}`);
+      assert.match(msgs[0], /browser code/);
+    });
+  }
+  it('ok-console pages may import the app and preact', async () => {
+    assert.deepEqual(await forbidden("import * as a from '../api.js';\nimport { h } from 'preact';\nexport const x = [a, h];\n", 'src/console/app/pages/x.tsx'), []);
+  });
   it('ok-the agent may import the shared x509 and key interfaces, and the firmware verifier', async () => {
     assert.deepEqual(await forbidden("import * as m from '../x509/cert_info.js';\nimport * as k from '../keys/key_store.js';\nimport * as f from '../firmware/verify.js';\nexport const x = [m, k, f];\n", 'src/agent/x.ts'), []);
   });

@@ -677,6 +677,49 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
       });
     });
 
+    describe('console aggregates (issue 10)', () => {
+      it('ok countDevicesByState: every state, 0 where none', async () => {
+        assert.deepEqual(await store.countDevicesByState(), { registered: 0, active: 0, suspended: 0, revoked: 0, retired: 0 });
+        await store.insertDevice(deviceRecord('d1'), audit('device.register', 'd1'));
+        await store.insertDevice(deviceRecord('d2'), audit('device.register', 'd2'));
+        await store.insertDevice(deviceRecord('d3', { state: 'suspended' }), audit('device.register', 'd3'));
+        assert.deepEqual(await store.countDevicesByState(), { registered: 2, active: 0, suspended: 1, revoked: 0, retired: 0 });
+      });
+
+      it('ok countCertificatesPerDay by notAfter (good only) and by createdAt (devices only), per UTC day', async () => {
+        await withRoot(store);
+        await store.insertDevice(deviceRecord('d1'), audit('device.register', 'd1'));
+        const day0 = Math.floor(T0 / DAY) * DAY;
+        const certs = [
+          certRecord('c1', { notAfter: new Date(day0 + 2 * DAY + 5), createdAt: new Date(day0 + 1), deviceId: 'd1' }),
+          certRecord('c2', { notAfter: new Date(day0 + 2 * DAY + DAY - 1), createdAt: new Date(day0 + DAY - 1), deviceId: 'd1' }),
+          certRecord('c3', { notAfter: new Date(day0 + 9 * DAY), createdAt: new Date(day0 + DAY) }),
+          certRecord('c4', { notAfter: new Date(day0 + 9 * DAY), createdAt: new Date(day0 + DAY), deviceId: 'd1' }),
+          certRecord('c5', { notAfter: new Date(day0 + 40 * DAY), createdAt: new Date(day0 - DAY) }),
+        ];
+        for (const c of certs) await store.insertCertificate(c, audit('certificate.issue', c.serial));
+        await store.revokeCertificate('c4', { revokedAt: at(1), reason: 'keyCompromise' }, audit('certificate.revoke', 'c4'));
+        assert.deepEqual(await store.countCertificatesPerDay({ by: 'notAfter', from: new Date(day0), to: new Date(day0 + 30 * DAY) }), [
+          { day: day0 + 2 * DAY, count: 2 },
+          { day: day0 + 9 * DAY, count: 1 },
+        ]);
+        assert.deepEqual(await store.countCertificatesPerDay({ by: 'createdAt', from: new Date(day0), to: new Date(day0 + 7 * DAY), devicesOnly: true }), [
+          { day: day0, count: 2 },
+          { day: day0 + DAY, count: 1 },
+        ]);
+        assert.deepEqual(await store.countCertificatesPerDay({ by: 'createdAt', from: new Date(day0 + 5 * DAY), to: new Date(day0 + 7 * DAY) }), []);
+      });
+
+      it('ok listRecentRevocations: most recently revoked first, limit', async () => {
+        await withRoot(store);
+        for (const s of ['r1', 'r2', 'r3']) await store.insertCertificate(certRecord(s), audit('certificate.issue', s));
+        await store.revokeCertificate('r2', { revokedAt: at(10), reason: 'superseded' }, audit('certificate.revoke', 'r2'));
+        await store.revokeCertificate('r1', { revokedAt: at(20), reason: 'keyCompromise' }, audit('certificate.revoke', 'r1'));
+        assert.deepEqual((await store.listRecentRevocations()).map((c) => [c.serial, c.revocation?.reason]), [['r1', 'keyCompromise'], ['r2', 'superseded']]);
+        assert.deepEqual((await store.listRecentRevocations(1)).map((c) => c.serial), ['r1']);
+      });
+    });
+
     describe('API tokens', () => {
       it('ok insert, find by hash, list, revoke', async () => {
         const a = tokenRecord('t1', { role: 'admin', expiresAt: at(DAY) });

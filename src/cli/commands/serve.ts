@@ -18,6 +18,7 @@ export function registerServe(program: Command): void {
       const server = await startServer(ctx, { listen: o.listen, httpListen: o.httpListen, logger: { level: o.logLevel } });
       note(`fleetpki serving ${ctx.dir}`);
       note(`  admin API   ${server.httpsUrl}/api/v1   (OpenAPI: ${server.httpsUrl}/api/v1/openapi.json)`);
+      note(`  console     ${server.httpsUrl}/console/   (sign in with an API token)`);
       note(`  CA certs    ${server.httpUrl}/ca/<name>.cer`);
       const stop = async (sig: string) => {
         note(`${sig}: stopping`);

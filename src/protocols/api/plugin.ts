@@ -22,6 +22,8 @@ import { registryRoutes } from './registry_routes.js';
 import { firmwareRoutes } from './firmware_routes.js';
 import { lifecycleRoutes } from './lifecycle_routes.js';
 import type { TLSSocket } from 'node:tls';
+import { overviewRoutes } from './overview_routes.js';
+import type { ConsoleSessions } from '../../console/sessions.js';
 
 export { caJson, certJson };
 
@@ -34,6 +36,8 @@ declare module 'fastify' {
 export interface ApiOptions {
   ctx: FleetContext;
   version: string;
+  /** Web console sessions: a request without an Authorization header may authenticate with a session cookie. */
+  sessions?: ConsoleSessions;
 }
 
 const bearer = (req: FastifyRequest) => {
@@ -59,17 +63,23 @@ export async function apiPlugin(app: FastifyInstance, opts: ApiOptions): Promise
 
   /**
    * Authenticates and checks one permission before the body is even read;
-   * sets req.operator. A bearer token if there is one, else a client
-   * certificate the listener verified (bound to an operator, checked against
-   * the store at every request). The permission is kept on the hook, so the
-   * role test can find every route's.
+   * sets req.operator. A bearer token when there is an Authorization header;
+   * otherwise the console's session cookie (with its CSRF check), if any;
+   * otherwise a client certificate the listener verified (bound to an
+   * operator, checked against the store at every request). The permission
+   * is kept on the hook, so the role test can find every route's.
    */
+  const { sessions } = opts;
+  const authenticate = async (req: FastifyRequest) => {
+    if (sessions && req.headers.authorization === undefined && sessions.carriesSession(req)) return (await sessions.authenticate(req)).operator;
+    const token = bearer(req);
+    const leaf = token ? undefined : verifiedClientCert(req);
+    return leaf ? ctx.operators.authenticateCertificate(leaf) : ctx.operators.authenticate(token);
+  };
   const guard = (p: Permission) =>
     Object.assign(
       async (req: FastifyRequest) => {
-        const token = bearer(req);
-        const leaf = token ? undefined : verifiedClientCert(req);
-        const op = leaf ? await ctx.operators.authenticateCertificate(leaf) : await ctx.operators.authenticate(token);
+        const op = await authenticate(req);
         authorize(op, p);
         req.operator = op;
       },
@@ -82,6 +92,7 @@ export async function apiPlugin(app: FastifyInstance, opts: ApiOptions): Promise
   registryRoutes(app, ctx, guard);
   firmwareRoutes(app, ctx, guard);
   await lifecycleRoutes(app, ctx, guard);
+  overviewRoutes(app, ctx, guard);
 
   app.get('/api/v1/cas', { onRequest: guard('ca:read'), schema: { tags: ['CAs'], summary: 'List certificate authorities', response: { 200: { type: 'array', items: S.ca } } } }, async () =>
     (await ctx.store.listCas()).map(caJson),

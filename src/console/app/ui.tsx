@@ -1,0 +1,57 @@
+/** Small shared pieces: loading data, showing refusals, dates, the permission hint. */
+import type { ComponentChildren } from 'preact';
+import { useCallback, useEffect, useState } from 'preact/hooks';
+import { ApiError, type Operator } from './api.js';
+
+export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): { data?: T; error?: unknown; reload: () => void } {
+  const [state, setState] = useState<{ data?: T; error?: unknown }>({});
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    let live = true;
+    load().then(
+      (data) => live && setState({ data }),
+      (error) => live && setState({ error }),
+    );
+    return () => {
+      live = false;
+    };
+  }, [...deps, tick]);
+  return { ...state, reload: useCallback(() => setTick((t) => t + 1), []) };
+}
+
+export function errorText(e: unknown): string {
+  if (e instanceof ApiError) return `${e.status === 403 ? 'Refused' : 'Error'} (${e.code}): ${e.detail}`;
+  return e instanceof Error ? e.message : String(e);
+}
+
+export function Problem({ error }: { error?: unknown }) {
+  if (!error) return null;
+  return (
+    <p class="problem" role="alert">
+      {errorText(error)}
+    </p>
+  );
+}
+
+export function Loading<T>({ state, children }: { state: { data?: T; error?: unknown }; children: (data: T) => ComponentChildren }) {
+  if (state.error) return <Problem error={state.error} />;
+  if (state.data === undefined) return <p aria-live="polite">Loading…</p>;
+  return <>{children(state.data)}</>;
+}
+
+export const day = (iso: string) => iso.slice(0, 10);
+export const time = (iso: string | null) => (iso ? iso.slice(0, 19).replace('T', ' ') + ' UTC' : '—');
+
+/** Says when the operator's role lacks what an action needs; the server refuses it either way. */
+export function NeedsPermission({ op, permission }: { op: Operator; permission: string }) {
+  if (op.permissions.includes(permission)) return null;
+  return (
+    <p class="hint">
+      Your role ({op.role}) does not include <code>{permission}</code>: the server will refuse this action.
+    </p>
+  );
+}
+
+export function StateBadge({ state }: { state: string }) {
+  return <span class={`badge state-${state}`}>{state}</span>;
+}
