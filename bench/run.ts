@@ -9,6 +9,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { crlScenarios } from './crl.js';
 import { firmwareScenarios } from './firmware.js';
+import { issuanceScenarios } from './issuance.js';
 import { ocspScenarios } from './ocsp.js';
 import { machine, table, writeResults, type Result } from './lib/report.js';
 
@@ -16,6 +17,7 @@ const SCENARIOS: Record<string, (quick: boolean) => Promise<Result[]>> = {
   crl: crlScenarios,
   ocsp: ocspScenarios,
   firmware: firmwareScenarios,
+  issuance: issuanceScenarios,
 };
 
 const args = process.argv.slice(2);

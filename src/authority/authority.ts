@@ -394,7 +394,7 @@ export class Authority {
       const r = await this.runFast(plan, fr);
       if (r.kind === 'fallback') return undefined;
       if (r.kind === 'problem') throw new ProblemError(r.code, r.detail, r.extra);
-      const certDer = r.der ?? assembleCertificate(r.tbs, plan.signatureAlgorithm, await signer.sign(r.tbs, plan.hash));
+      const certDer = r.der ?? assembleCertificate(r.tbs!, plan.signatureAlgorithm, await signer.sign(r.tbs!, plan.hash));
       const record: CertificateRecord = {
         serial: r.serial,
         issuerCa: ca.record.name,

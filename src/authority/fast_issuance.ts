@@ -59,9 +59,9 @@ export interface FastRequest {
 export type FastResult =
   | {
       kind: 'ok';
-      /** The certificate DER; absent when the plan holds no key (then `tbs` is to be signed). */
+      /** The certificate DER; absent when the plan holds no key, and then `tbs` is to be signed. */
       der?: Uint8Array;
-      tbs: Uint8Array;
+      tbs?: Uint8Array;
       serial: string;
       subjectText: string;
       sans: string[];
@@ -175,13 +175,13 @@ export function issueFast(plan: IssuancePlan, req: FastRequest): FastResult {
     ]);
     const out: FastResult = {
       kind: 'ok',
-      tbs,
       serial: Buffer.from(der.content(serial, der.readTlv(serial, 0))).toString('hex'),
       subjectText: formatDn(subject),
       sans: sans.map(formatSan),
       spkiSha256: csr.spkiSha256,
     };
     if (plan.key) out.der = assembleCertificate(tbs, plan.signatureAlgorithm, new Uint8Array(cryptoSign(plan.hash, tbs, { key: plan.key, dsaEncoding: 'der' })));
+    else out.tbs = tbs;
     return out;
   } catch (e) {
     if (isProblem(e)) return { kind: 'problem', code: e.code, detail: e.detail, extra: e.extra };
