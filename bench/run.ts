@@ -11,6 +11,7 @@ import { crlScenarios } from './crl.js';
 import { firmwareScenarios } from './firmware.js';
 import { issuanceScenarios } from './issuance.js';
 import { ocspScenarios } from './ocsp.js';
+import { storeScenarios } from './store.js';
 import { machine, table, writeResults, type Result } from './lib/report.js';
 
 const SCENARIOS: Record<string, (quick: boolean) => Promise<Result[]>> = {
@@ -18,6 +19,7 @@ const SCENARIOS: Record<string, (quick: boolean) => Promise<Result[]>> = {
   ocsp: ocspScenarios,
   firmware: firmwareScenarios,
   issuance: issuanceScenarios,
+  store: storeScenarios,
 };
 
 const args = process.argv.slice(2);
