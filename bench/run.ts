@@ -9,13 +9,17 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { crlScenarios } from './crl.js';
 import { firmwareScenarios } from './firmware.js';
+import { issuanceScenarios } from './issuance.js';
 import { ocspScenarios } from './ocsp.js';
+import { storeScenarios } from './store.js';
 import { machine, table, writeResults, type Result } from './lib/report.js';
 
 const SCENARIOS: Record<string, (quick: boolean) => Promise<Result[]>> = {
   crl: crlScenarios,
   ocsp: ocspScenarios,
   firmware: firmwareScenarios,
+  issuance: issuanceScenarios,
+  store: storeScenarios,
 };
 
 const args = process.argv.slice(2);

@@ -7,9 +7,12 @@ import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+// The issuance worker thread (src/authority/issuance_pool.ts) loads
+// dist/issuance_worker.mjs, the second entry, from beside the bundle.
 await build({
-  entryPoints: [`${root}src/cli/main.ts`],
-  outfile: `${root}dist/cli.mjs`,
+  entryPoints: { cli: `${root}src/cli/main.ts`, issuance_worker: `${root}src/authority/issuance_worker.ts` },
+  outdir: `${root}dist`,
+  outExtension: { '.js': '.mjs' },
   bundle: true,
   platform: 'node',
   target: 'node20',

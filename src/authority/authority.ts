@@ -5,20 +5,24 @@
  * once, here.
  */
 import type { Clock } from '../clock.js';
-import { ProblemError } from '../errors.js';
-import { isExportable, type KeyStore, type Signer } from '../keys/key_store.js';
+import { isProblem, ProblemError } from '../errors.js';
+import { isExportable, isThreadShared, type KeyStore, type Signer } from '../keys/key_store.js';
 import type { AuditInput, CaRecord, CertificateRecord, RevocationReason, Store } from '../store/store.js';
 import { REVOCATION_REASONS } from '../store/store.js';
-import { createHash } from 'node:crypto';
-import { keyInfoName, keyInfoOf, publicKeyFromSpki, type KeyAlgorithm } from '../x509/algorithms.js';
-import { signCertificate, type CertificateTemplate } from '../x509/cert_builder.js';
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { keyInfoName, keyInfoOf, publicKeyFromSpki, signatureAlgorithmFor, type KeyAlgorithm } from '../x509/algorithms.js';
+import * as der from '../asn1/der.js';
+import { encodeTbs, signCertificate, type CertificateTemplate } from '../x509/cert_builder.js';
 import { parseCertificate, type CertInfo } from '../x509/cert_info.js';
 import { isParsedCsr, parseCsr, type ParsedCsr } from '../x509/csr.js';
 import * as x from '../x509/extensions.js';
 import { formatSan, normaliseSan, type San } from '../x509/general_names.js';
 import { lintCertificate } from '../x509/lint.js';
-import { encodeName, formatDn, type DnAttribute } from '../x509/names.js';
-import { pemEncode } from '../x509/pem.js';
+import { encodeName, type DnAttribute } from '../x509/names.js';
+import { derFromPemOrDer, pemEncode } from '../x509/pem.js';
+import { assembleCertificate, issueFast, type FastRequest, type FastResult, type IssuancePlan } from './fast_issuance.js';
+import { IssuancePool } from './issuance_pool.js';
+import { checkKey, checkSans, checkSubject, dedupeSans, usagesFor } from './policy.js';
 import { ekuOid, type Profile, type ProfileSet } from './profiles.js';
 import { newSerial } from './serial.js';
 
@@ -40,6 +44,16 @@ export interface AuthorityConfig {
    * pointing at the full CRL, which stays complete.
    */
   crlPartitionAbove?: number;
+  /**
+   * The issuance fast path (fast_issuance.ts) for P-256 CSRs under end-entity
+   * profiles; anything else takes the library path. Default true.
+   */
+  fastPath?: boolean;
+  /**
+   * Worker threads that check CSRs and sign on the fast path once issuances
+   * overlap (0 or absent: the calling thread does it).
+   */
+  issuanceWorkers?: number;
 }
 
 /** How often at most issuance asks the store whether a CA's CRL passed crlPartitionAbove. */
@@ -291,6 +305,18 @@ export class Authority {
    * transaction) before it hands the certificate to anyone.
    */
   async prepare(req: IssueRequest): Promise<IssueResult> {
+    const fast = await this.prepareFast(req);
+    if (fast) {
+      this.issuedBy.fastPath++;
+      return fast;
+    }
+    const r = await this.prepareWithLibrary(req);
+    this.issuedBy.library++;
+    return r;
+  }
+
+  /** The library path: every key type, profile and request shape. */
+  async prepareWithLibrary(req: IssueRequest): Promise<IssueResult> {
     const profile = this.profile(req.profile);
     const csr = requestedKey(req);
     const ca = await this.ca(req.ca ?? this.config.defaultCa);
@@ -298,7 +324,7 @@ export class Authority {
       throw new ProblemError('policy_violation', `CA "${ca.record.name}" may not certify further CAs (pathLenConstraint 0)`);
     }
     const signer = await this.signerFor(ca);
-    checkKey(profile, req.profile, csr, ca);
+    checkKey(profile, req.profile, csr, ca.info.spkiSha256);
 
     const subject = req.subject ?? csr.subject;
     checkSubject(profile, req.profile, subject);
@@ -309,17 +335,9 @@ export class Authority {
     const sans = dedupeSans((req.sans ?? csr.sans).map(normaliseSan));
     checkSans(profile, req.profile, sans);
 
-    const days = req.validityDays ?? profile.validityDays;
-    const maxDays = profile.maxValidityDays ?? profile.validityDays;
-    if (!Number.isInteger(days) || days < 1 || days > maxDays) {
-      throw new ProblemError('policy_violation', `validity of ${days} days is outside profile "${req.profile}" (1..${maxDays})`);
-    }
-    // Short-lived profiles count in seconds; a request cannot lengthen them.
-    if (profile.validitySeconds !== undefined && req.validityDays !== undefined) {
-      throw new ProblemError('policy_violation', `profile "${req.profile}" issues certificates of ${profile.validitySeconds} s; a validity in days cannot be requested`);
-    }
-    const lifetimeMs = profile.validitySeconds !== undefined ? profile.validitySeconds * 1000 : days * DAY;
-    const { notBefore, notAfter, capped } = this.validity(lifetimeMs / DAY, ca.info.notAfter);
+    const lifetime = lifetimeOf(profile, req);
+    if (lifetime.problem) throw lifetime.problem;
+    const { notBefore, notAfter, capped } = this.validity(lifetime.ms / DAY, ca.info.notAfter);
     const serial = newSerial();
     const shard = profile.ca ? 0 : crlShardOf(serial, await this.shardsFor(ca.record.name));
     const template: CertificateTemplate = {
@@ -334,6 +352,139 @@ export class Authority {
     const { der: certDer, info } = await this.lintAndSign(template, signer, ca.info);
     const record = { ...this.certRecord(info, ca.record.name, req.profile, req.actor), ...(shard ? { crlShard: shard } : {}) };
     return { record, der: certDer, pem: pemEncode('CERTIFICATE', certDer), chain: await this.chain(ca.record.name), capped };
+  }
+
+  /** Plans by (profile, CA certificate, CA key); null: this pair takes the library path. */
+  private readonly plans = new Map<string, IssuancePlan | null>();
+  private readonly chains = new Map<string, Uint8Array[]>();
+  private pool?: IssuancePool;
+  private fastInFlight = 0;
+  /** Certificates prepared by each path since start (metrics, tests, benchmarks). */
+  readonly issuedBy = { fastPath: 0, library: 0 };
+
+  /**
+   * The fast path (fast_issuance.ts): undefined when the request is of a
+   * shape it does not write, and the library path issues it. Refusals are
+   * the library path's, in the same order.
+   */
+  private async prepareFast(req: IssueRequest): Promise<IssueResult | undefined> {
+    if (this.config.fastPath === false || this.config.crlShards || req.serverGeneratedSpki !== undefined || req.csr === undefined || isParsedCsr(req.csr)) return undefined;
+    const profile = this.config.profiles[req.profile];
+    if (!profile || profile.ca) return undefined;
+    this.fastInFlight++;
+    try {
+      let csrDer: Uint8Array;
+      let ca: LoadedCa;
+      let signer: Signer;
+      try {
+        csrDer = derFromPemOrDer(req.csr, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'], 'bad_csr');
+        ca = await this.ca(req.ca ?? this.config.defaultCa);
+        signer = await this.signerFor(ca);
+      } catch {
+        // The library path refuses it, with its own error for the first thing wrong.
+        return undefined;
+      }
+      const plan = this.planFor(req.profile, profile, ca, signer);
+      if (!plan) return undefined;
+      const lifetime = lifetimeOf(profile, req);
+      const { notBefore, notAfter, capped } = this.validity((lifetime.problem ? profile.validityDays * DAY : lifetime.ms) / DAY, ca.info.notAfter);
+      if (notBefore >= notAfter) return undefined;
+      const fr: FastRequest = { csr: csrDer, subject: req.subject, sans: req.sans, serial: newSerial(), notBefore: notBefore.getTime(), notAfter: notAfter.getTime() };
+      if (lifetime.problem) fr.validityProblem = { code: lifetime.problem.code, detail: lifetime.problem.detail };
+      const r = await this.runFast(plan, fr);
+      if (r.kind === 'fallback') return undefined;
+      if (r.kind === 'problem') throw new ProblemError(r.code, r.detail, r.extra);
+      const certDer = r.der ?? assembleCertificate(r.tbs!, plan.signatureAlgorithm, await signer.sign(r.tbs!, plan.hash));
+      const record: CertificateRecord = {
+        serial: r.serial,
+        issuerCa: ca.record.name,
+        profile: req.profile,
+        subject: r.subjectText,
+        sans: r.sans,
+        notBefore,
+        notAfter,
+        spkiSha256: r.spkiSha256,
+        der: certDer,
+        status: 'good',
+        createdAt: this.clock.now(),
+        requester: req.actor,
+      };
+      return { record, der: certDer, pem: pemEncode('CERTIFICATE', certDer), chain: await this.cachedChain(ca), capped };
+    } finally {
+      this.fastInFlight--;
+    }
+  }
+
+  /** On a worker once issuances overlap, else here. */
+  private async runFast(plan: IssuancePlan, req: FastRequest): Promise<FastResult> {
+    const workers = this.config.issuanceWorkers ?? 0;
+    if (workers > 0 && !this.pool && this.fastInFlight > 1) this.pool = new IssuancePool(workers);
+    if (this.pool) {
+      try {
+        return await this.pool.run(plan, req);
+      } catch (e) {
+        // Every worker gone: carry on on this thread.
+        if (!isProblem(e, 'unavailable')) throw e;
+      }
+    }
+    return issueFast(plan, req);
+  }
+
+  /** Stops the worker threads, if any were started. */
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.close();
+  }
+
+  /** The chain of a CA: CA certificates never change under a name, so it is read once per CA certificate. */
+  private async cachedChain(ca: LoadedCa): Promise<Uint8Array[]> {
+    const key = `${ca.record.name}|${ca.info.fingerprintSha256}`;
+    let chain = this.chains.get(key);
+    if (!chain) {
+      chain = await this.chain(ca.record.name);
+      this.chains.set(key, chain);
+    }
+    return [...chain];
+  }
+
+  /**
+   * The constant part of every certificate of `profile` under `ca`, encoded
+   * by the library path's own extension builders and linted once, on a
+   * draft with a throwaway key: the per-certificate parts the fast path
+   * writes (subject, key, SKI, SAN) are checked by the policy functions.
+   */
+  private planFor(name: string, profile: Profile, ca: LoadedCa, signer: Signer): IssuancePlan | undefined {
+    const id = `${name}|${ca.record.name}|${ca.info.fingerprintSha256}|${ca.record.keyRef}`;
+    const hit = this.plans.get(id);
+    if (hit !== undefined) return hit ?? undefined;
+    let plan: IssuancePlan | null = null;
+    const alg = signer.key.type === 'ec' || signer.key.type === 'rsa' ? signatureAlgorithmFor(signer.key) : undefined;
+    if (alg?.hash && !ca.info.nameConstraints && profile.keyAlgorithms.includes('ecdsa-p256')) {
+      const sample = samplePublicKey();
+      const exts = this.leafExtensions(profile, sample, [], false, ca, 0);
+      const draft = encodeDraft({ serial: newSerial(), issuer: ca.info.subjectDer, subject: encodeName([{ type: 'CN', value: 'plan' }]), notBefore: new Date(0), notAfter: new Date(1000), spki: sample.spki, extensions: exts }, alg.algorithmIdentifier);
+      const findings = lintCertificate(parseCertificate(draft), ca.info).filter((f) => f.lint !== 'validity_within_issuer');
+      const ski = exts.findIndex((e) => e.oid === '2.5.29.14');
+      if (!findings.length && ski > 0 && exts[ski + 1]?.oid === '2.5.29.35') {
+        const enc = (list: x.Ext[]) => der.concat(list.map(x.encodeExtension));
+        plan = {
+          id,
+          profileName: name,
+          profile,
+          caSpkiSha256: ca.info.spkiSha256,
+          signatureAlgorithm: alg.algorithmIdentifier,
+          hash: alg.hash,
+          issuerDer: ca.info.subjectDer,
+          extHead: enc(exts.slice(0, ski)),
+          akiExt: enc([exts[ski + 1]]),
+          extTail: enc(exts.slice(ski + 2)),
+          ...(isThreadShared(signer) ? { key: signer.threadKey } : {}),
+        };
+      }
+    }
+    this.plans.set(id, plan);
+    return plan ?? undefined;
   }
 
   /** The audit entry of an issuance, shared by every path that commits one. */
@@ -438,6 +589,37 @@ export class Authority {
   }
 }
 
+/** How long a certificate of `profile` lives, or why the request's validity is refused. */
+function lifetimeOf(profile: Profile, req: IssueRequest): { ms: number; problem?: ProblemError } {
+  const days = req.validityDays ?? profile.validityDays;
+  const maxDays = profile.maxValidityDays ?? profile.validityDays;
+  if (!Number.isInteger(days) || days < 1 || days > maxDays) {
+    return { ms: 0, problem: new ProblemError('policy_violation', `validity of ${days} days is outside profile "${req.profile}" (1..${maxDays})`) };
+  }
+  // Short-lived profiles count in seconds; a request cannot lengthen them.
+  if (profile.validitySeconds !== undefined && req.validityDays !== undefined) {
+    return { ms: 0, problem: new ProblemError('policy_violation', `profile "${req.profile}" issues certificates of ${profile.validitySeconds} s; a validity in days cannot be requested`) };
+  }
+  return { ms: profile.validitySeconds !== undefined ? profile.validitySeconds * 1000 : days * DAY };
+}
+
+let sampleKey: ParsedCsr | undefined;
+
+/** A throwaway P-256 key in the shape of a parsed CSR: plans are linted on drafts that carry it. */
+function samplePublicKey(): ParsedCsr {
+  if (!sampleKey) {
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const spki = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }));
+    sampleKey = { der: new Uint8Array(0), subject: [], spki, spkiSha256: createHash('sha256').update(spki).digest('hex'), publicKey, key: keyInfoOf(publicKey), sans: [], unsupportedSans: [] };
+  }
+  return sampleKey;
+}
+
+/** A template's certificate with an empty signature: parseable, never valid. */
+function encodeDraft(t: CertificateTemplate, algorithmIdentifier: Uint8Array): Uint8Array {
+  return der.seq(encodeTbs(t, algorithmIdentifier), algorithmIdentifier, der.bitString(new Uint8Array(0)));
+}
+
 function requestedKey(req: IssueRequest): ParsedCsr {
   const csr = req.csr;
   if (csr !== undefined && req.serverGeneratedSpki === undefined) return isParsedCsr(csr) ? csr : parseCsr(csr);
@@ -445,51 +627,6 @@ function requestedKey(req: IssueRequest): ParsedCsr {
   const spki = req.serverGeneratedSpki;
   const publicKey = publicKeyFromSpki(spki);
   return { der: new Uint8Array(0), subject: [], spki, spkiSha256: createHash('sha256').update(spki).digest('hex'), publicKey, key: keyInfoOf(publicKey), sans: [], unsupportedSans: [] };
-}
-
-/** RFC 8813 / RFC 8410: encipherment usages are only for RSA keys. */
-function usagesFor(profile: Profile, key: { key: ParsedCsr['key'] }): string[] {
-  return key.key.type === 'rsa' ? profile.keyUsage : profile.keyUsage.filter((u) => u !== 'keyEncipherment' && u !== 'dataEncipherment');
-}
-
-function checkKey(profile: Profile, name: string, csr: ParsedCsr, ca: LoadedCa): void {
-  const alg = keyInfoName(csr.key);
-  if (!(profile.keyAlgorithms as string[]).includes(alg)) {
-    throw new ProblemError('bad_key', `profile "${name}" does not allow ${alg} keys (allowed: ${profile.keyAlgorithms.join(', ')})`);
-  }
-  if (csr.spkiSha256 === ca.info.spkiSha256) throw new ProblemError('bad_key', 'the CSR carries the CA\'s own public key');
-}
-
-function checkSubject(profile: Profile, name: string, subject: DnAttribute[]): void {
-  const allowed = new Set(profile.subject.allowed);
-  const bad = subject.filter((a) => !allowed.has(a.type)).map((a) => a.type);
-  if (bad.length) throw new ProblemError('policy_violation', `profile "${name}" does not allow ${[...new Set(bad)].join(', ')} in the subject (allowed: ${profile.subject.allowed.join(', ')})`);
-  for (const r of profile.subject.required ?? []) {
-    if (!subject.some((a) => a.type === r)) throw new ProblemError('policy_violation', `profile "${name}" requires ${r} in the subject (got "${formatDn(subject)}")`);
-  }
-}
-
-function checkSans(profile: Profile, name: string, sans: San[]): void {
-  const rules = profile.san;
-  for (const s of sans) {
-    if (!rules.allowed.includes(s.type)) throw new ProblemError('policy_violation', `profile "${name}" does not allow ${s.type} names (${formatSan(s)})`);
-    const pats = rules.patterns?.[s.type];
-    if (pats?.length && !pats.some((p) => new RegExp(`^(?:${p})$`, 'i').test(s.value))) {
-      throw new ProblemError('policy_violation', `${formatSan(s)} does not match the ${s.type} patterns of profile "${name}"`);
-    }
-  }
-  if (rules.min !== undefined && sans.length < rules.min) throw new ProblemError('policy_violation', `profile "${name}" needs at least ${rules.min} subject alternative name(s)`);
-  if (rules.max !== undefined && sans.length > rules.max) throw new ProblemError('policy_violation', `profile "${name}" allows at most ${rules.max} subject alternative name(s), got ${sans.length}`);
-}
-
-function dedupeSans(sans: San[]): San[] {
-  const seen = new Set<string>();
-  return sans.filter((s) => {
-    const k = formatSan(s);
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
 }
 
 function describeConstraints(nc: x.NameConstraintSpec): Record<string, string[]> {

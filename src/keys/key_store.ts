@@ -68,13 +68,29 @@ export function keyObjectSigner(privateKey: KeyObject): Signer {
   const pub = createPublicKey(privateKey);
   const spki = new Uint8Array(pub.export({ format: 'der', type: 'spki' }));
   const key = keyInfoOf(pub);
-  return {
+  const signer: ThreadSharedSigner = {
     spki,
     key,
+    threadKey: privateKey,
     async sign(data, hash) {
       return new Uint8Array(cryptoSign(hash, data, { key: privateKey, dsaEncoding: 'der' }));
     },
   };
+  return signer;
+}
+
+/**
+ * Optional capability of a Signer over a key held in this process's memory
+ * (software keys): worker threads of the process may sign with it too (the
+ * issuance pool). A token key has no such capability: it never leaves the
+ * token, and the issuer signs through `sign`.
+ */
+export interface ThreadSharedSigner extends Signer {
+  readonly threadKey: KeyObject;
+}
+
+export function isThreadShared(s: Signer): s is ThreadSharedSigner {
+  return (s as Partial<ThreadSharedSigner>).threadKey !== undefined;
 }
 
 /** Loads an encrypted (or plain) PKCS#8 PEM/DER private key. */

@@ -59,7 +59,15 @@ export interface FleetConfig {
      */
     leaseSeconds: number;
   };
-  issuance: { backdateSeconds: number };
+  issuance: {
+    backdateSeconds: number;
+    /**
+     * Worker threads that check CSRs and sign certificates (the issuance
+     * fast path) once issuances overlap; absent: one per core
+     * (os.availableParallelism()), 0: none, the main thread does it.
+     */
+    workers?: number;
+  };
   registry: {
     /** Hours a one-time enrollment secret stays valid. */
     secretTtlHours: number;
@@ -229,6 +237,8 @@ export function validateConfig(raw: unknown): FleetConfig {
   if (!(merged.server.renewAtRemaining > 0 && merged.server.renewAtRemaining < 1)) throw bad('server.renewAtRemaining must be between 0 and 1');
   if (!(Number.isInteger(merged.server.leaseSeconds) && merged.server.leaseSeconds >= 1)) throw bad('server.leaseSeconds is a whole number of seconds, 1 or more');
   if (!(merged.issuance.backdateSeconds >= 0 && merged.issuance.backdateSeconds <= 86400)) throw bad('issuance.backdateSeconds must be 0..86400');
+  const w = merged.issuance.workers;
+  if (w !== undefined && !(Number.isInteger(w) && w >= 0 && w <= 256)) throw bad('issuance.workers is a whole number of threads, 0..256');
   const profiles = resolveProfiles(merged.profiles); // throws config_error on a bad profile
   if (!(merged.registry.secretTtlHours > 0)) throw bad('registry.secretTtlHours must be positive');
   const rule = merged.registry.manufacturerId;

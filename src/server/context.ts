@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
+import { availableParallelism, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Authority } from '../authority/authority.js';
 import { CrlService } from '../authority/crl.js';
@@ -134,6 +134,7 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
     deltaCrls: config.crl.deltaValidityHours > 0,
     crlShards: config.crl.shards,
     crlPartitionAbove: config.crl.partitionAbove,
+    issuanceWorkers: config.issuance.workers ?? availableParallelism(),
   });
   const crls = new CrlService(s, authority, clock, { ...config.crl, publicUrl: config.publicUrl });
   const vault = new SecretVault(s, keys, clock);
@@ -141,6 +142,7 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
   const custody = new KeyCustody(s, keys, authority, clock);
   const enrollment = new Enrollment(s, authority, clock, { org: config.org, manufacturerId: config.registry.manufacturerId, retryAfterSeconds: config.est.retryAfterSeconds }, custody);
   const close = async () => {
+    await authority.close();
     await keys.close?.();
     await s.close();
   };

@@ -58,6 +58,8 @@ function parseCsrDer(csrDer: Uint8Array): ParsedCsr {
   if (outer.tag !== der.TAG.SEQUENCE || outerChildren.length !== 3 || infoTlv.tag !== der.TAG.SEQUENCE || algTlv.tag !== der.TAG.SEQUENCE || sigTlv.tag !== der.TAG.BIT_STRING) {
     throw new ProblemError('bad_csr', 'CSR is not a CertificationRequest (SEQUENCE of info, algorithm, signature)');
   }
+  // A signature is a whole number of octets: a BIT STRING with unused bits is not one (the library would ignore them).
+  if (sigTlv.end === sigTlv.contentStart || csrDer[sigTlv.contentStart] !== 0) throw new ProblemError('bad_csr', 'the CSR signature BIT STRING has unused bits');
   const infoChildren = der.readChildren(csrDer, infoTlv);
   // §4.1: version, subject, subjectPKInfo, [0] attributes — nothing more.
   if (infoChildren.length > 4) throw new ProblemError('bad_csr', 'CertificationRequestInfo has extra elements');

@@ -533,6 +533,60 @@ function conformance(name: string, open: Open, openUnmigrated: OpenUnmigrated): 
         assert.equal((await readAuditLog(store)).length, 1);
       });
 
+      it('insertCertificate ok concurrent calls share one durable commit; each resolves with its certificate stored and its audit entry chained', async () => {
+        const commits = (store as KyselyStore).certificateCommits;
+        const before = { ...commits };
+        const serials = Array.from({ length: 120 }, (_, i) => `7a${i.toString(16).padStart(4, '0')}`);
+        await Promise.all(
+          serials.map(async (serial) => {
+            await store.insertCertificate(certRecord(serial), audit('certificate.issue', serial));
+            // Resolved only after its commit: visible at once, with its change recorded.
+            assert.deepEqual(await store.getCertificate(serial), certRecord(serial));
+          }),
+        );
+        assert.equal(commits.certificates - before.certificates, 120);
+        assert.ok(commits.commits - before.commits <= 2, `${commits.commits - before.commits} commits for 120 concurrent certificates`);
+        const log = await readAuditLog(store);
+        assert.deepEqual(verifyAuditChain(log), { ok: true, entries: 121 });
+        assert.deepEqual(log.slice(1).map((e) => e.target), serials);
+        const changes = await store.listCertificateChanges(0, 1000);
+        assert.deepEqual(changes.map((c) => c.serial).sort(), [...serials].sort());
+      });
+
+      it('insertCertificate fail-members of a batch that break a constraint are refused alone; the others commit once each', async () => {
+        await store.insertCertificate(certRecord('0b00'), audit('certificate.issue', '0b00'));
+        const good = Array.from({ length: 30 }, (_, i) => `0c${i.toString(16).padStart(2, '0')}`);
+        const outcomes = await Promise.allSettled([
+          ...good.slice(0, 10).map((s) => store.insertCertificate(certRecord(s), audit('certificate.issue', s))),
+          store.insertCertificate(certRecord('0b00', { subject: 'CN=impostor' }), audit('certificate.issue', '0b00')),
+          ...good.slice(10, 20).map((s) => store.insertCertificate(certRecord(s), audit('certificate.issue', s))),
+          store.insertCertificate(certRecord('0b01', { issuerCa: 'ghost' }), audit('certificate.issue', '0b01')),
+          store.insertCertificate(certRecord('0b02'), audit('certificate.issue', '0b02')),
+          store.insertCertificate(certRecord('0b02', { subject: 'CN=twin' }), audit('certificate.issue', '0b02')),
+          store.insertCertificate(certRecord('0b03', { notAfter: new Date(NaN) }), audit('certificate.issue', '0b03')),
+          ...good.slice(20).map((s) => store.insertCertificate(certRecord(s), audit('certificate.issue', s))),
+        ]);
+        const code = (r: PromiseSettledResult<void>) => (r.status === 'fulfilled' ? 'ok' : isProblem(r.reason) ? r.reason.code : String(r.reason));
+        const codes = outcomes.map(code);
+        assert.deepEqual(codes.slice(0, 10), Array(10).fill('ok'));
+        assert.equal(codes[10], 'already_exists');
+        assert.deepEqual(codes.slice(11, 21), Array(10).fill('ok'));
+        assert.equal(codes[21], 'not_found');
+        assert.deepEqual([codes[22], codes[23]].sort(), ['already_exists', 'ok']);
+        assert.equal(codes[24], 'bad_request');
+        assert.deepEqual(codes.slice(25), Array(10).fill('ok'));
+        assert.deepEqual(await store.getCertificate('0b00'), certRecord('0b00'));
+        assert.equal(await store.getCertificate('0b01'), undefined);
+        assert.equal(await store.getCertificate('0b03'), undefined);
+        for (const s of good) assert.deepEqual(await store.getCertificate(s), certRecord(s));
+        const log = await readAuditLog(store);
+        assert.deepEqual(verifyAuditChain(log), { ok: true, entries: 1 + 1 + 30 + 1 });
+        const targets = log.map((e) => e.target);
+        for (const s of [...good, '0b02']) assert.equal(targets.filter((t) => t === s).length, 1, `${s} recorded once`);
+        assert.equal(targets.filter((t) => t === '0b00').length, 1);
+        assert.ok(!targets.includes('0b01') && !targets.includes('0b03'));
+      });
+
       describe('revokeCertificate', () => {
         const revocations = [
           { title: 'ok without invalidity date', revocation: { revokedAt: at(DAY), reason: 'superseded' as const } },

@@ -1,0 +1,116 @@
+/**
+ * Worker threads for the issuance fast path, so one node signs on every core:
+ * the main thread keeps the policy that needs the store (the CA record, the
+ * commit), the workers read and check CSRs and sign (issuance_worker.ts).
+ * Jobs handed in within one turn of the event loop travel to a worker as one
+ * message, which keeps the per-certificate messaging cost small.
+ */
+import { Worker } from 'node:worker_threads';
+import { ProblemError } from '../errors.js';
+import type { FastRequest, FastResult, IssuancePlan } from './fast_issuance.js';
+import type { WorkerJob, WorkerReply } from './issuance_worker.js';
+
+interface Slot {
+  worker: Worker;
+  inFlight: number;
+  /** Plan ids this worker has been sent. */
+  plans: Set<string>;
+  outbox: WorkerJob[];
+}
+
+type Pending = { resolve: (r: FastResult) => void; reject: (e: unknown) => void; slot: Slot };
+
+/**
+ * Where the worker's code is: beside this module when it runs from the
+ * TypeScript sources (through tsx, which the worker then loads too), or the
+ * bundle's second entry beside dist/cli.mjs (scripts/build.mjs).
+ */
+function startWorker(): Worker {
+  const here = import.meta.url;
+  if (!here.endsWith('.ts')) return new Worker(new URL('./issuance_worker.mjs', here));
+  const entry = JSON.stringify(new URL('./issuance_worker.ts', here).href);
+  // The TypeScript loader must be registered in the thread before the worker's module loads.
+  return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${entry}); })`, { eval: true });
+}
+
+export class IssuancePool {
+  private readonly slots: Slot[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private flushScheduled = false;
+  private closed = false;
+
+  constructor(readonly size: number) {
+    if (!Number.isInteger(size) || size < 1) throw new ProblemError('config_error', `the issuance worker pool needs at least one thread (got ${size})`);
+    for (let i = 0; i < size; i++) {
+      const worker = startWorker();
+      const slot: Slot = { worker, inFlight: 0, plans: new Set(), outbox: [] };
+      worker.on('message', (replies: WorkerReply[]) => this.onReplies(slot, replies));
+      worker.on('error', (e) => this.failSlot(slot, e));
+      worker.on('exit', (code) => this.failSlot(slot, new Error(`issuance worker exited with code ${code}`)));
+      // Idle workers do not keep the process alive; a job in flight does (ref below).
+      worker.unref();
+      this.slots.push(slot);
+    }
+  }
+
+  /** Runs issueFast(plan, req) on the least busy worker. */
+  run(plan: IssuancePlan, req: FastRequest): Promise<FastResult> {
+    if (this.closed) return Promise.reject(new ProblemError('unavailable', 'the issuance worker pool is closed'));
+    let slot = this.slots[0];
+    for (const s of this.slots) if (s.inFlight < slot.inFlight) slot = s;
+    const id = this.nextId++;
+    const job: WorkerJob = { id, planId: plan.id, req };
+    if (!slot.plans.has(plan.id)) {
+      job.plan = plan;
+      slot.plans.add(plan.id);
+    }
+    if (slot.inFlight++ === 0) slot.worker.ref();
+    slot.outbox.push(job);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+    return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject, slot }));
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    for (const s of this.slots) {
+      if (!s.outbox.length) continue;
+      const jobs = s.outbox;
+      s.outbox = [];
+      s.worker.postMessage(jobs);
+    }
+  }
+
+  private onReplies(slot: Slot, replies: WorkerReply[]): void {
+    for (const r of replies) {
+      const p = this.pending.get(r.id);
+      if (!p) continue;
+      this.pending.delete(r.id);
+      if (--slot.inFlight === 0) slot.worker.unref();
+      if (r.result) p.resolve(r.result);
+      else p.reject(new ProblemError('internal', `issuance worker failed: ${r.fault}`));
+    }
+  }
+
+  private failSlot(slot: Slot, e: Error): void {
+    for (const [id, p] of this.pending) {
+      if (p.slot !== slot) continue;
+      this.pending.delete(id);
+      p.reject(new ProblemError('internal', `issuance worker failed: ${e.message}`));
+    }
+    slot.inFlight = 0;
+    // A dead worker leaves the pool; the others carry on. With none left the
+    // pool is closed, and the authority checks and signs on its own thread.
+    const i = this.slots.indexOf(slot);
+    if (i >= 0) this.slots.splice(i, 1);
+    if (!this.slots.length) this.closed = true;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}
