@@ -64,7 +64,9 @@ export type ManifestRefusal =
   /** The signer certificate may not sign documents (a CA, no digitalSignature). */
   | 'wrong_purpose'
   /** The manifest's stage is not the one the import names. */
-  | 'wrong_stage';
+  | 'wrong_stage'
+  /** Devices of the manifest cannot enter the stage (profile, state, already there); extra.entries lists them. */
+  | 'bad_entries';
 
 export function refuseManifest(reason: ManifestRefusal, detail: string): ProblemError {
   return new ProblemError('manifest_rejected', `manifest refused (${reason}): ${detail}`, { reason });

@@ -22,6 +22,7 @@ import { FirmwareSigning } from '../firmware/signers.js';
 import { KeyCustody } from '../registry/key_custody.js';
 import { Registry } from '../registry/registry.js';
 import { SecretVault } from '../registry/secret_vault.js';
+import { SupplyChain } from '../registry/supply_chain.js';
 import { openStore } from '../store/open_store.js';
 import type { Store } from '../store/store.js';
 import type { KeyAlgorithm } from '../x509/algorithms.js';
@@ -44,6 +45,8 @@ export interface FleetContext {
   crls: CrlService;
   /** Firmware signers and signing (issue 9). */
   firmware: FirmwareSigning;
+  /** Trusted suppliers and their manifests (issue 8). */
+  supply: SupplyChain;
   clock: Clock;
   close(): Promise<void>;
 }
@@ -137,7 +140,8 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
   };
   const deviceCas = [config.defaultCa, ...Object.values(config.est.labels).map((l) => l.ca).filter((c): c is string => !!c)];
   const firmware = new FirmwareSigning(s, keys, authority, clock, deviceCas);
-  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, vault, crls, firmware, clock, close };
+  const supply = new SupplyChain(s, registry, clock);
+  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, vault, crls, firmware, supply, clock, close };
 }
 
 export async function openContext(dirOpt?: string, opts: { clock?: Clock; storeOverride?: string } = {}): Promise<FleetContext> {
