@@ -25,6 +25,7 @@ export type ProblemCode =
   | 'corrupt_state' // a local state file is damaged; never silently recreated
   | 'conflict'
   | 'firmware_rejected' // a firmware image or its signature fails a device's check; extra.reason says which
+  | 'manifest_rejected' // a supply-chain manifest fails import (signature, supplier, content); extra.reason says which
   | 'rate_limited' // too many requests for this credential; extra.retryAfterSeconds says when to come back
   | 'internal';
 

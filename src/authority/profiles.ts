@@ -73,6 +73,13 @@ export interface Profile {
    * Default false: the server keeps no copy of a key it generated.
    */
   keyEscrow?: boolean;
+  /**
+   * Supply-chain stages (issue 8): a device enrolls under this profile only
+   * if an imported supplier manifest handed it over, and its first
+   * certificate here only with the certificate or key the manifest lists.
+   * Default false.
+   */
+  requireManifest?: boolean;
 }
 
 const ALL_KEYS: KeyAlgorithm[] = [...KEY_ALGORITHMS];
@@ -178,6 +185,7 @@ export function validateProfile(name: string, p: Profile): void {
   if (p.serverKeyGen !== undefined && typeof p.serverKeyGen !== 'boolean') throw bad('serverKeyGen is true or false');
   if (p.keyEscrow !== undefined && typeof p.keyEscrow !== 'boolean') throw bad('keyEscrow is true or false');
   if (p.keyEscrow && !p.serverKeyGen) throw bad('keyEscrow needs serverKeyGen: only keys the server generates can be escrowed');
+  if (p.requireManifest !== undefined && typeof p.requireManifest !== 'boolean') throw bad('requireManifest is true or false');
   for (const [t, pats] of Object.entries(p.san?.patterns ?? {})) {
     for (const pat of pats ?? []) {
       try {

@@ -59,7 +59,7 @@ export function printTable(rows: string[][], header: string[]): void {
 }
 
 /** Exit status per problem: 2 for input the user can fix, 3 for a refused firmware update, 1 otherwise. */
-const USER_ERRORS = new Set(['bad_request', 'bad_csr', 'bad_signature', 'bad_key', 'policy_violation', 'not_found', 'already_exists', 'already_revoked', 'config_error', 'key_not_exportable']);
+const USER_ERRORS = new Set(['bad_request', 'bad_csr', 'bad_signature', 'bad_key', 'policy_violation', 'not_found', 'already_exists', 'already_revoked', 'config_error', 'key_not_exportable', 'manifest_rejected']);
 
 export function reportError(e: unknown): number {
   if (e instanceof ProblemError) {

@@ -19,6 +19,7 @@
  */
 import 'reflect-metadata';
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import {
   Attribute,
@@ -27,6 +28,7 @@ import {
   ContentInfo,
   DigestAlgorithmIdentifier,
   DigestAlgorithmIdentifiers,
+  EncapsulatedContent,
   EncapsulatedContentInfo,
   IssuerAndSerialNumber,
   SignatureAlgorithmIdentifier,
@@ -94,17 +96,36 @@ function signatureAlgorithmOf(signer: Signer, hash: DigestName): SignatureAlgori
   throw new ProblemError('bad_key', `firmware is signed with ECDSA or RSA keys (the code-signing profile's), not ${signer.key.type}`);
 }
 
+/** What an attached signature needs: the content itself instead of its digest. */
+export interface AttachedSignInput extends Omit<DetachedSignInput, 'digest'> {
+  /** The content, carried inside the signature as id-data eContent (RFC 5652 §5.2). */
+  content: Uint8Array;
+}
+
 /** Builds the detached SignedData (ContentInfo, DER). */
 export async function signDetached(i: DetachedSignInput): Promise<Uint8Array> {
-  if (i.digest.length !== DIGEST_LENGTH[i.digestAlgorithm]) throw new ProblemError('internal', `a ${i.digestAlgorithm} digest has ${DIGEST_LENGTH[i.digestAlgorithm]} octets`);
+  return buildSignedData(i, i.digest);
+}
+
+/**
+ * Builds an attached SignedData (ContentInfo, DER): the content is inside,
+ * as `openssl cms -sign -nodetach` writes it, and the messageDigest is
+ * computed here. Supply-chain manifests travel this way.
+ */
+export async function signAttached(i: AttachedSignInput): Promise<Uint8Array> {
+  return buildSignedData(i, new Uint8Array(createHash(i.digestAlgorithm).update(i.content).digest()), i.content);
+}
+
+async function buildSignedData(i: Omit<DetachedSignInput, 'digest'>, digest: Uint8Array, eContent?: Uint8Array): Promise<Uint8Array> {
+  if (digest.length !== DIGEST_LENGTH[i.digestAlgorithm]) throw new ProblemError('internal', `a ${i.digestAlgorithm} digest has ${DIGEST_LENGTH[i.digestAlgorithm]} octets`);
   if (Buffer.compare(Buffer.from(i.signer.spki), Buffer.from(i.certificate.spki)) !== 0) throw new ProblemError('bad_key', 'the signing key does not belong to the signer certificate');
   const attrs = [
     // RFC 5652 §11.1: contentType, the same as eContentType.
     new Attribute({ attrType: id_contentType, attrValues: [ab(der.oid(id_data))] }),
     // §11.3: signingTime, UTCTime through 2049 (the Time CHOICE picks it).
     new Attribute({ attrType: id_signingTime, attrValues: [AsnConvert.serialize(new SigningTime(i.signingTime))] }),
-    // §11.2: messageDigest, the digest of the (detached) content.
-    new Attribute({ attrType: id_messageDigest, attrValues: [ab(der.octets(i.digest))] }),
+    // §11.2: messageDigest, the digest of the content (detached or not).
+    new Attribute({ attrType: id_messageDigest, attrValues: [ab(der.octets(digest))] }),
     ...(i.attributes ?? []).map((a) => new Attribute({ attrType: a.type, attrValues: sortDer(a.values).map(ab) })),
   ];
   const { set, ordered } = signedAttributesDer(attrs);
@@ -131,13 +152,13 @@ export async function signDetached(i: DetachedSignInput): Promise<Uint8Array> {
     // §5.1: version 1 (id-data, no v2+ certificates or signer infos).
     version: CMSVersion.v1,
     digestAlgorithms: new DigestAlgorithmIdentifiers([digestAlgorithm]),
-    encapContentInfo: new EncapsulatedContentInfo({ eContentType: id_data }),
+    encapContentInfo: new EncapsulatedContentInfo({ eContentType: id_data, eContent: eContent ? new EncapsulatedContent({ single: new OctetString(eContent) }) : undefined }),
     certificates: new CertificateSet(certs),
     signerInfos: new SignerInfos([signerInfo]),
   });
   const out = new Uint8Array(AsnConvert.serialize(new ContentInfo({ contentType: id_signedData, content: AsnConvert.serialize(signedData) })));
   // What is signed must be what a verifier reads from the output.
-  const back = parseSignature(out);
+  const back = parseSignedData(out, { content: eContent ? 'attached' : 'detached', fail: (reason, detail) => new ProblemError('internal', `the signature just made does not read back (${reason}): ${detail}`) });
   if (Buffer.compare(Buffer.from(back.signedAttributes), Buffer.from(set)) !== 0) throw new ProblemError('internal', 'the signed attributes did not survive encoding');
   return out;
 }
@@ -162,8 +183,35 @@ export interface ParsedSignature {
   otherAttributes: string[];
 }
 
+/**
+ * How a caller names a refusal: firmware refuses with `firmware_rejected`,
+ * supply-chain manifests with `manifest_rejected`. `malformed`: not a
+ * readable SignedData of the expected shape.
+ */
+export type CmsFailure = (reason: 'malformed' | 'unsupported_algorithm', detail: string) => ProblemError;
+
+export interface ParseOptions {
+  /** detached: no eContent allowed (firmware); attached: eContent required (manifests). */
+  content: 'detached' | 'attached';
+  fail: CmsFailure;
+}
+
+/** A SignedData read with parseSignedData: the signature parts, and the content when attached. */
+export interface ParsedSignedData extends ParsedSignature {
+  /** Dotted eContentType (id-data for everything fleetpki signs). */
+  eContentType: string;
+  /** The encapsulated content, for an attached signature. */
+  eContent?: Uint8Array;
+  /** SignedData and SignerInfo versions (RFC 5652 §5.1, §5.3). */
+  versions: { signedData: number; signerInfo: number };
+  /** Dotted OIDs of SignedData.digestAlgorithms. */
+  digestAlgorithms: string[];
+  /** Whether the signer carries unsigned attributes or SignedData carries CRLs. */
+  unsigned: { attributes: boolean; crls: boolean };
+}
+
 /** DER, or PEM labelled CMS or PKCS7 (what `openssl cms -outform PEM` writes). */
-function derOf(input: Uint8Array): Uint8Array {
+function derOf(input: Uint8Array, fail: CmsFailure): Uint8Array {
   if (input.length > 0 && input[0] === 0x30) return input;
   let blocks: PemBlock[];
   try {
@@ -172,10 +220,9 @@ function derOf(input: Uint8Array): Uint8Array {
     blocks = [];
   }
   const b = blocks.find((x) => x.label === 'CMS' || x.label === 'PKCS7');
-  if (!b) throw refuse('malformed_signature', 'the signature file is neither DER nor PEM CMS');
+  if (!b) throw fail('malformed', 'the signature file is neither DER nor PEM CMS');
   return b.der;
 }
-
 /**
  * The parts of SignedData taken byte for byte: the certificates ([0]
  * IMPLICIT CertificateSet after encapContentInfo) and the signer's signed
@@ -209,9 +256,9 @@ function rawAttribute(buf: Uint8Array, t: der.Tlv): RawAttribute {
   return { type: der.slice(buf, type), values: der.readChildren(buf, values).map((v) => der.slice(buf, v)) };
 }
 
-function single(a: RawAttribute, what: string): Uint8Array {
+function single(a: RawAttribute, what: string, fail: CmsFailure): Uint8Array {
   // RFC 5652 §11: contentType, messageDigest and signingTime have exactly one value.
-  if (a.values.length !== 1) throw refuse('malformed_signature', `the ${what} attribute has ${a.values.length} values, not one`);
+  if (a.values.length !== 1) throw fail('malformed', `the ${what} attribute has ${a.values.length} values, not one`);
   return a.values[0];
 }
 
@@ -240,7 +287,23 @@ function oidText(d: Uint8Array): string {
 
 /** Reads a detached firmware signature. Every failure is a `malformed_signature` (or `unsupported_algorithm`) refusal. */
 export function parseSignature(input: Uint8Array): ParsedSignature {
-  const buf = derOf(input);
+  return parseSignedData(input, { content: 'detached', fail: (reason, detail) => refuse(reason === 'malformed' ? 'malformed_signature' : reason, detail) });
+}
+
+/**
+ * Reads a CMS SignedData with exactly one signer and signed attributes;
+ * every failure goes through `o.fail`. Verifying the signature and the
+ * signer is the caller's business (the rules differ by purpose).
+ */
+export function parseSignedData(input: Uint8Array, o: ParseOptions): ParsedSignedData {
+  const { fail } = o;
+  const ours = new WeakSet<object>();
+  const failing: CmsFailure = (reason, detail) => {
+    const e = fail(reason, detail);
+    ours.add(e);
+    return e;
+  };
+  const buf = derOf(input, failing);
   let sd: SignedData;
   let raw: ReturnType<typeof rawParts>;
   try {
@@ -250,21 +313,28 @@ export function parseSignature(input: Uint8Array): ParsedSignature {
     sd = AsnConvert.parse(ci.content, SignedData);
     raw = rawParts(buf);
   } catch (e) {
-    if (e instanceof ProblemError && e.code === 'firmware_rejected') throw e;
-    throw refuse('malformed_signature', `the signature file is not a CMS SignedData: ${(e as ProblemError).detail ?? (e as Error).message}`);
+    if (e instanceof ProblemError && ours.has(e)) throw e;
+    throw failing('malformed', `the signature file is not a CMS SignedData: ${(e as ProblemError).detail ?? (e as Error).message}`);
   }
-  if (sd.encapContentInfo.eContent) throw refuse('malformed_signature', 'the signature carries the image inside (attached); firmware signatures are detached');
-  if (sd.signerInfos.length !== 1) throw refuse('malformed_signature', `the signature has ${sd.signerInfos.length} signers; a firmware signature has exactly one`);
+  let eContent: Uint8Array | undefined;
+  const ec = sd.encapContentInfo.eContent;
+  if (o.content === 'detached' && ec) throw failing('malformed', 'the signature carries the image inside (attached); firmware signatures are detached');
+  if (o.content === 'attached') {
+    // DER has the primitive OCTET STRING; a constructed (BER) one is not DER.
+    if (!ec?.single) throw failing('malformed', 'the signature carries no content (detached, or not a DER OCTET STRING)');
+    eContent = new Uint8Array(ec.single.buffer);
+  }
+  if (sd.signerInfos.length !== 1) throw failing('malformed', `the signature has ${sd.signerInfos.length} signers, not exactly one`);
   const si = sd.signerInfos[0];
   const digestAlgorithm = digestNameOf(si.digestAlgorithm.algorithm);
-  if (!digestAlgorithm) throw refuse('unsupported_algorithm', `digest algorithm ${si.digestAlgorithm.algorithm} is not accepted (SHA-256, SHA-384, SHA-512 are)`);
+  if (!digestAlgorithm) throw failing('unsupported_algorithm', `digest algorithm ${si.digestAlgorithm.algorithm} is not accepted (SHA-256, SHA-384, SHA-512 are)`);
   let sid: ParsedSignature['sid'];
   if (si.sid.issuerAndSerialNumber) sid = { issuer: new Uint8Array(AsnConvert.serialize(si.sid.issuerAndSerialNumber.issuer)), serial: hex(si.sid.issuerAndSerialNumber.serialNumber) };
   else if (si.sid.subjectKeyIdentifier) sid = { ski: hex(si.sid.subjectKeyIdentifier.buffer) };
-  else throw refuse('malformed_signature', 'the signer is not identified');
+  else throw failing('malformed', 'the signer is not identified');
   // §5.3: without signed attributes the signature would be over the content
   // alone, with no signing time and no manifest: not a firmware signature.
-  if (!raw.signedAttrs || raw.signedAttrs.items.length === 0) throw refuse('malformed_signature', 'the signature has no signed attributes (contentType, messageDigest, signingTime)');
+  if (!raw.signedAttrs || raw.signedAttrs.items.length === 0) throw failing('malformed', 'the signature has no signed attributes (contentType, messageDigest, signingTime)');
   const seen = new Set<string>();
   let contentType: string | undefined;
   let messageDigest: Uint8Array | undefined;
@@ -275,28 +345,28 @@ export function parseSignature(input: Uint8Array): ParsedSignature {
     for (const t of raw.signedAttrs.items) {
       const a = rawAttribute(buf, t);
       const type = hex(a.type);
-      if (seen.has(type)) throw refuse('malformed_signature', `signed attribute ${oidText(a.type)} appears twice`);
+      if (seen.has(type)) throw failing('malformed', `signed attribute ${oidText(a.type)} appears twice`);
       seen.add(type);
       if (type === OID_DER.contentType) {
-        const v = single(a, 'contentType');
+        const v = single(a, 'contentType', failing);
         if (der.expectSingleTlv(v, 'contentType').tag !== der.TAG.OID) throw new Error('contentType is not an OID');
         contentType = hex(v);
       } else if (type === OID_DER.messageDigest) {
-        messageDigest = new Uint8Array(AsnConvert.parse(single(a, 'messageDigest'), OctetString).buffer);
+        messageDigest = new Uint8Array(AsnConvert.parse(single(a, 'messageDigest', failing), OctetString).buffer);
       } else if (type === OID_DER.signingTime) {
-        signingTime = AsnConvert.parse(single(a, 'signingTime'), SigningTime).getTime();
+        signingTime = AsnConvert.parse(single(a, 'signingTime', failing), SigningTime).getTime();
       } else if (type === OID_DER.manifest) {
-        manifest = single(a, 'firmware manifest').slice();
+        manifest = single(a, 'firmware manifest', failing).slice();
       } else otherAttributes.push(oidText(a.type));
     }
   } catch (e) {
-    if (e instanceof ProblemError && e.code === 'firmware_rejected') throw e;
-    throw refuse('malformed_signature', `a signed attribute cannot be read: ${(e as Error).message}`);
+    if (e instanceof ProblemError && ours.has(e)) throw e;
+    throw failing('malformed', `a signed attribute cannot be read: ${(e as Error).message}`);
   }
   // §11.1: contentType must be present and equal eContentType.
-  if (contentType !== hex(der.oid(sd.encapContentInfo.eContentType))) throw refuse('malformed_signature', 'the contentType attribute is missing or differs from the encapsulated content type');
-  if (!messageDigest) throw refuse('malformed_signature', 'the signature has no messageDigest attribute');
-  if (messageDigest.length !== DIGEST_LENGTH[digestAlgorithm]) throw refuse('malformed_signature', `the messageDigest has ${messageDigest.length} octets; ${digestAlgorithm} has ${DIGEST_LENGTH[digestAlgorithm]}`);
+  if (contentType !== hex(der.oid(sd.encapContentInfo.eContentType))) throw failing('malformed', 'the contentType attribute is missing or differs from the encapsulated content type');
+  if (!messageDigest) throw failing('malformed', 'the signature has no messageDigest attribute');
+  if (messageDigest.length !== DIGEST_LENGTH[digestAlgorithm]) throw failing('malformed', `the messageDigest has ${messageDigest.length} octets; ${digestAlgorithm} has ${DIGEST_LENGTH[digestAlgorithm]}`);
   const params = si.signatureAlgorithm.parameters ? new Uint8Array(si.signatureAlgorithm.parameters) : undefined;
   return {
     der: buf,
@@ -311,6 +381,11 @@ export function parseSignature(input: Uint8Array): ParsedSignature {
     signingTime,
     manifest,
     otherAttributes,
+    eContentType: sd.encapContentInfo.eContentType,
+    eContent,
+    versions: { signedData: sd.version, signerInfo: si.version },
+    digestAlgorithms: sd.digestAlgorithms.map((d) => d.algorithm),
+    unsigned: { attributes: !!si.unsignedAttrs?.length, crls: !!sd.crls?.length },
   };
 }
 

@@ -9,9 +9,10 @@ import { createHash, generateKeyPairSync, randomUUID, timingSafeEqual, type KeyO
 import type { Authority, IssueResult } from '../authority/authority.js';
 import type { Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
-import type { CertificateRecord, DeviceRecord, EnrollmentSecretRecord, RevocationReason, Store } from '../store/store.js';
+import type { Profile } from '../authority/profiles.js';
+import type { CertificateRecord, DeviceIdentityRecord, DeviceRecord, EnrollmentSecretRecord, RevocationReason, Store } from '../store/store.js';
 import { isKeyAlgorithm, keyInfoName, nodeKeyGenParams } from '../x509/algorithms.js';
-import type { CertInfo } from '../x509/cert_info.js';
+import { parseCertificate, type CertInfo } from '../x509/cert_info.js';
 import { isParsedCsr, parseCsr, type ParsedCsr } from '../x509/csr.js';
 import { formatSan, parseSan, type San } from '../x509/general_names.js';
 import type { DnAttribute } from '../x509/names.js';
@@ -77,6 +78,8 @@ interface Authenticated {
   usedSecret?: EnrollmentSecretRecord;
   /** The certificate presented for re-enrollment. */
   current?: CertInfo;
+  /** The client certificate presented (manufacturer or ours), for a supply-chain stage's check. */
+  presented?: CertInfo;
 }
 
 const sha = (s: string) => Buffer.from(s, 'hex');
@@ -148,7 +151,7 @@ export class Enrollment {
       if (device.currentSerial !== rec.serial) {
         throw new ProblemError('forbidden', `certificate ${rec.serial} is not the current certificate of device ${device.id} (${device.currentSerial ?? 'none'}); re-enroll with the current one`);
       }
-      return { device, method: 'certificate', current: leaf };
+      return { device, method: 'certificate', current: leaf, presented: leaf };
     }
     const trusted = (await this.store.listTrustAnchors('manufacturer')).some((t) => t.fingerprint === anchor);
     if (!trusted) throw new ProblemError('unauthorized', 'the client certificate does not chain to our CA or a trusted manufacturer CA');
@@ -156,7 +159,7 @@ export class Enrollment {
     if (!id) throw new ProblemError('forbidden', `the manufacturer certificate carries no device id (${describeRule(this.config.manufacturerId)})`);
     const device = await this.store.getDevice(id);
     if (!device) throw new ProblemError('forbidden', `device ${id} is not registered`);
-    return { device, method: 'manufacturer' };
+    return { device, method: 'manufacturer', presented: leaf };
   }
 
   private async enrollAuthenticated(req: EnrollRequest, auth: Authenticated): Promise<EnrollResult> {
@@ -170,11 +173,14 @@ export class Enrollment {
     // first enrollment. With only a secret there is nothing to renew.
     if (req.reenroll && auth.method === 'secret') throw new ProblemError('unauthorized', 're-enrollment needs the current certificate as the TLS client certificate');
     if (req.renewal && auth.method !== 'certificate') throw new ProblemError('unauthorized', 'a key update needs the device\'s current certificate from this CA');
-    const renewal = auth.method === 'certificate';
     const profile = this.authority.profile(device.profile);
 
     const csr = isParsedCsr(req.csr) ? req.csr : parseCsr(req.csr); // proof of possession (even for serverkeygen, RFC 7030 §4.4.1)
     if (auth.usedSecret) return this.retryOf(auth.device, auth.usedSecret, csr.spkiSha256, req);
+    // Entering a supply-chain stage is a first enrollment, even with the
+    // previous stage's certificate of ours: approval and names as for one.
+    const admission = await this.stageAdmission(device, auth, csr, profile);
+    const renewal = auth.method === 'certificate' && !admission;
     if (req.reenroll && renewal && auth.current && !sameSubject(csr.subject, auth.current.subject)) {
       throw new ProblemError('bad_request', 'RFC 7030 §4.2.2: the CSR subject must be the subject of the certificate being renewed');
     }
@@ -244,9 +250,11 @@ export class Enrollment {
         redeemOrderId,
         pendingId,
         replacesSerial: device.currentSerial,
+        admitStage: admission?.stage,
+        identities: this.identitiesOf(device, auth, result, !!admission),
         now: this.clock.now(),
       },
-      this.authority.issueAudit(result, actor, { deviceId: device.id, via: req.via, method: auth.method, renewal, serverKeyGen: !!req.serverKeyGen, replaces: device.currentSerial }),
+      this.authority.issueAudit(result, actor, { deviceId: device.id, via: req.via, method: auth.method, renewal, serverKeyGen: !!req.serverKeyGen, replaces: device.currentSerial, ...(admission ? { stage: admission.stage, manifest: admission.manifest } : {}) }),
     );
     if (privateKey && profile.keyEscrow) await this.custody!.escrow(result.record.serial, privateKey, actor);
     const updated = await this.store.getDevice(device.id);
@@ -319,6 +327,48 @@ export class Enrollment {
     await this.store.appendAudit({ actor: `device:${device.id}`, action: 'enrollment.retry', target: cert.serial, details: { via: req.via, remote: req.remote } });
     const chain = await this.authority.chain(cert.issuerCa);
     return { status: 'issued', device, result: { record: cert, der: cert.der, pem: pemEncode('CERTIFICATE', cert.der), chain, capped: false } };
+  }
+
+  /**
+   * Supply-chain stages (issue 8). A device a manifest handed over to a
+   * stage gets its first certificate of that stage only with what the
+   * manifest lists: the certificate it presents (certificateSha256), or that
+   * certificate's or the CSR's public key (publicKeySha256). Once admitted,
+   * renewals follow the usual rules. A profile with requireManifest admits
+   * no device that no manifest listed, whatever its credential (a valid
+   * manufacturer certificate included). Returns the stage being entered.
+   */
+  private async stageAdmission(device: DeviceRecord, auth: Authenticated, csr: ParsedCsr, profile: Profile): Promise<{ stage: string; manifest: string } | undefined> {
+    if (!device.stage) {
+      if (profile.requireManifest) throw new ProblemError('forbidden', `device ${device.id} is listed in no imported supplier manifest; profile ${device.profile} admits only devices a trusted supplier's manifest hands over`);
+      return undefined;
+    }
+    const entry = await this.store.getManifestEntry(device.id, device.stage);
+    if (!entry) throw new ProblemError('forbidden', `device ${device.id} is in stage ${device.stage} but no imported manifest lists it there`);
+    if (entry.usedAt) return undefined;
+    const p = auth.presented;
+    const ok = entry.certificateSha256 ? p?.fingerprintSha256 === entry.certificateSha256 : p?.spkiSha256 === entry.publicKeySha256 || csr.spkiSha256 === entry.publicKeySha256;
+    if (!ok) {
+      const wants = entry.certificateSha256 ? `the certificate with SHA-256 ${entry.certificateSha256}` : `a certificate or CSR with the public key of SHA-256 ${entry.publicKeySha256}`;
+      throw new ProblemError('forbidden', `device ${device.id} enters stage ${device.stage} only with what manifest ${entry.manifestDigest.slice(0, 16)} lists: ${wants}${p ? `, not ${p.subjectText} (SHA-256 ${p.fingerprintSha256})` : ''}`);
+    }
+    return { stage: device.stage, manifest: entry.manifestDigest };
+  }
+
+  /**
+   * What an enrollment adds to the device's chain of identities: the
+   * manufacturer certificate it bootstrapped with, and the certificate
+   * issued when it is the device's first, or its first of a stage.
+   */
+  private identitiesOf(device: DeviceRecord, auth: Authenticated, result: IssueResult, admission: boolean): DeviceIdentityRecord[] {
+    const now = this.clock.now();
+    const out: DeviceIdentityRecord[] = [];
+    const idOf = (c: CertInfo, kind: DeviceIdentityRecord['kind'], stage?: string): DeviceIdentityRecord => ({
+      deviceId: device.id, kind, fingerprint: c.fingerprintSha256, stage, serial: c.serial, subject: c.subjectText, issuer: c.issuerText, notBefore: c.notBefore, notAfter: c.notAfter, recordedAt: now,
+    });
+    if (auth.method === 'manufacturer' && auth.presented) out.push({ ...idOf(auth.presented, 'manufacturer'), der: auth.presented.der });
+    if (admission || !device.currentSerial) out.push(idOf(parseCertificate(result.der), 'certificate', device.stage));
+    return out;
   }
 
   /**

@@ -25,6 +25,7 @@ import { DeviceLifecycle } from '../registry/device_events.js';
 import { ExpiryWatch } from '../registry/expiry_watch.js';
 import { Webhooks } from '../registry/webhooks.js';
 import { SecretVault } from '../registry/secret_vault.js';
+import { SupplyChain } from '../registry/supply_chain.js';
 import { openStore } from '../store/open_store.js';
 import type { Store } from '../store/store.js';
 import type { KeyAlgorithm } from '../x509/algorithms.js';
@@ -53,6 +54,8 @@ export interface FleetContext {
   webhooks: Webhooks;
   /** Expiry report and notices. */
   expiry: ExpiryWatch;
+  /** Trusted suppliers and their manifests (issue 8). */
+  supply: SupplyChain;
   clock: Clock;
   close(): Promise<void>;
 }
@@ -151,7 +154,8 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
   const lifecycle = new DeviceLifecycle(s, registry, clock);
   const webhooks = new Webhooks(s, vault, lifecycle, clock, { toleranceSeconds: config.lifecycle.webhookToleranceSeconds });
   const expiry = new ExpiryWatch(s, clock, { renewAtShare: config.lifecycle.renewAtShare }, (w) => webhooks.secretOf(w));
-  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, vault, crls, firmware, lifecycle, webhooks, expiry, clock, close };
+  const supply = new SupplyChain(s, registry, clock);
+  return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, vault, crls, firmware, lifecycle, webhooks, expiry, supply, clock, close };
 }
 
 export async function openContext(dirOpt?: string, opts: { clock?: Clock; storeOverride?: string } = {}): Promise<FleetContext> {

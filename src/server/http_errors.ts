@@ -25,6 +25,7 @@ export const STATUS_OF: Record<ProblemCode, number> = {
   unavailable: 503,
   corrupt_state: 500,
   firmware_rejected: 422,
+  manifest_rejected: 422,
   rate_limited: 429,
   internal: 500,
 };

@@ -6,7 +6,7 @@
  */
 import { CompiledQuery, sql, type Expression, type Insertable, type Kysely, type Selectable } from 'kysely';
 import { systemClock, type Clock } from '../clock.js';
-import { ProblemError, rethrowAs } from '../errors.js';
+import { isProblem, ProblemError, rethrowAs } from '../errors.js';
 import { ENROLLABLE_STATES, mayEnroll } from '../registry/lifecycle.js';
 import { auditEntryHash, GENESIS_HASH } from './audit_chain.js';
 import { migrateToLatest } from './migrations.js';
@@ -19,15 +19,19 @@ import type {
   CrlTable,
   Database,
   DeviceEventTable,
+  DeviceIdentityTable,
   DeviceTable,
   EnrollmentSecretTable,
   ExpiryNoticeTable,
   FirmwareSignerTable,
+  ManifestEntryTable,
+  ManifestTable,
   OcspSignerTable,
   OrderTable,
   PendingEnrollmentTable,
   SealingKeyTable,
   SqlDialect,
+  SupplierAnchorTable,
   TrustAnchorTable,
   WebhookTable,
   OperatorCertificateTable,
@@ -54,6 +58,7 @@ import {
   type DeviceEventRecord,
   type DevicePatch,
   type DeviceQuery,
+  type DeviceIdentityRecord,
   type DeviceRecord,
   type DeviceUpdateGuard,
   type EnrollmentCommit,
@@ -66,6 +71,9 @@ import {
   type EscrowKeyRecord,
   type EscrowedKeyRecord,
   type FirmwareSignerRecord,
+  type ManifestEntryRecord,
+  type ManifestImport,
+  type ManifestRecord,
   type OrderRecord,
   type PendingEnrollmentRecord,
   type PendingStatus,
@@ -75,6 +83,7 @@ import {
   type RevokedEntry,
   type SealingKeyRecord,
   type Store,
+  type SupplierAnchorRecord,
   type TrustAnchorRecord,
 } from './store.js';
 
@@ -832,6 +841,21 @@ export class KyselyStore implements Store {
         }
       }
 
+      if (c.admitStage !== undefined) {
+        const e = await trx
+          .updateTable('manifest_entries')
+          .set({ used_at: now, used_serial: cert.serial })
+          .where('device_id', '=', deviceId)
+          .where('stage', '=', c.admitStage)
+          .where('used_at', 'is', null)
+          .executeTakeFirst();
+        if (Number(e.numUpdatedRows) === 0) throw new ProblemError('conflict', `device ${deviceId} entered stage ${c.admitStage} meanwhile (or no manifest lists it for that stage); retry the enrollment`);
+      }
+      for (const id of c.identities ?? []) {
+        if (id.deviceId !== deviceId) throw new ProblemError('bad_request', `an identity of device ${id.deviceId} in the enrollment of ${deviceId}`);
+        await trx.insertInto('device_identities').values(identityToRow(id)).onConflict((oc) => oc.columns(['device_id', 'fingerprint']).doNothing()).execute();
+      }
+
       await this.statusChanged(trx, c.cert.serial, await this.appendAuditIn(trx, audit));
     });
   }
@@ -1168,6 +1192,109 @@ export class KyselyStore implements Store {
     return row && { serial: row.serial, escrowKeyRef: row.escrow_key_ref, envelope: fromBuffer(row.envelope), createdAt: new Date(Number(row.created_at)) };
   }
 
+  // --- supply chain ---
+
+  insertSupplierAnchor(a: SupplierAnchorRecord, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      await translateConstraintErrors(() => trx.insertInto('supplier_anchors').values(supplierAnchorToRow(a)).execute(), {
+        unique: `CA ${a.fingerprint} is trusted for a supplier already`,
+      });
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async listSupplierAnchors(supplier?: string): Promise<SupplierAnchorRecord[]> {
+    let q = this.db.selectFrom('supplier_anchors').selectAll();
+    if (supplier !== undefined) q = q.where('supplier', '=', supplier);
+    const rows = await q.orderBy('added_at').orderBy('fingerprint').execute();
+    return rows.map(rowToSupplierAnchor);
+  }
+
+  removeSupplier(supplier: string, audit: AuditInput): Promise<number> {
+    return this.write(async (trx) => {
+      const r = await trx.deleteFrom('supplier_anchors').where('supplier', '=', supplier).executeTakeFirst();
+      const n = Number(r.numDeletedRows);
+      if (n === 0) throw new ProblemError('not_found', `no trusted supplier "${supplier}"`);
+      await this.appendAuditIn(trx, audit);
+      return n;
+    });
+  }
+
+  importManifest(i: ManifestImport, audit: AuditInput): Promise<void> {
+    return this.write(async (trx) => {
+      await translateConstraintErrors(() => trx.insertInto('manifests').values(manifestToRow(i.manifest)).execute(), {
+        unique: `manifest ${i.manifest.digest} was imported before (a replay)`,
+      });
+      const devices = i.newDevices.map(deviceToRow);
+      for (let k = 0; k < devices.length; k += BULK_ROWS) {
+        const chunk = devices.slice(k, k + BULK_ROWS);
+        await asConflict(() => translateConstraintErrors(() => trx.insertInto('devices').values(chunk).execute(), {
+          unique: 'a device of the manifest was registered meanwhile; nothing was imported, retry',
+          check: 'a device of the manifest has an invalid state',
+        }));
+      }
+      const at = toMs(i.now, 'now');
+      for (const m of i.movedDevices) {
+        let u = trx
+          .updateTable('devices')
+          .set({ ...devicePatchToRow(m.patch, i.now), stage: i.manifest.stage, updated_at: at })
+          .where('id', '=', m.id)
+          .where('state', '=', m.ifState);
+        u = m.ifStage === undefined ? u.where('stage', 'is', null) : u.where('stage', '=', m.ifStage);
+        const r = await u.executeTakeFirst();
+        if (Number(r.numUpdatedRows) === 0) throw new ProblemError('conflict', `device ${m.id} changed meanwhile; nothing was imported, retry`);
+      }
+      const entries = i.entries.map(manifestEntryToRow);
+      for (let k = 0; k < entries.length; k += BULK_ROWS) {
+        const chunk = entries.slice(k, k + BULK_ROWS);
+        await asConflict(() => translateConstraintErrors(() => trx.insertInto('manifest_entries').values(chunk).execute(), {
+          unique: `a device of the manifest is in stage ${i.manifest.stage} already (listed by an earlier manifest); nothing was imported`,
+          foreignKey: 'a manifest entry names a device that is not registered',
+          check: 'a manifest entry needs exactly one of certificateSha256 and publicKeySha256',
+        }));
+      }
+      await this.appendAuditIn(trx, audit);
+    });
+  }
+
+  async getManifest(digest: string): Promise<ManifestRecord | undefined> {
+    const row = await this.db.selectFrom('manifests').selectAll().where('digest', '=', digest).executeTakeFirst();
+    return row && rowToManifest(row);
+  }
+
+  async listManifests(q: { supplier?: string; limit?: number } = {}): Promise<ManifestRecord[]> {
+    let query = this.db.selectFrom('manifests').selectAll();
+    if (q.supplier !== undefined) query = query.where('supplier', '=', q.supplier);
+    const rows = await query.orderBy('imported_at', 'desc').orderBy('digest').limit(pageSize(q.limit)).execute();
+    return rows.map(rowToManifest);
+  }
+
+  async getManifestEntry(deviceId: string, stage: string): Promise<ManifestEntryRecord | undefined> {
+    const row = await this.db.selectFrom('manifest_entries').selectAll().where('device_id', '=', deviceId).where('stage', '=', stage).executeTakeFirst();
+    return row && rowToManifestEntry(row);
+  }
+
+  async listManifestEntries(q: { deviceId: string } | { manifestDigest: string }): Promise<ManifestEntryRecord[]> {
+    if ('deviceId' in q) {
+      const rows = await this.db
+        .selectFrom('manifest_entries')
+        .innerJoin('manifests', 'manifests.digest', 'manifest_entries.manifest_digest')
+        .selectAll('manifest_entries')
+        .where('manifest_entries.device_id', '=', q.deviceId)
+        .orderBy('manifests.imported_at')
+        .orderBy('manifest_entries.stage')
+        .execute();
+      return rows.map(rowToManifestEntry);
+    }
+    const rows = await this.db.selectFrom('manifest_entries').selectAll().where('manifest_digest', '=', q.manifestDigest).orderBy('device_id').execute();
+    return rows.map(rowToManifestEntry);
+  }
+
+  async listDeviceIdentities(deviceId: string): Promise<DeviceIdentityRecord[]> {
+    const rows = await this.db.selectFrom('device_identities').selectAll().where('device_id', '=', deviceId).orderBy('recorded_at').orderBy('kind', 'desc').orderBy('fingerprint').execute();
+    return rows.map(rowToIdentity);
+  }
+
   insertFirmwareSigner(f: FirmwareSignerRecord, audit: AuditInput): Promise<void> {
     return this.write(async (trx) => {
       await translateConstraintErrors(() => trx.insertInto('firmware_signers').values(firmwareSignerToRow(f)).execute(), {
@@ -1475,6 +1602,16 @@ async function translateConstraintErrors<T>(run: () => Promise<T>, details: Part
   }
 }
 
+/** A taken key inside a larger change is a conflict with what happened meanwhile, not a duplicate request. */
+async function asConflict<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    if (isProblem(e, 'already_exists')) throw new ProblemError('conflict', e.detail);
+    throw e;
+  }
+}
+
 // --- values ---
 
 function pageSize(limit: number | undefined, defaultPage = DEFAULT_PAGE, maxPage = MAX_PAGE): number {
@@ -1666,6 +1803,7 @@ function deviceToRow(d: DeviceRecord): DeviceTable {
     require_approval: d.requireApproval ? 1 : 0,
     current_serial: optionalText(d.currentSerial),
     attributes: toJson(d.attributes, 'attributes'),
+    stage: optionalText(d.stage),
     created_at: toMs(d.createdAt, 'createdAt'),
     updated_at: toMs(d.updatedAt, 'updatedAt'),
   };
@@ -1700,6 +1838,7 @@ function rowToDevice(r: Selectable<DeviceTable>): DeviceRecord {
     requireApproval: Boolean(r.require_approval),
     currentSerial: r.current_serial ?? undefined,
     attributes: JSON.parse(r.attributes) as Record<string, string>,
+    stage: r.stage ?? undefined,
     createdAt: new Date(Number(r.created_at)),
     updatedAt: new Date(Number(r.updated_at)),
   });
@@ -1996,4 +2135,111 @@ function rowToWebhook(r: Selectable<WebhookTable>): WebhookRecord {
 
 function rowToOperatorCertificate(r: Selectable<OperatorCertificateTable>): OperatorCertificateRecord {
   return { serial: r.serial, name: r.name, role: r.role, createdAt: new Date(Number(r.created_at)) };
+}
+function supplierAnchorToRow(a: SupplierAnchorRecord): SupplierAnchorTable {
+  return { fingerprint: a.fingerprint, supplier: a.supplier, subject: a.subject, der: a.der, added_at: toMs(a.addedAt, 'addedAt') };
+}
+
+function rowToSupplierAnchor(r: Selectable<SupplierAnchorTable>): SupplierAnchorRecord {
+  return { fingerprint: r.fingerprint, supplier: r.supplier, subject: r.subject, der: new Uint8Array(r.der), addedAt: new Date(Number(r.added_at)) };
+}
+
+function manifestToRow(m: ManifestRecord): ManifestTable {
+  return {
+    digest: m.digest,
+    cms_sha256: m.cmsSha256,
+    supplier: m.supplier,
+    stage: m.stage,
+    profile: m.profile,
+    domain: optionalText(m.domain),
+    owner: optionalText(m.owner),
+    signer_subject: m.signerSubject,
+    signer_fingerprint: m.signerFingerprint,
+    signed_at: optionalMs(m.signedAt, 'signedAt'),
+    created_at: toMs(m.createdAt, 'createdAt'),
+    imported_at: toMs(m.importedAt, 'importedAt'),
+    imported_by: m.importedBy,
+    device_count: m.deviceCount,
+    cms: m.cms,
+  };
+}
+
+function rowToManifest(r: Selectable<ManifestTable>): ManifestRecord {
+  return compact({
+    digest: r.digest,
+    cmsSha256: r.cms_sha256,
+    supplier: r.supplier,
+    stage: r.stage,
+    profile: r.profile,
+    domain: r.domain ?? undefined,
+    owner: r.owner ?? undefined,
+    signerSubject: r.signer_subject,
+    signerFingerprint: r.signer_fingerprint,
+    signedAt: r.signed_at === null ? undefined : new Date(Number(r.signed_at)),
+    createdAt: new Date(Number(r.created_at)),
+    importedAt: new Date(Number(r.imported_at)),
+    importedBy: r.imported_by,
+    deviceCount: Number(r.device_count),
+    cms: new Uint8Array(r.cms),
+  });
+}
+
+function manifestEntryToRow(e: ManifestEntryRecord): ManifestEntryTable {
+  return {
+    device_id: e.deviceId,
+    stage: e.stage,
+    manifest_digest: e.manifestDigest,
+    certificate_sha256: optionalText(e.certificateSha256),
+    public_key_sha256: optionalText(e.publicKeySha256),
+    model: optionalText(e.model),
+    batch: optionalText(e.batch),
+    used_at: optionalMs(e.usedAt, 'usedAt'),
+    used_serial: optionalText(e.usedSerial),
+  };
+}
+
+function rowToManifestEntry(r: Selectable<ManifestEntryTable>): ManifestEntryRecord {
+  return compact({
+    deviceId: r.device_id,
+    stage: r.stage,
+    manifestDigest: r.manifest_digest,
+    certificateSha256: r.certificate_sha256 ?? undefined,
+    publicKeySha256: r.public_key_sha256 ?? undefined,
+    model: r.model ?? undefined,
+    batch: r.batch ?? undefined,
+    usedAt: r.used_at === null ? undefined : new Date(Number(r.used_at)),
+    usedSerial: r.used_serial ?? undefined,
+  });
+}
+
+function identityToRow(i: DeviceIdentityRecord): DeviceIdentityTable {
+  return {
+    device_id: i.deviceId,
+    kind: i.kind,
+    fingerprint: i.fingerprint,
+    stage: optionalText(i.stage),
+    serial: i.serial,
+    subject: i.subject,
+    issuer: i.issuer,
+    not_before: toMs(i.notBefore, 'notBefore'),
+    not_after: toMs(i.notAfter, 'notAfter'),
+    der: i.der ?? null,
+    recorded_at: toMs(i.recordedAt, 'recordedAt'),
+  };
+}
+
+function rowToIdentity(r: Selectable<DeviceIdentityTable>): DeviceIdentityRecord {
+  return compact({
+    deviceId: r.device_id,
+    kind: r.kind,
+    fingerprint: r.fingerprint,
+    stage: r.stage ?? undefined,
+    serial: r.serial,
+    subject: r.subject,
+    issuer: r.issuer,
+    notBefore: new Date(Number(r.not_before)),
+    notAfter: new Date(Number(r.not_after)),
+    der: r.der === null ? undefined : new Uint8Array(r.der),
+    recordedAt: new Date(Number(r.recorded_at)),
+  });
 }

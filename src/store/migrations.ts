@@ -447,6 +447,84 @@ async function createLifecycle(db: Kysely<Database>, dialect: SqlDialect): Promi
     .execute();
 }
 
+/**
+ * The supply chain (issue 8): CAs trusted for each supplier's manifest
+ * signers, imported manifests (kept whole: the evidence of a hand-over),
+ * one entry per device and stage naming what the device must present, the
+ * device's current stage, and its chain of identities (manufacturer
+ * certificate, then the first certificate of each stage).
+ */
+async function createSupplyChain(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  // Existing devices keep null: no manifest listed them.
+  await db.schema.alterTable('devices').addColumn('stage', t.key).execute();
+
+  await db.schema
+    .createTable('supplier_anchors')
+    .addColumn('fingerprint', t.key, (c) => c.primaryKey())
+    .addColumn('supplier', t.key, (c) => c.notNull())
+    .addColumn('subject', 'text', (c) => c.notNull())
+    .addColumn('der', t.bytes, (c) => c.notNull())
+    .addColumn('added_at', t.int64, (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex('supplier_anchors_supplier').on('supplier_anchors').columns(['supplier', 'added_at']).execute();
+
+  await db.schema
+    .createTable('manifests')
+    // The replay key: the same content is never imported twice.
+    .addColumn('digest', t.key, (c) => c.primaryKey())
+    .addColumn('cms_sha256', t.key, (c) => c.notNull().unique())
+    .addColumn('supplier', t.key, (c) => c.notNull())
+    .addColumn('stage', t.key, (c) => c.notNull())
+    .addColumn('profile', 'text', (c) => c.notNull())
+    .addColumn('domain', 'text')
+    .addColumn('owner', 'text')
+    .addColumn('signer_subject', 'text', (c) => c.notNull())
+    .addColumn('signer_fingerprint', 'text', (c) => c.notNull())
+    .addColumn('signed_at', t.int64)
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .addColumn('imported_at', t.int64, (c) => c.notNull())
+    .addColumn('imported_by', 'text', (c) => c.notNull())
+    .addColumn('device_count', 'integer', (c) => c.notNull())
+    .addColumn('cms', t.bytes, (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex('manifests_imported').on('manifests').columns(['imported_at', 'digest']).execute();
+
+  await db.schema
+    .createTable('manifest_entries')
+    .addColumn('device_id', t.key, (c) => c.notNull().references('devices.id').onDelete('cascade'))
+    .addColumn('stage', t.key, (c) => c.notNull())
+    .addColumn('manifest_digest', t.key, (c) => c.notNull().references('manifests.digest'))
+    .addColumn('certificate_sha256', 'text')
+    .addColumn('public_key_sha256', 'text')
+    .addColumn('model', 'text')
+    .addColumn('batch', 'text')
+    .addColumn('used_at', t.int64)
+    .addColumn('used_serial', t.key)
+    // A device enters each stage once, on one manifest's word.
+    .addPrimaryKeyConstraint('manifest_entries_pk', ['device_id', 'stage'])
+    .addCheckConstraint('manifest_entries_one_hash', sql`(certificate_sha256 is null) <> (public_key_sha256 is null)`)
+    .execute();
+  await db.schema.createIndex('manifest_entries_manifest').on('manifest_entries').columns(['manifest_digest', 'device_id']).execute();
+
+  await db.schema
+    .createTable('device_identities')
+    .addColumn('device_id', t.key, (c) => c.notNull().references('devices.id').onDelete('cascade'))
+    .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('manufacturer', 'certificate')`))
+    .addColumn('fingerprint', t.key, (c) => c.notNull())
+    .addColumn('stage', t.key)
+    .addColumn('serial', t.key, (c) => c.notNull())
+    .addColumn('subject', 'text', (c) => c.notNull())
+    .addColumn('issuer', 'text', (c) => c.notNull())
+    .addColumn('not_before', t.int64, (c) => c.notNull())
+    .addColumn('not_after', t.int64, (c) => c.notNull())
+    .addColumn('der', t.bytes)
+    .addColumn('recorded_at', t.int64, (c) => c.notNull())
+    .addPrimaryKeyConstraint('device_identities_pk', ['device_id', 'fingerprint'])
+    .execute();
+  await db.schema.createIndex('device_identities_recorded').on('device_identities').columns(['device_id', 'recorded_at']).execute();
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', up: createInitialSchema },
   { version: 2, name: 'device registry', up: createRegistry },
@@ -456,7 +534,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 6, name: 'leases', up: createLeases },
   { version: 7, name: 'cmp', up: createCmp },
   { version: 8, name: 'firmware signers', up: createFirmwareSigners },
-  // 9 is taken by supplier manifests and stages (issue 8, part A).
+  { version: 9, name: 'supply chain', up: createSupplyChain },
   { version: 10, name: 'lifecycle', up: createLifecycle },
 ];
 

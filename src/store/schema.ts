@@ -6,7 +6,7 @@
  * boolean: read them with Boolean()).
  */
 import type { Generated } from 'kysely';
-import type { CaKind, CertificateStatus, CmpTransactionState, DeviceEventKind, DeviceState, PendingStatus, RevocationReason, Role, TrustAnchorRecord } from './store.js';
+import type { CaKind, CertificateStatus, CmpTransactionState, DeviceEventKind, DeviceIdentityRecord, DeviceState, PendingStatus, RevocationReason, Role, TrustAnchorRecord } from './store.js';
 
 export type SqlDialect = 'sqlite' | 'postgres';
 
@@ -93,6 +93,8 @@ export interface DeviceTable {
   current_serial: string | null;
   /** JSON object of string values. */
   attributes: string;
+  /** Since migration 9: the supply-chain stage a manifest handed it over to. */
+  stage: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -225,6 +227,59 @@ export interface FirmwareSignerTable {
   created_at: number;
 }
 
+/** Since migration 9: supplier CAs, imported manifests, their entries, device identities. */
+export interface SupplierAnchorTable {
+  fingerprint: string;
+  supplier: string;
+  subject: string;
+  der: Uint8Array;
+  added_at: number;
+}
+
+export interface ManifestTable {
+  digest: string;
+  cms_sha256: string;
+  supplier: string;
+  stage: string;
+  profile: string;
+  domain: string | null;
+  owner: string | null;
+  signer_subject: string;
+  signer_fingerprint: string;
+  signed_at: number | null;
+  created_at: number;
+  imported_at: number;
+  imported_by: string;
+  device_count: number;
+  cms: Uint8Array;
+}
+
+export interface ManifestEntryTable {
+  device_id: string;
+  stage: string;
+  manifest_digest: string;
+  certificate_sha256: string | null;
+  public_key_sha256: string | null;
+  model: string | null;
+  batch: string | null;
+  used_at: number | null;
+  used_serial: string | null;
+}
+
+export interface DeviceIdentityTable {
+  device_id: string;
+  kind: DeviceIdentityRecord['kind'];
+  fingerprint: string;
+  stage: string | null;
+  serial: string;
+  subject: string;
+  issuer: string;
+  not_before: number;
+  not_after: number;
+  der: Uint8Array | null;
+  recorded_at: number;
+}
+
 export interface SchemaVersionTable {
   version: number;
   name: string;
@@ -255,6 +310,10 @@ export interface Database {
   webhook_deliveries: WebhookDeliveryTable;
   expiry_notices: ExpiryNoticeTable;
   operator_certificates: OperatorCertificateTable;
+  supplier_anchors: SupplierAnchorTable;
+  manifests: ManifestTable;
+  manifest_entries: ManifestEntryTable;
+  device_identities: DeviceIdentityTable;
   schema_version: SchemaVersionTable;
 }
 

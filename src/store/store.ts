@@ -168,6 +168,11 @@ export interface DeviceRecord {
   /** Serial of the device's current certificate. */
   currentSerial?: string;
   attributes: Record<string, string>;
+  /**
+   * The supply-chain stage a signed manifest handed the device over to
+   * (migration 9); undefined for a device no manifest listed.
+   */
+  stage?: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -286,6 +291,14 @@ export interface EnrollmentCommit {
   redeemOrderId?: string;
   /** The approved pending enrollment this completes; set to 'issued'. */
   pendingId?: string;
+  /**
+   * The device's first certificate of this supply-chain stage: its manifest
+   * entry (deviceId, stage) is marked used with this certificate. Fails with
+   * `conflict` if the entry is used already (a racing enrollment won).
+   */
+  admitStage?: string;
+  /** Identities to add to the device's chain (kept if already there). */
+  identities?: DeviceIdentityRecord[];
   /**
    * The device's current certificate as the enrollment read it (undefined:
    * none). The commit fails with `conflict` if the device's current
@@ -538,6 +551,91 @@ export interface OperatorCertificateRecord {
   createdAt: Date;
 }
 
+// ---------------------------------------------------------------- supply chain
+
+/** A CA trusted to vouch for the manifest signers of one supplier (issue 8). */
+export interface SupplierAnchorRecord {
+  /** sha256 (hex) of the certificate DER. */
+  fingerprint: string;
+  /** The supplier name manifests signed under this CA must carry. */
+  supplier: string;
+  subject: string;
+  der: Uint8Array;
+  addedAt: Date;
+}
+
+/** A supply-chain manifest that was imported: the evidence, kept whole. */
+export interface ManifestRecord {
+  /** sha256 (hex) of the signed JSON content: a manifest is imported once. */
+  digest: string;
+  /** sha256 (hex) of the CMS as received. */
+  cmsSha256: string;
+  supplier: string;
+  stage: string;
+  /** What the import registered the devices for. */
+  profile: string;
+  domain?: string;
+  owner?: string;
+  signerSubject: string;
+  /** sha256 (hex) of the signer certificate DER. */
+  signerFingerprint: string;
+  signedAt?: Date;
+  /** The manifest's own createdAt. */
+  createdAt: Date;
+  importedAt: Date;
+  importedBy: string;
+  deviceCount: number;
+  cms: Uint8Array;
+}
+
+/** One device of an imported manifest: what it must present to enter the stage. */
+export interface ManifestEntryRecord {
+  deviceId: string;
+  stage: string;
+  manifestDigest: string;
+  /** sha256 (hex) of the certificate the device presents. Exactly one of the two hashes. */
+  certificateSha256?: string;
+  /** sha256 (hex) of a SubjectPublicKeyInfo: of that certificate or of the enrolled key. */
+  publicKeySha256?: string;
+  model?: string;
+  batch?: string;
+  /** When the device got its first certificate of the stage, and its serial. */
+  usedAt?: Date;
+  usedSerial?: string;
+}
+
+/**
+ * One identity in a device's chain: its manufacturer certificate (IDevID)
+ * as presented, and the first certificate of each stage from this CA (the
+ * last one is the operational identity). Renewals are in the certificates.
+ */
+export interface DeviceIdentityRecord {
+  deviceId: string;
+  kind: 'manufacturer' | 'certificate';
+  /** sha256 (hex) of the certificate DER. */
+  fingerprint: string;
+  stage?: string;
+  serial: string;
+  subject: string;
+  issuer: string;
+  notBefore: Date;
+  notAfter: Date;
+  /** A manufacturer certificate is kept whole (it is in no table of ours). */
+  der?: Uint8Array;
+  recordedAt: Date;
+}
+
+/** Everything one manifest import changes, committed together or not at all. */
+export interface ManifestImport {
+  manifest: ManifestRecord;
+  entries: ManifestEntryRecord[];
+  /** Devices the manifest registers. Fails with `conflict` if one was registered meanwhile. */
+  newDevices: DeviceRecord[];
+  /** Registered devices that move into the stage; applied only while still in `ifState` and `ifStage` (else `conflict`). */
+  movedDevices: Array<{ id: string; patch: DevicePatch; ifState: DeviceState; ifStage?: string }>;
+  now: Date;
+}
+
 export interface Store {
   /** Creates or upgrades the schema; idempotent. */
   migrate(): Promise<void>;
@@ -740,6 +838,29 @@ export interface Store {
   getEscrowedKey(serial: string): Promise<EscrowedKeyRecord | undefined>;
   /** The newest OCSP signer of a CA. */
   getOcspSigner(ca: string): Promise<OcspSignerRecord | undefined>;
+
+  // --- supply chain (issue 8) ---
+  /** Throws already_exists for a fingerprint trusted already (for any supplier). */
+  insertSupplierAnchor(a: SupplierAnchorRecord, audit: AuditInput): Promise<void>;
+  /** Oldest first; one supplier's if named. */
+  listSupplierAnchors(supplier?: string): Promise<SupplierAnchorRecord[]>;
+  /** Removes every anchor of the supplier; not_found when it has none. Returns how many. */
+  removeSupplier(supplier: string, audit: AuditInput): Promise<number>;
+  /**
+   * Records a manifest, its entries and the devices it registers or moves,
+   * in one transaction with its audit entry. already_exists when a manifest
+   * with this digest was imported before; conflict when a device is in the
+   * stage already, or changed meanwhile. Any refusal changes nothing.
+   */
+  importManifest(i: ManifestImport, audit: AuditInput): Promise<void>;
+  getManifest(digest: string): Promise<ManifestRecord | undefined>;
+  /** Newest import first. */
+  listManifests(q?: { supplier?: string; limit?: number }): Promise<ManifestRecord[]>;
+  getManifestEntry(deviceId: string, stage: string): Promise<ManifestEntryRecord | undefined>;
+  /** A device's entries (oldest stage first), or a manifest's (by device id). */
+  listManifestEntries(q: { deviceId: string } | { manifestDigest: string }): Promise<ManifestEntryRecord[]>;
+  /** The device's chain of identities, oldest first. */
+  listDeviceIdentities(deviceId: string): Promise<DeviceIdentityRecord[]>;
 
   // --- firmware signers ---
   /** Throws already_exists for a taken name, not_found for an unknown CA or certificate serial. */

@@ -43,6 +43,7 @@ export const device = {
     orderId: nullable({ type: 'string' }),
     requireApproval: { type: 'boolean' },
     currentSerial: nullable({ type: 'string' }),
+    stage: nullable({ type: 'string', description: 'the supply-chain stage an imported manifest handed the device over to' }),
     attributes: { type: 'object', additionalProperties: { type: 'string' } },
     createdAt: { type: 'string', format: 'date-time' },
     updatedAt: { type: 'string', format: 'date-time' },

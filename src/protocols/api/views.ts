@@ -2,7 +2,7 @@
  * The JSON shapes of records, shared by the API and the CLI's --json output so
  * both always print the same fields.
  */
-import type { CaRecord, CertificateRecord, DeviceEventRecord, DeviceRecord, OperatorCertificateRecord, OrderRecord, PendingEnrollmentRecord, StaleDevice, TrustAnchorRecord, WebhookRecord } from '../../store/store.js';
+import type { CaRecord, CertificateRecord, DeviceEventRecord, DeviceIdentityRecord, DeviceRecord, ManifestEntryRecord, ManifestRecord, OperatorCertificateRecord, OrderRecord, PendingEnrollmentRecord, StaleDevice, SupplierAnchorRecord, TrustAnchorRecord, WebhookRecord } from '../../store/store.js';
 import { keyInfoName } from '../../x509/algorithms.js';
 import { parseCertificate } from '../../x509/cert_info.js';
 import { pemEncode } from '../../x509/pem.js';
@@ -58,6 +58,7 @@ export function deviceJson(d: DeviceRecord) {
     orderId: d.orderId ?? null,
     requireApproval: d.requireApproval,
     currentSerial: d.currentSerial ?? null,
+    stage: d.stage ?? null,
     attributes: d.attributes,
     createdAt: d.createdAt.toISOString(),
     updatedAt: d.updatedAt.toISOString(),
@@ -94,4 +95,59 @@ export function staleDeviceJson(s: StaleDevice & { status: 'overdue' | 'expired'
   const c = s.certificate;
   const renewBy = new Date(c.notBefore.getTime() + Math.round((c.notAfter.getTime() - c.notBefore.getTime()) * renewAtShare));
   return { id: s.device.id, state: s.device.state, status: s.status, serial: c.serial, notAfter: c.notAfter.toISOString(), renewBy: renewBy.toISOString() };
+}
+
+export function supplierJson(a: SupplierAnchorRecord) {
+  const info = parseCertificate(a.der);
+  return { supplier: a.supplier, fingerprint: a.fingerprint, subject: a.subject, notAfter: info.notAfter.toISOString(), addedAt: a.addedAt.toISOString() };
+}
+
+export function manifestJson(m: ManifestRecord) {
+  return {
+    digest: m.digest,
+    cmsSha256: m.cmsSha256,
+    supplier: m.supplier,
+    stage: m.stage,
+    profile: m.profile,
+    domain: m.domain ?? null,
+    owner: m.owner ?? null,
+    signer: m.signerSubject,
+    signerFingerprint: m.signerFingerprint,
+    signedAt: m.signedAt?.toISOString() ?? null,
+    createdAt: m.createdAt.toISOString(),
+    importedAt: m.importedAt.toISOString(),
+    importedBy: m.importedBy,
+    devices: m.deviceCount,
+  };
+}
+
+export function manifestEntryJson(e: ManifestEntryRecord) {
+  return {
+    deviceId: e.deviceId,
+    stage: e.stage,
+    manifest: e.manifestDigest,
+    certificateSha256: e.certificateSha256 ?? null,
+    publicKeySha256: e.publicKeySha256 ?? null,
+    model: e.model ?? null,
+    batch: e.batch ?? null,
+    usedAt: e.usedAt?.toISOString() ?? null,
+    usedSerial: e.usedSerial ?? null,
+  };
+}
+
+/** One identity of a device's chain; `current` marks the device's current certificate. */
+export function identityJson(i: DeviceIdentityRecord, currentSerial?: string) {
+  return {
+    kind: i.kind,
+    stage: i.stage ?? null,
+    serial: i.serial,
+    fingerprintSha256: i.fingerprint,
+    subject: i.subject,
+    issuer: i.issuer,
+    notBefore: i.notBefore.toISOString(),
+    notAfter: i.notAfter.toISOString(),
+    recordedAt: i.recordedAt.toISOString(),
+    current: i.kind === 'certificate' && i.serial === currentSerial,
+    ...(i.der ? { pem: pemEncode('CERTIFICATE', i.der) } : {}),
+  };
 }

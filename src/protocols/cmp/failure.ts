@@ -31,6 +31,7 @@ const BY_CODE: Record<ProblemCode, FailureBit[]> = {
   internal: ['systemFailure'],
   // Firmware codes do not arise in CMP; mapped for completeness.
   firmware_rejected: ['badRequest'],
+  manifest_rejected: ['badRequest'],
   rate_limited: ['systemUnavail'],
 };
 
