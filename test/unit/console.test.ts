@@ -269,8 +269,8 @@ describe('console: aggregate API routes', () => {
     assert.deepEqual(res.json().extensions.find((e: { name: string }) => e.name === 'Basic Constraints').lines, ['CA: false']);
   });
 
-  it('ok device events: its registration', async () => {
-    const res = await app.inject({ url: '/api/v1/devices/agg-1/events', headers: { authorization: `Bearer ${tokens['ra-officer']}` } });
+  it('ok device audit trail: its registration', async () => {
+    const res = await app.inject({ url: '/api/v1/devices/agg-1/audit', headers: { authorization: `Bearer ${tokens['ra-officer']}` } });
     assert.equal(res.statusCode, 200);
     assert.deepEqual(res.json().map((e: { action: string }) => e.action), ['device.register']);
   });
@@ -285,7 +285,7 @@ describe('console: aggregate API routes', () => {
 
   it('ok the new routes are in the OpenAPI document', async () => {
     const paths = Object.keys((await app.inject({ url: '/api/v1/openapi.json' })).json().paths);
-    for (const p of ['/api/v1/overview', '/api/v1/crls', '/api/v1/audit/verify', '/api/v1/devices/{id}/events', '/api/v1/certificates/{serial}/decoded']) assert.ok(paths.includes(p), p);
+    for (const p of ['/api/v1/overview', '/api/v1/crls', '/api/v1/audit/verify', '/api/v1/devices/{id}/audit', '/api/v1/certificates/{serial}/decoded']) assert.ok(paths.includes(p), p);
   });
 });
 

@@ -1,7 +1,7 @@
 /**
  * Read-only aggregate routes, made for the web console but plain API routes
  * like the others (bearer token or console session, one permission each):
- * the fleet overview, CRL health, the audit chain check, a device's events
+ * the fleet overview, CRL health, the audit chain check, a device's audit trail
  * and a certificate decoded for people.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -89,7 +89,7 @@ export function overviewRoutes(app: FastifyInstance, ctx: FleetContext, guard: G
   });
 
   app.get<{ Params: { id: string } }>(
-    '/api/v1/devices/:id/events',
+    '/api/v1/devices/:id/audit',
     { onRequest: guard('device:read'), schema: { tags: ['Devices'], summary: "A device's lifecycle events: the audit entries about it and its certificates, oldest first", params: deviceIdParam, response: { 200: S.deviceEvents } } },
     async (req) => {
       const d = await ctx.registry.device(req.params.id);

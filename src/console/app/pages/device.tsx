@@ -76,7 +76,7 @@ function ChangeState({ op, d, onDone }: { op: Operator; d: Device; onDone: () =>
 
 export function DevicePage({ op, id }: { op: Operator; id: string }) {
   const dev = useLoad(() => get<DeviceWithCerts>(`/api/v1/devices/${encodeURIComponent(id)}`), [id]);
-  const events = useLoad(() => get<AuditEntry[]>(`/api/v1/devices/${encodeURIComponent(id)}/events`), [id]);
+  const events = useLoad(() => get<AuditEntry[]>(`/api/v1/devices/${encodeURIComponent(id)}/audit`), [id]);
   const reload = () => {
     dev.reload();
     events.reload();
