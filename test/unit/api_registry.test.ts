@@ -260,7 +260,7 @@ describe('GET /api/v1/devices and /api/v1/devices/{id}', () => {
     const b = res.json();
     assert.equal(b.state, 'active');
     assert.equal(b.currentSerial, r.result.record.serial);
-    assert.deepEqual(b.certificates, [{ serial: r.result.record.serial, status: 'good', notAfter: r.result.record.notAfter.toISOString(), current: true }]);
+    assert.deepEqual(b.certificates, [{ serial: r.result.record.serial, status: 'good', revocationReason: null, notAfter: r.result.record.notAfter.toISOString(), current: true }]);
   });
 
   it('fail-unknown device 404; id outside the pattern 400', async () => {

@@ -244,11 +244,11 @@ function suite(name: string, open: Open, openUnmigrated: Open): void {
     });
 
     describe('schema: version 10 (lifecycle)', () => {
-      it('ok migrating a database created at version 8 keeps its devices; events work on it', async () => {
+      it('ok migrating a database created at version 9 (before lifecycle) keeps its devices; events work on it', async () => {
         const old = await openUnmigrated();
         try {
           const db = rawDb(old);
-          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.filter((m) => m.version <= 8)), [1, 2, 3, 4, 5, 6, 7, 8]);
+          assert.deepEqual(await migrateToLatest(old.kind, (fn) => db.transaction().execute(fn), MIGRATIONS.filter((m) => m.version <= 9)), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
           await activeDevice(old);
           await old.migrate();
           const versions = await db.selectFrom('schema_version').select('version').orderBy('version').execute();
