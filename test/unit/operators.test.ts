@@ -16,8 +16,8 @@ const problem = (code: ProblemCode) => (e: unknown) => {
 
 /** The permission table, written out: a change to a role's powers must change this test. */
 const EXPECTED: Record<Role, Permission[]> = {
-  admin: ['ca:read', 'ca:admin', 'cert:read', 'cert:issue', 'cert:revoke', 'token:admin', 'audit:read', 'device:read', 'device:register', 'enrollment:approve', 'trust:admin'],
-  'ra-officer': ['ca:read', 'cert:read', 'cert:issue', 'cert:revoke', 'device:read', 'device:register', 'enrollment:approve'],
+  admin: ['ca:read', 'ca:admin', 'cert:read', 'cert:issue', 'cert:revoke', 'token:admin', 'audit:read', 'device:read', 'device:register', 'enrollment:approve', 'trust:admin', 'device:lifecycle', 'webhook:admin'],
+  'ra-officer': ['ca:read', 'cert:read', 'cert:issue', 'cert:revoke', 'device:read', 'device:register', 'device:lifecycle', 'enrollment:approve'],
   auditor: ['ca:read', 'cert:read', 'audit:read', 'device:read'],
   'key-recovery': ['ca:read', 'cert:read', 'device:read', 'key:recover'],
   'firmware-signer': ['ca:read', 'firmware:sign'],
