@@ -2141,7 +2141,7 @@ function supplierAnchorToRow(a: SupplierAnchorRecord): SupplierAnchorTable {
 }
 
 function rowToSupplierAnchor(r: Selectable<SupplierAnchorTable>): SupplierAnchorRecord {
-  return { fingerprint: r.fingerprint, supplier: r.supplier, subject: r.subject, der: new Uint8Array(r.der), addedAt: new Date(Number(r.added_at)) };
+  return { fingerprint: r.fingerprint, supplier: r.supplier, subject: r.subject, der: fromBuffer(r.der), addedAt: new Date(Number(r.added_at)) };
 }
 
 function manifestToRow(m: ManifestRecord): ManifestTable {
@@ -2175,12 +2175,12 @@ function rowToManifest(r: Selectable<ManifestTable>): ManifestRecord {
     owner: r.owner ?? undefined,
     signerSubject: r.signer_subject,
     signerFingerprint: r.signer_fingerprint,
-    signedAt: r.signed_at === null ? undefined : new Date(Number(r.signed_at)),
+    signedAt: optionalDate(r.signed_at),
     createdAt: new Date(Number(r.created_at)),
     importedAt: new Date(Number(r.imported_at)),
     importedBy: r.imported_by,
     deviceCount: Number(r.device_count),
-    cms: new Uint8Array(r.cms),
+    cms: fromBuffer(r.cms),
   });
 }
 
@@ -2207,7 +2207,7 @@ function rowToManifestEntry(r: Selectable<ManifestEntryTable>): ManifestEntryRec
     publicKeySha256: r.public_key_sha256 ?? undefined,
     model: r.model ?? undefined,
     batch: r.batch ?? undefined,
-    usedAt: r.used_at === null ? undefined : new Date(Number(r.used_at)),
+    usedAt: optionalDate(r.used_at),
     usedSerial: r.used_serial ?? undefined,
   });
 }
@@ -2239,7 +2239,7 @@ function rowToIdentity(r: Selectable<DeviceIdentityTable>): DeviceIdentityRecord
     issuer: r.issuer,
     notBefore: new Date(Number(r.not_before)),
     notAfter: new Date(Number(r.not_after)),
-    der: r.der === null ? undefined : new Uint8Array(r.der),
+    der: r.der === null ? undefined : fromBuffer(r.der),
     recordedAt: new Date(Number(r.recorded_at)),
   });
 }

@@ -1,7 +1,7 @@
 /** Small shared pieces: loading data, showing refusals, dates, the permission hint. */
 import type { ComponentChildren } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
-import { ApiError, type Operator } from './api.js';
+import { ApiError, type AuditEntry, type Operator } from './api.js';
 
 export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): { data?: T; error?: unknown; reload: () => void } {
   const [state, setState] = useState<{ data?: T; error?: unknown }>({});
@@ -54,4 +54,35 @@ export function NeedsPermission({ op, permission }: { op: Operator; permission: 
 
 export function StateBadge({ state }: { state: string }) {
   return <span class={`badge state-${state}`}>{state}</span>;
+}
+
+/** Audit entries as a table: the audit page (with targets) and a device's history. */
+export function AuditTable({ entries, caption, id, withTarget }: { entries: AuditEntry[]; caption?: string; id?: string; withTarget?: boolean }) {
+  return (
+    <table id={id}>
+      {caption ? <caption>{caption}</caption> : null}
+      <thead>
+        <tr>
+          <th scope="col">#</th>
+          <th scope="col">When</th>
+          <th scope="col">Actor</th>
+          <th scope="col">Action</th>
+          {withTarget ? <th scope="col">Target</th> : null}
+          <th scope="col">Details</th>
+        </tr>
+      </thead>
+      <tbody>
+        {entries.map((e) => (
+          <tr key={e.seq}>
+            <td>{e.seq}</td>
+            <td>{time(e.at)}</td>
+            <td>{e.actor}</td>
+            <td>{e.action}</td>
+            {withTarget ? <td class="mono small">{e.target ?? '—'}</td> : null}
+            <td class="mono small">{JSON.stringify(e.details)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
 }

@@ -1,5 +1,5 @@
 import { get, qs, type AuditEntry } from '../api.js';
-import { Loading, time, useLoad } from '../ui.js';
+import { AuditTable, Loading, time, useLoad } from '../ui.js';
 
 interface ChainCheck {
   ok: boolean;
@@ -40,33 +40,7 @@ export function AuditPage({ action }: { action: string }) {
         <button type="submit">Filter</button>
       </form>
       <Loading state={list}>
-        {(entries) => (
-          <table>
-            <caption>Newest {entries.length} entries first</caption>
-            <thead>
-              <tr>
-                <th scope="col">#</th>
-                <th scope="col">When</th>
-                <th scope="col">Actor</th>
-                <th scope="col">Action</th>
-                <th scope="col">Target</th>
-                <th scope="col">Details</th>
-              </tr>
-            </thead>
-            <tbody>
-              {entries.map((e) => (
-                <tr key={e.seq}>
-                  <td>{e.seq}</td>
-                  <td>{time(e.at)}</td>
-                  <td>{e.actor}</td>
-                  <td>{e.action}</td>
-                  <td class="mono small">{e.target ?? '—'}</td>
-                  <td class="mono small">{JSON.stringify(e.details)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
+        {(entries) => <AuditTable entries={entries} caption={`Newest ${entries.length} entries first`} withTarget />}
       </Loading>
     </section>
   );

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { call, get, post, type AuditEntry, type Device, type Operator } from '../api.js';
-import { Loading, NeedsPermission, Problem, StateBadge, day, time, useLoad } from '../ui.js';
+import { AuditTable, Loading, NeedsPermission, Problem, StateBadge, day, useLoad } from '../ui.js';
 import { SecretOnce } from './devices.js';
 import { RevokeForm } from './revoke.js';
 
@@ -145,32 +145,9 @@ export function DevicePage({ op, id }: { op: Operator; id: string }) {
           </>
         )}
       </Loading>
-      <h2>Lifecycle events</h2>
+      <h2>History</h2>
       <Loading state={events}>
-        {(list) => (
-          <table id="device-events">
-            <thead>
-              <tr>
-                <th scope="col">#</th>
-                <th scope="col">When</th>
-                <th scope="col">Action</th>
-                <th scope="col">By</th>
-                <th scope="col">Details</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.map((e) => (
-                <tr key={e.seq}>
-                  <td>{e.seq}</td>
-                  <td>{time(e.at)}</td>
-                  <td>{e.action}</td>
-                  <td>{e.actor}</td>
-                  <td class="mono small">{JSON.stringify(e.details)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
+        {(list) => <AuditTable entries={list} id="device-events" />}
       </Loading>
     </section>
   );
