@@ -71,7 +71,8 @@ export async function storeScenarios(quick: boolean): Promise<Result[]> {
       // Serials that exist, spread over the whole table; read once to warm the statement cache.
       const serials = Array.from({ length: LOOKUPS }, (_, j) => {
         const i = Math.floor(((j + 0.5) / LOOKUPS) * n);
-        return `4${((i * 2654435761) % 16777216).toString(16).padStart(6, '0')}${i.toString(16).padStart(27, '0')}`;
+        // SQLite multiplied in 64-bit integers; a JS number loses digits above 2^53 (i over 3.4 million).
+        return `4${Number((BigInt(i) * 2654435761n) % 16777216n).toString(16).padStart(6, '0')}${i.toString(16).padStart(27, '0')}`;
       });
       if (!(await store.getCertificate(serials[0]))) throw new Error('store bench: a filled serial is not found');
       const lookups: number[] = [];

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { AuditEntry } from './store.js';
+import type { AuditEntry, Store } from './store.js';
 
 /** The hash that precedes the first entry. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -72,4 +72,20 @@ export function verifyAuditChain(entries: Iterable<AuditEntry>, anchors: readonl
   const missing = anchors.filter((a) => a.seq > n).sort((x, y) => x.seq - y.seq)[0];
   if (missing) return { ok: false, entries: n, brokenAt: missing.seq, reason: `the log ends at entry ${n} but entry ${missing.seq} was anchored (entries were deleted from the end)` };
   return { ok: true, entries: n };
+}
+
+/** The whole stored log, oldest first, read in pages. */
+export async function readAuditLog(store: Store): Promise<AuditEntry[]> {
+  const entries: AuditEntry[] = [];
+  for (let after = 0; ; ) {
+    const page = await store.listAudit({ afterSeq: after, limit: 1000 });
+    entries.push(...page);
+    if (page.length < 1000) return entries;
+    after = page[page.length - 1].seq;
+  }
+}
+
+/** The check `fleetpki audit verify` and GET /api/v1/audit/verify make: the whole stored log against its chain (and anchors). */
+export async function verifyStoredAuditChain(store: Store, anchors: readonly AuditAnchor[] = []): Promise<ChainCheck> {
+  return verifyAuditChain(await readAuditLog(store), anchors);
 }

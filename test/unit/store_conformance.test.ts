@@ -15,7 +15,7 @@ import { CompiledQuery, sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { FakeClock } from '../../src/clock.js';
 import { isProblem, type ProblemCode } from '../../src/errors.js';
-import { verifyAuditChain } from '../../src/store/audit_chain.js';
+import { readAuditLog, verifyAuditChain } from '../../src/store/audit_chain.js';
 import { KyselyStore, revokedPageQuery, type RevokedQuery, type StoreOptions } from '../../src/store/kysely_store.js';
 import { MIGRATIONS, migrateToLatest } from '../../src/store/migrations.js';
 import { openStore } from '../../src/store/open_store.js';
@@ -205,15 +205,6 @@ async function expectProblem(p: Promise<unknown>, code: ProblemCode): Promise<vo
 }
 
 /** The whole log, page by page. */
-async function readAuditLog(store: Store): Promise<AuditEntry[]> {
-  const all: AuditEntry[] = [];
-  for (;;) {
-    const page = await store.listAudit({ afterSeq: all.at(-1)?.seq ?? 0, limit: 1000 });
-    if (page.length === 0) return all;
-    all.push(...page);
-  }
-}
-
 function rawDb(store: Store): Kysely<Database> {
   assert.ok(store instanceof KyselyStore);
   return store.db;

@@ -11,14 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Kysely } from 'kysely';
 import { isProblem, type ProblemCode } from '../../src/errors.js';
-import { verifyAuditChain } from '../../src/store/audit_chain.js';
+import { readAuditLog, verifyAuditChain } from '../../src/store/audit_chain.js';
 import { KyselyStore } from '../../src/store/kysely_store.js';
 import { MIGRATIONS, migrateToLatest } from '../../src/store/migrations.js';
 import { openStore } from '../../src/store/open_store.js';
 import { openPostgresStore } from '../../src/store/postgres_store.js';
 import type { Database } from '../../src/store/schema.js';
 import { openSqliteStore } from '../../src/store/sqlite_store.js';
-import type { AuditEntry, AuditInput, CertificateRecord, DeviceEventCommit, DeviceEventRecord, DeviceRecord, Store, WebhookRecord } from '../../src/store/store.js';
+import type { AuditInput, CertificateRecord, DeviceEventCommit, DeviceEventRecord, DeviceRecord, Store, WebhookRecord } from '../../src/store/store.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 
 const T0 = Date.parse('2031-02-03T04:05:06.789Z');
@@ -47,10 +47,6 @@ async function expectProblem(p: Promise<unknown>, code: ProblemCode): Promise<vo
     assert.ok(isProblem(e, code), `expected ProblemError ${code}, got ${String(e)}`);
     return true;
   });
-}
-
-async function readAuditLog(store: Store): Promise<AuditEntry[]> {
-  return store.listAudit({ limit: 1000 });
 }
 
 function rawDb(store: Store): Kysely<Database> {

@@ -1,19 +1,8 @@
 import type { Command } from 'commander';
-import { parseAnchor, verifyAuditChain, type AuditAnchor } from '../../store/audit_chain.js';
+import { parseAnchor, verifyStoredAuditChain, type AuditAnchor } from '../../store/audit_chain.js';
 import { ProblemError } from '../../errors.js';
-import type { AuditEntry, Store } from '../../store/store.js';
 import { withContext, withDir } from '../context.js';
 import { positiveInt, printJson, printLine, printTable } from '../output.js';
-
-/** Streams the whole log in pages, oldest first. */
-async function* allEntries(store: Store): AsyncGenerator<AuditEntry> {
-  for (let after = 0; ; ) {
-    const page = await store.listAudit({ afterSeq: after, limit: 1000 });
-    yield* page;
-    if (page.length < 1000) return;
-    after = page[page.length - 1].seq;
-  }
-}
 
 export function registerAudit(program: Command): void {
   const audit = program.command('audit').description('the hash-chained audit log');
@@ -54,9 +43,7 @@ export function registerAudit(program: Command): void {
     .addHelpText('after', '\nEach entry commits to the one before (sha256). An entry edited in the database,\ninserted or deleted breaks the chain at that entry. Keep the output of\n`audit head` somewhere else (a ticket, a printout) and pass it with --anchor to\nalso catch the end of the log being cut off or rewritten.')
     .action(async (o) =>
       withContext(o.dir, async (ctx) => {
-        const entries: AuditEntry[] = [];
-        for await (const e of allEntries(ctx.store)) entries.push(e);
-        const r = verifyAuditChain(entries, o.anchor);
+        const r = await verifyStoredAuditChain(ctx.store, o.anchor);
         if (o.json) printJson(r);
         else if (r.ok) printLine(`audit log intact: ${r.entries} entries`);
         else printLine(`AUDIT LOG BROKEN at entry ${r.brokenAt}: ${r.reason}`);

@@ -9,8 +9,8 @@ import { normaliseSerial } from '../../authority/serial.js';
 import { ProblemError } from '../../errors.js';
 import { authorize, type Permission } from '../../registry/operators.js';
 import type { FleetContext } from '../../server/context.js';
-import { verifyAuditChain } from '../../store/audit_chain.js';
-import type { AuditEntry, CrlRecord, DayCount, Store } from '../../store/store.js';
+import { verifyStoredAuditChain } from '../../store/audit_chain.js';
+import type { AuditEntry, CrlRecord, DayCount } from '../../store/store.js';
 import { decodeCertificate } from '../../x509/cert_decode.js';
 import * as S from './overview_schemas.js';
 import { deviceIdParam } from './registry_schemas.js';
@@ -35,18 +35,6 @@ export function crlHealthJson(c: CrlRecord, now: Date) {
 }
 
 const auditJson = (e: AuditEntry) => ({ ...e, target: e.target ?? null, at: e.at.toISOString() });
-
-/** The whole audit log in pages, oldest first, checked as `fleetpki audit verify` does. */
-async function checkAuditChain(store: Store) {
-  const entries: AuditEntry[] = [];
-  for (let after = 0; ; ) {
-    const page = await store.listAudit({ afterSeq: after, limit: 1000 });
-    entries.push(...page);
-    if (page.length < 1000) break;
-    after = page[page.length - 1].seq;
-  }
-  return verifyAuditChain(entries);
-}
 
 export function overviewRoutes(app: FastifyInstance, ctx: FleetContext, guard: Guard): void {
   app.get<{ Querystring: S.OverviewQuery }>(
@@ -84,7 +72,7 @@ export function overviewRoutes(app: FastifyInstance, ctx: FleetContext, guard: G
   });
 
   app.get('/api/v1/audit/verify', { onRequest: guard('audit:read'), schema: { tags: ['Audit'], summary: 'Check the hash chain of the whole audit log (as fleetpki audit verify)', response: { 200: S.auditCheck } } }, async () => {
-    const r = await checkAuditChain(ctx.store);
+    const r = await verifyStoredAuditChain(ctx.store);
     return { ok: r.ok, entries: r.entries, brokenAt: r.brokenAt ?? null, reason: r.reason ?? null, checkedAt: ctx.clock.now().toISOString() };
   });
 
