@@ -7,7 +7,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Authority } from '../authority/authority.js';
 import type { Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
-import { DEVICE_STATES, type AuditInput, type DevicePatch, type DeviceQuery, type DeviceRecord, type DeviceState, type DeviceUpdateGuard, type OrderRecord, type PendingEnrollmentRecord, type Store, type TrustAnchorRecord } from '../store/store.js';
+import { DEVICE_STATES, type AuditEntry, type AuditInput, type DevicePatch, type DeviceQuery, type DeviceRecord, type DeviceState, type DeviceUpdateGuard, type OrderRecord, type PendingEnrollmentRecord, type Store, type TrustAnchorRecord } from '../store/store.js';
 import { checkTransition, mayGetSecret } from './lifecycle.js';
 import { parseCertificate } from '../x509/cert_info.js';
 import { formatSan, parseSan } from '../x509/general_names.js';
@@ -190,6 +190,16 @@ export class Registry {
     const d = await this.store.getDevice(id);
     if (!d) throw new ProblemError('not_found', `no device ${id}`);
     return d;
+  }
+
+  /** The audit entries about a device and about each of its certificates, oldest first (the console's device history). */
+  async auditTrail(id: string): Promise<AuditEntry[]> {
+    const d = await this.device(id);
+    const certs = await this.store.listCertificates({ deviceId: d.id, limit: 1000 });
+    const pages = await Promise.all([d.id, ...certs.map((c) => c.serial)].map((target) => this.store.listAudit({ target, limit: 1000 })));
+    const bySeq = new Map<number, AuditEntry>();
+    for (const e of pages.flat()) bySeq.set(e.seq, e);
+    return [...bySeq.values()].sort((a, b) => a.seq - b.seq);
   }
 
   listDevices(q: DeviceQuery): Promise<DeviceRecord[]> {

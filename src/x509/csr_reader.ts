@@ -18,6 +18,7 @@
  *   signature          BIT STRING }
  */
 import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { content, oid, readTlv } from '../asn1/der.js';
 import { ProblemError } from '../errors.js';
 import type { ParsedCsr } from './csr.js';
 import type { San } from './general_names.js';
@@ -37,16 +38,8 @@ const NAME_BY_OID_HEX = new Map<string, string>();
 for (const [name, dotted] of Object.entries(DN_ATTRIBUTES)) NAME_BY_OID_HEX.set(oidContentHex(dotted), name);
 
 function oidContentHex(dotted: string): string {
-  const arcs = dotted.split('.').map(Number);
-  const out: number[] = [];
-  const push = (n: number) => {
-    const groups = [n & 0x7f];
-    for (n = Math.floor(n / 128); n > 0; n = Math.floor(n / 128)) groups.unshift((n & 0x7f) | 0x80);
-    out.push(...groups);
-  };
-  push(arcs[0] * 40 + arcs[1]);
-  for (const a of arcs.slice(2)) push(a);
-  return Buffer.from(out).toString('hex');
+  const o = oid(dotted);
+  return Buffer.from(content(o, readTlv(o))).toString('hex');
 }
 
 /** Not the narrow shape: the library reads it. */
@@ -59,23 +52,16 @@ interface T {
   end: number;
 }
 
-/** One TLV, DER lengths only (definite, minimal, at most 4 octets). */
+/** One TLV inside [p, limit): der.readTlv's DER length rules; anything it refuses is not the narrow shape. */
 function tlv(b: Buffer, p: number, limit: number): T {
-  if (p + 2 > limit) throw new Unusual();
-  const tag = b[p];
-  if ((tag & 0x1f) === 0x1f) throw new Unusual();
-  let len = b[p + 1];
-  let c = p + 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    if (n === 0 || n > 3 || c + n > limit) throw new Unusual();
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + b[c + i];
-    if (len < 0x80 || b[c] === 0) throw new Unusual();
-    c += n;
+  let t;
+  try {
+    t = readTlv(b, p);
+  } catch {
+    throw new Unusual();
   }
-  if (c + len > limit) throw new Unusual();
-  return { tag, start: p, content: c, end: c + len };
+  if (t.end > limit) throw new Unusual();
+  return { tag: t.tag, start: t.start, content: t.contentStart, end: t.end };
 }
 
 function expect(b: Buffer, p: number, limit: number, tag: number): T {

@@ -79,14 +79,7 @@ export function overviewRoutes(app: FastifyInstance, ctx: FleetContext, guard: G
   app.get<{ Params: { id: string } }>(
     '/api/v1/devices/:id/audit',
     { onRequest: guard('device:read'), schema: { tags: ['Devices'], summary: "A device's lifecycle events: the audit entries about it and its certificates, oldest first", params: deviceIdParam, response: { 200: S.deviceEvents } } },
-    async (req) => {
-      const d = await ctx.registry.device(req.params.id);
-      const certs = await ctx.store.listCertificates({ deviceId: d.id, limit: 1000 });
-      const pages = await Promise.all([d.id, ...certs.map((c) => c.serial)].map((target) => ctx.store.listAudit({ target, limit: 1000 })));
-      const bySeq = new Map<number, AuditEntry>();
-      for (const e of pages.flat()) bySeq.set(e.seq, e);
-      return [...bySeq.values()].sort((a, b) => a.seq - b.seq).map(auditJson);
-    },
+    async (req) => (await ctx.registry.auditTrail(req.params.id)).map(auditJson),
   );
 
   app.get<{ Params: { serial: string } }>(
