@@ -14,6 +14,7 @@ import { CONTENT_SECURITY_POLICY } from '../../src/console/plugin.js';
 import { ConsoleSessions, readCookie, SESSION_COOKIE } from '../../src/console/sessions.js';
 import { bucket } from '../../src/protocols/api/overview_routes.js';
 import { buildHttpsApp } from '../../src/server/server.js';
+import { KyselyStore } from '../../src/store/kysely_store.js';
 import { makeDataDir, opensslCsr, tempDir, type TestDataDir } from '../helpers/data_dir.js';
 
 class StepClock implements Clock {
@@ -281,6 +282,40 @@ describe('console: aggregate API routes', () => {
     assert.equal(res.statusCode, 200);
     const crl = res.json().find((c: { ca: string }) => c.ca === 'issuing');
     assert.equal(crl.status, 'current');
+  });
+
+  it('fail out-of-range or malformed overview windows → 400', async () => {
+    for (const q of ['weeks=0', 'weeks=105', 'days=0', 'days=367', 'days=many', 'extra=1']) {
+      const res = await app.inject({ url: `/api/v1/overview?${q}`, headers: { authorization: `Bearer ${tokens.auditor}` } });
+      assert.equal(res.statusCode, 400, `${q}: ${res.body}`);
+    }
+  });
+
+  it('fail decoded view of an unknown serial → 404, of a malformed one → 400', async () => {
+    const get = (s: string) => app.inject({ url: `/api/v1/certificates/${s}/decoded`, headers: { authorization: `Bearer ${tokens.auditor}` } });
+    assert.equal((await get('7f'.repeat(16))).statusCode, 404);
+    assert.equal((await get('not-hex')).statusCode, 400);
+  });
+
+  it('fail the audit trail of an unknown device → 404', async () => {
+    const res = await app.inject({ url: '/api/v1/devices/no-such-device/audit', headers: { authorization: `Bearer ${tokens.auditor}` } });
+    assert.equal(res.statusCode, 404, res.body);
+  });
+
+  it('fail audit verify reports an entry edited in the database (and intact again once restored)', async () => {
+    assert.ok(d.ctx.store instanceof KyselyStore);
+    const db = d.ctx.store.db;
+    const entry = await db.selectFrom('audit_log').selectAll().where('action', '=', 'device.register').where('target', '=', 'agg-1').executeTakeFirstOrThrow();
+    const verify = async () => (await app.inject({ url: '/api/v1/audit/verify', headers: { authorization: `Bearer ${tokens.auditor}` } })).json();
+    try {
+      await db.updateTable('audit_log').set({ actor: 'someone-else' }).where('seq', '=', entry.seq).execute();
+      const broken = await verify();
+      assert.equal(broken.ok, false);
+      assert.equal(Number(broken.brokenAt), Number(entry.seq));
+    } finally {
+      await db.updateTable('audit_log').set({ actor: entry.actor }).where('seq', '=', entry.seq).execute();
+    }
+    assert.equal((await verify()).ok, true);
   });
 
   it('ok the new routes are in the OpenAPI document', async () => {
