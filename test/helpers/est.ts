@@ -27,9 +27,10 @@ import { BIN, makeDataDir, tempDir } from './data_dir.js';
  * and tolerates a child that exits without reading all of its stdin (curl
  * after an early 413), which would otherwise raise EPIPE in the test.
  */
-export function run(cmd: string, args: string[], input = '', timeoutMs = 30_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
+/** `env`: variables added to this process's (an undefined value unsets one). */
+export function run(cmd: string, args: string[], input = '', timeoutMs = 30_000, env?: Record<string, string | undefined>): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { timeout: timeoutMs });
+    const p = spawn(cmd, args, { timeout: timeoutMs, env: env && withEnv(env) });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (b) => (stdout += b));
@@ -134,8 +135,14 @@ export async function registerDevice(ctx: FleetContext, input: Partial<DeviceInp
 }
 
 /** Runs the real `fleetpki` CLI without blocking the event loop. */
-export function fleetpkiAsync(args: string[]) {
-  return run(process.execPath, [BIN, ...args], '', 60_000);
+export function fleetpkiAsync(args: string[], env?: Record<string, string | undefined>) {
+  return run(process.execPath, [BIN, ...args], '', 60_000, env);
+}
+
+function withEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const e: Record<string, string | undefined> = { ...process.env, ...extra };
+  for (const k of Object.keys(e)) if (e[k] === undefined) delete e[k];
+  return e as NodeJS.ProcessEnv;
 }
 
 /** Number of certificates in the store (all pages). */

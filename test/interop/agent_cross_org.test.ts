@@ -25,7 +25,7 @@ import { FakeClock } from '../../src/clock.js';
 import { pemEncode } from '../../src/x509/pem.js';
 import { startAgentEnv, type AgentEnv } from '../helpers/agent.js';
 import { BIN } from '../helpers/data_dir.js';
-import { registerDevice } from '../helpers/est.js';
+import { fleetpkiAsync, registerDevice } from '../helpers/est.js';
 
 let ours: AgentEnv;
 let partner: AgentEnv;
@@ -35,18 +35,6 @@ const partnerChains = new Map<string, Uint8Array[]>();
 let bundle = '';
 const dir = () => join(ours.work, 'agent-ctl-a');
 
-/** The real command, without blocking the event loop (both servers run in this process). */
-function runWith(args: string[], extra: Record<string, string>) {
-  return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...extra } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (b) => (stdout += b));
-    p.stderr.on('data', (b) => (stderr += b));
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
 async function until(what: string, ms: number, fn: () => boolean | Promise<boolean>): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await fn())) {
@@ -55,7 +43,7 @@ async function until(what: string, ms: number, fn: () => boolean | Promise<boole
   }
 }
 
-const status = async () => JSON.parse((await runWith(['agent', 'status', '--state', dir(), '--json'], {})).stdout);
+const status = async () => JSON.parse((await fleetpkiAsync(['agent', 'status', '--state', dir(), '--json'], {})).stdout);
 const partnerCrl = (name: string) => `${partner.http}/crl/${name}.crl`;
 
 /** What our agent decides about a partner device, from the cache the daemon keeps on disk. */
@@ -82,7 +70,7 @@ before(async () => {
   writeFileSync(bundle, partner.rootPemText + pemEncode('CERTIFICATE', issuing.certDer));
 
   const secret = await registerDevice(ours.ctx, { id: 'ctl-a', domain: 'plant-a' });
-  const e = await runWith(['agent', 'enroll', '--state', dir(), '--server', ours.base, '--ca-bundle', ours.rootPem, '--id', 'ctl-a', '--secret-env', 'S'], { S: secret });
+  const e = await fleetpkiAsync(['agent', 'enroll', '--state', dir(), '--server', ours.base, '--ca-bundle', ours.rootPem, '--id', 'ctl-a', '--secret-env', 'S'], { S: secret });
   assert.equal(e.status, 0, e.stderr);
   // Refresh once an hour: within the test only SIGHUP makes it look again.
   daemon = spawn(process.execPath, [BIN, 'agent', 'run', '--state', dir(), '--refresh', '3600'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -106,7 +94,7 @@ describe('trust list changes reach the running daemon; partner CRLs from a secon
   });
 
   it('ok-trust-add-then-SIGHUP: the daemon rereads the trust list and fetches the partner CRLs from the partner server', async () => {
-    const r = await runWith(['agent', 'trust', 'add', '--state', dir(), '--name', 'partner', '--ca', bundle, '--domains', 'plant-a', '--crl-url', partnerCrl('issuing'), '--crl-url', partnerCrl('root')], {});
+    const r = await fleetpkiAsync(['agent', 'trust', 'add', '--state', dir(), '--name', 'partner', '--ca', bundle, '--domains', 'plant-a', '--crl-url', partnerCrl('issuing'), '--crl-url', partnerCrl('root')], {});
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /with 1 CA below it for plant-a; a running agent picks it up on its next refresh, or now on SIGHUP/);
     await sleep(500);
@@ -144,7 +132,7 @@ describe('trust list changes reach the running daemon; partner CRLs from a secon
 
   it('ok-trust-remove-then-SIGHUP: the partner is unknown again', async () => {
     const seen = (daemonLog.match(/the trust list changed; reloaded/g) ?? []).length;
-    const r = await runWith(['agent', 'trust', 'remove', 'partner', '--state', dir()], {});
+    const r = await fleetpkiAsync(['agent', 'trust', 'remove', 'partner', '--state', dir()], {});
     assert.equal(r.status, 0, r.stderr);
     daemon!.kill('SIGHUP');
     await until('the daemon to reload', 20_000, () => (daemonLog.match(/the trust list changed; reloaded/g) ?? []).length > seen);
@@ -158,7 +146,7 @@ describe('trust list changes reach the running daemon; partner CRLs from a secon
     await d.agent.tick();
     const events: string[] = [];
     d.agent.on('trust', () => events.push('trust'));
-    const r = await runWith(['agent', 'trust', 'add', '--state', d.dir, '--name', 'partner', '--ca', bundle, '--domains', 'plant-a', '--crl-url', partnerCrl('issuing'), '--crl-url', partnerCrl('root')], {});
+    const r = await fleetpkiAsync(['agent', 'trust', 'add', '--state', d.dir, '--name', 'partner', '--ca', bundle, '--domains', 'plant-a', '--crl-url', partnerCrl('issuing'), '--crl-url', partnerCrl('root')], {});
     assert.equal(r.status, 0, r.stderr);
     await d.agent.tick();
     assert.deepEqual(events, [], 'not before the refresh is due');

@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULT_PROFILES } from '../../src/authority/profiles.js';
 import { BIN, tempDir } from '../helpers/data_dir.js';
-import { registerDevice, run } from '../helpers/est.js';
+import { fleetpkiAsync, registerDevice, run } from '../helpers/est.js';
 import { startAgentEnv, type AgentEnv } from '../helpers/agent.js';
 import { startMosquitto, type RunningMosquitto } from '../helpers/mosquitto.js';
 
@@ -31,17 +31,6 @@ let daemon: ChildProcess | undefined;
 let daemonLog = '';
 let bdir = '';
 const agentDir = (id: string) => join(env.work, `agent-${id}`);
-
-function fleetpki(args: string[], extraEnv: Record<string, string> = {}) {
-  return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...extraEnv } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (b) => (stdout += b));
-    p.stderr.on('data', (b) => (stderr += b));
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 async function until(what: string, ms: number, fn: () => boolean | Promise<boolean>): Promise<void> {
   const deadline = Date.now() + ms;
@@ -103,7 +92,7 @@ echo "$FLEETPKI_AGENT_EVENT $FLEETPKI_AGENT_SERIAL" >> "$B/hook.log"
 
   for (const id of ['dev-a', 'dev-b']) {
     const secret = await registerDevice(env.ctx, { id, domain: 'plant-a' });
-    const r = await fleetpki(['agent', 'enroll', '--state', agentDir(id), '--server', env.base, '--ca-bundle', env.rootPem, '--id', id, '--secret-env', 'DEV_SECRET'], { DEV_SECRET: secret });
+    const r = await fleetpkiAsync(['agent', 'enroll', '--state', agentDir(id), '--server', env.base, '--ca-bundle', env.rootPem, '--id', id, '--secret-env', 'DEV_SECRET'], { DEV_SECRET: secret });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /state\s+enrolled/);
   }
@@ -142,7 +131,7 @@ describe('agent daemon + Mosquitto (mutual TLS, CRL, SIGHUP)', () => {
   it('ok-the-daemon-renews-the-60-second-broker-certificate-and-the-broker-reloads', async () => {
     const first = readFileSync(join(bdir, 'hook.log'), 'utf8').split('\n').find((l) => l.startsWith('enrolled '))!.split(' ')[1];
     assert.equal(await brokerSerial(), first);
-    const st = JSON.parse((await fleetpki(['agent', 'status', '--state', agentDir('broker-1'), '--json'])).stdout);
+    const st = JSON.parse((await fleetpkiAsync(['agent', 'status', '--state', agentDir('broker-1'), '--json'])).stdout);
     const renewAt = Date.parse(st.identity.renewAt);
     const life = Date.parse(st.identity.notAfter) - Date.parse(st.identity.obtainedAt);
     assert.ok(Math.abs(renewAt - (Date.parse(st.identity.obtainedAt) + (2 / 3) * life)) <= 0.05 * life + 1000, 'renewal at 2/3 (± jitter)');
@@ -156,7 +145,7 @@ describe('agent daemon + Mosquitto (mutual TLS, CRL, SIGHUP)', () => {
   });
 
   it('ok-after-revocation-the-hook-delivers-the-crl-and-the-broker-refuses-the-device', async () => {
-    const serial = JSON.parse((await fleetpki(['agent', 'status', '--state', agentDir('dev-a'), '--json'])).stdout).identity.serial;
+    const serial = JSON.parse((await fleetpkiAsync(['agent', 'status', '--state', agentDir('dev-a'), '--json'])).stdout).identity.serial;
     const hooksBefore = readFileSync(join(bdir, 'hook.log'), 'utf8').split('\n').filter((l) => l.startsWith('crl ')).length;
     const logFrom = broker!.log().length;
     await env.ctx.authority.revoke(serial, 'keyCompromise', 'test');
@@ -173,7 +162,7 @@ describe('agent daemon + Mosquitto (mutual TLS, CRL, SIGHUP)', () => {
     assert.ok(refused, `dev-a still accepted:\n${broker!.log().slice(logFrom)}`);
     assert.match(broker!.log().slice(logFrom), /certificate verify failed/);
     await roundTrip('dev-b', 'dev-b', 4);
-    const st = JSON.parse((await fleetpki(['agent', 'status', '--state', agentDir('broker-1'), '--json'])).stdout);
+    const st = JSON.parse((await fleetpkiAsync(['agent', 'status', '--state', agentDir('broker-1'), '--json'])).stdout);
     assert.match(st.lastCrl.url, /\/crl\/issuing\.crl$/);
     assert.ok(Number(st.lastCrl.number) >= 2, JSON.stringify(st.lastCrl));
   });

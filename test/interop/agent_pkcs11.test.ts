@@ -30,8 +30,7 @@ import { parsePkcs11Uri } from '../../src/keys/pkcs11_uri.js';
 import { parseCsr } from '../../src/x509/csr.js';
 import { pemEncode } from '../../src/x509/pem.js';
 import { startAgentEnv, type AgentEnv } from '../helpers/agent.js';
-import { BIN } from '../helpers/data_dir.js';
-import { registerDevice } from '../helpers/est.js';
+import { fleetpkiAsync, registerDevice } from '../helpers/est.js';
 import { makeToken, type TestToken } from '../helpers/softhsm.js';
 
 // A PIN nobody would mistake for anything else: the state directory is searched for it.
@@ -51,20 +50,6 @@ after(async () => {
   await env?.close();
   token?.cleanup();
 });
-
-/** The real command, without blocking the event loop (the server runs in this process). An undefined value unsets a variable. */
-function cli(args: string[], extra: Record<string, string | undefined> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const e: Record<string, string | undefined> = { ...process.env, ...extra };
-  for (const k of Object.keys(e)) if (e[k] === undefined) delete e[k];
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { env: e as NodeJS.ProcessEnv, timeout: 60_000 });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (b) => (stdout += b));
-    p.stderr.on('data', (b) => (stderr += b));
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 const dirOf = (id: string) => join(env.work, `p11-${id}`);
 const p11 = (label = 'device') => ['--key-store', 'pkcs11', '--pkcs11-module', token.module, '--pkcs11-token', label, '--pkcs11-pin-env', token.pinEnv];
@@ -97,7 +82,7 @@ function tokenPublicKey(id: string, label = 'device'): Buffer | undefined {
 const certSpki = (dir: string) => new X509Certificate(readFileSync(join(dir, 'current', 'cert.pem'))).publicKey.export({ type: 'spki', format: 'der' });
 const idOfRef = (ref: string) => Buffer.from(parsePkcs11Uri(ref).id!).toString('hex');
 const statusOf = async (id: string, extra: Record<string, string | undefined> = {}) => {
-  const r = await cli(['agent', 'status', '--state', dirOf(id), '--json'], extra);
+  const r = await fleetpkiAsync(['agent', 'status', '--state', dirOf(id), '--json'], extra);
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout);
 };
@@ -120,7 +105,7 @@ describe('the device key is born in the token and never leaves it', () => {
   it('ok-enroll: the token makes the key and signs the CSR (openssl req -verify); the certificate carries the token key; nothing of it on disk', async () => {
     await env.ctx.registry.register({ id: 'tok-1', profile: 'device-tls', domain: 'plant-a', requireApproval: true }, 'test', false);
     const secret = await env.ctx.registry.newSecret('tok-1', 'test');
-    const first = await cli(enrollArgs('tok-1'), { [ENROLL]: secret });
+    const first = await fleetpkiAsync(enrollArgs('tok-1'), { [ENROLL]: secret });
     assert.equal(first.status, 4, `awaits approval\n${first.stderr}`);
 
     const keys = privateKeys();
@@ -141,7 +126,7 @@ describe('the device key is born in the token and never leaves it', () => {
     assert.deepEqual(Buffer.from(parseCsr(pending.csrDer).spki), tokenSpki, 'the CSR names the token key');
 
     await env.ctx.registry.decide(pending.id, true, 'test:officer');
-    const second = await cli(['agent', 'enroll', '--state', dirOf('tok-1'), '--secret-env', ENROLL], { [ENROLL]: secret });
+    const second = await fleetpkiAsync(['agent', 'enroll', '--state', dirOf('tok-1'), '--secret-env', ENROLL], { [ENROLL]: secret });
     assert.equal(second.status, 0, second.stderr);
     assert.deepEqual(privateKeys(), keys, 'the key that waited for approval, no other');
     assert.deepEqual(certSpki(dirOf('tok-1')), tokenSpki, "the certificate's public key is the token key's");
@@ -210,7 +195,7 @@ describe('the device key is born in the token and never leaves it', () => {
     const d = dirOf('tok-1');
     const [old] = privateKeys();
     const before = (await statusOf('tok-1')).identity;
-    const r = await cli(['agent', 'renew', '--state', d, '--json']);
+    const r = await fleetpkiAsync(['agent', 'renew', '--state', d, '--json']);
     assert.equal(r.status, 0, r.stderr);
     const st = JSON.parse(r.stdout);
     assert.equal(st.identity.generation, 2);
@@ -230,12 +215,12 @@ describe('the device key is born in the token and never leaves it', () => {
 
   it('ok-keep-key: with --keep-key the renewal certifies the same token key again', async () => {
     const secret = await registerDevice(env.ctx, { id: 'tok-2', domain: 'plant-a' });
-    const r = await cli(enrollArgs('tok-2', 'device', ['--keep-key']), { [ENROLL]: secret });
+    const r = await fleetpkiAsync(enrollArgs('tok-2', 'device', ['--keep-key']), { [ENROLL]: secret });
     assert.equal(r.status, 0, r.stderr);
     const mine = () => privateKeys().filter((k) => k.label.startsWith('tok-2-'));
     const [k1] = mine();
     const s1 = (await statusOf('tok-2')).identity.serial;
-    const again = await cli(['agent', 'renew', '--state', dirOf('tok-2'), '--json']);
+    const again = await fleetpkiAsync(['agent', 'renew', '--state', dirOf('tok-2'), '--json']);
     assert.equal(again.status, 0, again.stderr);
     const st = JSON.parse(again.stdout);
     assert.notEqual(st.identity.serial, s1);
@@ -247,7 +232,7 @@ describe('the device key is born in the token and never leaves it', () => {
   it('ok-move-to-a-token: a file-key device renews into the token; the key file is gone; --keep-key cannot carry a file key into it', async () => {
     const secret = await registerDevice(env.ctx, { id: 'tok-6', domain: 'plant-a' });
     const d = dirOf('tok-6');
-    const r = await cli(['agent', 'enroll', '--state', d, '--server', env.base, '--ca-bundle', env.rootPem, '--id', 'tok-6', '--secret-env', ENROLL], { [ENROLL]: secret });
+    const r = await fleetpkiAsync(['agent', 'enroll', '--state', d, '--server', env.base, '--ca-bundle', env.rootPem, '--id', 'tok-6', '--secret-env', ENROLL], { [ENROLL]: secret });
     assert.equal(r.status, 0, r.stderr);
     assert.ok(existsSync(join(d, 'gen', '1', 'key.pem')));
     const keyStore = { type: 'pkcs11' as const, module: token.module, token: 'device', pinEnv: token.pinEnv };
@@ -290,7 +275,7 @@ describe('the device key is born in the token and never leaves it', () => {
     }
     const before = privateKeys().map((k) => k.label);
     assert.ok(before.some((l) => l.includes(`-${tag}-g3-`)));
-    const r = await cli(['agent', 'run', '--once', '--state', d]);
+    const r = await fleetpkiAsync(['agent', 'run', '--once', '--state', d]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /a key of an attempt that did not complete/);
     const after = privateKeys().map((k) => k.label);
@@ -337,7 +322,7 @@ describe('the command line', () => {
   for (const c of cases) {
     it(`${c.name}: refused before anything is made`, async () => {
       const keys = privateKeys();
-      const r = await cli(['agent', 'enroll', '--state', dirOf(c.name), '--server', env.base, '--ca-bundle', env.rootPem, '--id', 'cli-x', '--secret-env', ENROLL, ...c.args], { [ENROLL]: 'unused' });
+      const r = await fleetpkiAsync(['agent', 'enroll', '--state', dirOf(c.name), '--server', env.base, '--ca-bundle', env.rootPem, '--id', 'cli-x', '--secret-env', ENROLL, ...c.args], { [ENROLL]: 'unused' });
       assert.equal(r.status, 2, r.stderr);
       assert.match(r.stderr, c.detail);
       assert.deepEqual(privateKeys(), keys);
@@ -346,9 +331,9 @@ describe('the command line', () => {
   }
 
   it('ok-help-names-the-options', async () => {
-    const r = await cli(['agent', 'enroll', '--help']);
+    const r = await fleetpkiAsync(['agent', 'enroll', '--help']);
     for (const o of ['--key-store <type>', '--pkcs11-module <path>', '--pkcs11-token <label>', '--pkcs11-pin-env <var>', '--pkcs11-pin-file <file>', '--pkcs11-engine <path>']) assert.ok(r.stdout.includes(o), o);
-    const top = await cli(['agent', '--help']);
+    const top = await fleetpkiAsync(['agent', '--help']);
     assert.match(top.stdout, /--key-store pkcs11 --pkcs11-module M --pkcs11-token LABEL/);
   });
 });
@@ -357,14 +342,14 @@ describe('bad conditions change nothing', () => {
   before(async () => {
     // tok-4 keeps its key in a token of its own, which the tests unplug.
     const secret = await registerDevice(env.ctx, { id: 'tok-4', domain: 'plant-a' });
-    const r = await cli(enrollArgs('tok-4', 'spare'), { [ENROLL]: secret });
+    const r = await fleetpkiAsync(enrollArgs('tok-4', 'spare'), { [ENROLL]: secret });
     assert.equal(r.status, 0, r.stderr);
   });
 
   it('fail-wrong-pin-enroll: key_unavailable, no key made, the one-time secret not spent', async () => {
     const secret = await registerDevice(env.ctx, { id: 'tok-3', domain: 'plant-a' });
     const keys = privateKeys();
-    const r = await cli(enrollArgs('tok-3'), { [ENROLL]: secret, [token.pinEnv]: 'wrong-PIN' });
+    const r = await fleetpkiAsync(enrollArgs('tok-3'), { [ENROLL]: secret, [token.pinEnv]: 'wrong-PIN' });
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /^fleetpki: key_unavailable: the PIN of PKCS#11 token "device" is wrong/m);
     assert.ok(!r.stderr.includes('wrong-PIN'), 'the PIN is never printed');
@@ -372,7 +357,7 @@ describe('bad conditions change nothing', () => {
     assert.equal(existsSync(join(dirOf('tok-3'), 'gen')), false);
     assert.equal((await env.ctx.store.getDevice('tok-3'))?.currentSerial, undefined);
     assert.equal((await statusOf('tok-3')).state, 'not-enrolled');
-    const ok = await cli(enrollArgs('tok-3'), { [ENROLL]: secret });
+    const ok = await fleetpkiAsync(enrollArgs('tok-3'), { [ENROLL]: secret });
     assert.equal(ok.status, 0, `the same secret still works: ${ok.stderr}`);
   });
 
@@ -388,7 +373,7 @@ describe('bad conditions change nothing', () => {
         const serial = (await env.ctx.store.getDevice(c.id))?.currentSerial;
         if (c.unplug) spare.unplug();
         try {
-          const r = await cli([...cmd, '--state', dirOf(c.id)], c.env);
+          const r = await fleetpkiAsync([...cmd, '--state', dirOf(c.id)], c.env);
           assert.notEqual(r.status, 0, r.stdout);
           assert.match(r.stderr, c.detail);
           // Status works without the token or its PIN, and shows the working identity.
@@ -401,7 +386,7 @@ describe('bad conditions change nothing', () => {
         assert.deepEqual(snapshot(c.id, c.label), before);
         assert.equal((await env.ctx.store.getDevice(c.id))?.currentSerial, serial, 'nothing requested');
         // Back to normal conditions: the same identity renews.
-        const r = await cli(['agent', 'renew', '--state', dirOf(c.id), '--json']);
+        const r = await fleetpkiAsync(['agent', 'renew', '--state', dirOf(c.id), '--json']);
         assert.equal(r.status, 0, r.stderr);
         assert.notEqual(JSON.parse(r.stdout).identity.serial, serial);
       });
