@@ -4,22 +4,16 @@
  * one suite run against SQLite and PostgreSQL, and the upgrade of a
  * database made at version 8 (9, supplier manifests, may be there or not).
  */
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { afterEach, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Kysely } from 'kysely';
 import { isProblem, type ProblemCode } from '../../src/errors.js';
 import { readAuditLog, verifyAuditChain } from '../../src/store/audit_chain.js';
 import { KyselyStore } from '../../src/store/kysely_store.js';
 import { MIGRATIONS, migrateToLatest } from '../../src/store/migrations.js';
-import { openStore } from '../../src/store/open_store.js';
-import { openPostgresStore } from '../../src/store/postgres_store.js';
 import type { Database } from '../../src/store/schema.js';
-import { openSqliteStore } from '../../src/store/sqlite_store.js';
 import type { AuditInput, CertificateRecord, DeviceEventCommit, DeviceEventRecord, DeviceRecord, Store, WebhookRecord } from '../../src/store/store.js';
-import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { onBothStores } from '../helpers/stores.js';
 
 const T0 = Date.parse('2031-02-03T04:05:06.789Z');
 const at = (ms: number) => new Date(T0 + ms);
@@ -261,23 +255,4 @@ function suite(name: string, open: Open, openUnmigrated: Open): void {
   });
 }
 
-describe('SQLite', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fleetpki-store-lc-'));
-  let n = 0;
-  const fresh = () => join(dir, `s-${++n}.db`);
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  suite('sqlite', () => openStore(fresh()), () => openSqliteStore(fresh()));
-});
-
-describe('PostgreSQL', () => {
-  const starting = startTestPostgres();
-  starting.catch(() => undefined);
-  let server: TestPostgres;
-  before(async () => {
-    server = await starting;
-  });
-  after(async () => {
-    await (await starting.catch(() => undefined))?.stop();
-  });
-  suite('postgres', async () => openStore(await server.createTestSchema()), async () => openPostgresStore(await server.createTestSchema()));
-});
+onBothStores(suite);

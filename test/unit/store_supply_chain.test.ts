@@ -5,23 +5,16 @@
  * of a stage, and the device's chain of identities. Kept beside
  * store_conformance.test.ts, with the same fixtures' shape.
  */
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { afterEach, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Kysely } from 'kysely';
 import { isProblem, type ProblemCode } from '../../src/errors.js';
 import { verifyAuditChain } from '../../src/store/audit_chain.js';
-import type { KyselyStore } from '../../src/store/kysely_store.js';
 import { MIGRATIONS, migrateToLatest } from '../../src/store/migrations.js';
-import { openStore } from '../../src/store/open_store.js';
-import { openPostgresStore } from '../../src/store/postgres_store.js';
 import type { Database } from '../../src/store/schema.js';
-import { openSqliteStore } from '../../src/store/sqlite_store.js';
 import type { AuditInput, CertificateRecord, DeviceIdentityRecord, DeviceRecord, ManifestEntryRecord, ManifestImport, ManifestRecord, Store, SupplierAnchorRecord } from '../../src/store/store.js';
-import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { onBothStores } from '../helpers/stores.js';
 
 const T0 = Date.parse('2031-02-03T04:05:06.789Z');
 const at = (ms: number) => new Date(T0 + ms);
@@ -216,23 +209,4 @@ function contract(name: string, open: () => Promise<Store>, openUnmigrated: () =
   });
 }
 
-describe('SQLite', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fleetpki-store-supply-'));
-  let n = 0;
-  const fresh = () => join(dir, `s-${++n}.db`);
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  contract('sqlite', () => openStore(fresh()), () => openSqliteStore(fresh()) as Promise<KyselyStore>);
-});
-
-describe('PostgreSQL', () => {
-  const starting = startTestPostgres();
-  starting.catch(() => undefined);
-  let server: TestPostgres;
-  before(async () => {
-    server = await starting;
-  });
-  after(async () => {
-    await (await starting.catch(() => undefined))?.stop();
-  });
-  contract('postgres', async () => openStore(await server.createTestSchema()), async () => openPostgresStore(await server.createTestSchema()));
-});
+onBothStores(contract);
