@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { auditEntryHash } from '../../src/store/audit_chain.js';
+import { auditEntryHash, GENESIS_HASH } from '../../src/store/audit_chain.js';
+import type { AuditLogTable } from '../../src/store/schema.js';
 import { fleetpki, makeDataDir } from '../helpers/data_dir.js';
 
 let base = '';
@@ -38,21 +39,12 @@ function verify(dir: string, ...extra: string[]): { status: number | null; out: 
   return { status: r.status, out: JSON.parse(r.stdout) };
 }
 
-interface Row {
-  seq: number;
-  at: number;
-  actor: string;
-  action: string;
-  target: string | null;
-  details: string;
-  prev_hash: string;
-  hash: string;
-}
+type Row = AuditLogTable;
 
 /** Recomputes every hash from `fromSeq` on, as a forger with write access to the file would. */
 function rehashFrom(db: Database.Database, fromSeq: number): void {
   const rows = db.prepare('select * from audit_log order by seq').all() as Row[];
-  let prev = rows.find((r) => r.seq === fromSeq - 1)?.hash ?? '0'.repeat(64);
+  let prev = rows.find((r) => r.seq === fromSeq - 1)?.hash ?? GENESIS_HASH;
   const upd = db.prepare('update audit_log set prev_hash = ?, hash = ? where seq = ?');
   for (const r of rows.filter((x) => x.seq >= fromSeq)) {
     const hash = auditEntryHash(prev, { seq: r.seq, at: new Date(r.at), actor: r.actor, action: r.action, target: r.target ?? undefined, details: JSON.parse(r.details) });
