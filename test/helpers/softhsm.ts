@@ -94,3 +94,38 @@ export function makeToken(label = 'fleet-test', pin = '123456'): TestToken {
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
+
+type Pkcs11Module = typeof import('pkcs11js');
+
+/**
+ * Asks the token itself, through PKCS#11, about the private key with CKA_ID
+ * `idHex` on the token labelled `label` (pkcs11-tool cannot read EC private
+ * values): `fn` gets the library, a logged-in session and the key handle.
+ */
+export async function withTokenPrivateKey<T>(module: string, label: string, pin: string, idHex: string, fn: (lib: InstanceType<Pkcs11Module['PKCS11']>, p: Pkcs11Module, session: Buffer, key: Buffer) => T): Promise<T> {
+  const p = (await import('pkcs11js')).default as unknown as Pkcs11Module;
+  const lib = new p.PKCS11();
+  lib.load(module);
+  try {
+    lib.C_Initialize();
+  } catch {
+    /* initialised already in this process (a key store opened it) */
+  }
+  const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === label);
+  if (!slot) throw new Error(`no token labelled ${label}`);
+  const s = lib.C_OpenSession(slot, p.CKF_SERIAL_SESSION | p.CKF_RW_SESSION);
+  try {
+    try {
+      lib.C_Login(s, p.CKU_USER, pin);
+    } catch {
+      /* logged in already */
+    }
+    lib.C_FindObjectsInit(s, [{ type: p.CKA_CLASS, value: p.CKO_PRIVATE_KEY }, { type: p.CKA_ID, value: Buffer.from(idHex, 'hex') }]);
+    const [key] = lib.C_FindObjects(s, 1);
+    lib.C_FindObjectsFinal(s);
+    if (!key) throw new Error(`no private key with id ${idHex} on ${label}`);
+    return fn(lib, p, s, key);
+  } finally {
+    lib.C_CloseSession(s);
+  }
+}

@@ -31,7 +31,7 @@ import { parseCsr } from '../../src/x509/csr.js';
 import { pemEncode } from '../../src/x509/pem.js';
 import { startAgentEnv, type AgentEnv } from '../helpers/agent.js';
 import { fleetpkiAsync, registerDevice } from '../helpers/est.js';
-import { makeToken, type TestToken } from '../helpers/softhsm.js';
+import { makeToken, withTokenPrivateKey, type TestToken } from '../helpers/softhsm.js';
 
 // A PIN nobody would mistake for anything else: the state directory is searched for it.
 const PIN = 'dev-PIN-4711';
@@ -151,32 +151,11 @@ describe('the device key is born in the token and never leaves it', () => {
   });
 
   it('fail-read-private-value: the token refuses to reveal (CKA_VALUE) or export the device key', async () => {
-    const p = (await import('pkcs11js')).default;
-    const lib = new p.PKCS11();
-    lib.load(token.module);
-    try {
-      lib.C_Initialize();
-    } catch {
-      /* initialised already in this process */
-    }
-    const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === 'device')!;
-    const s = lib.C_OpenSession(slot, p.CKF_SERIAL_SESSION | p.CKF_RW_SESSION);
-    try {
-      try {
-        lib.C_Login(s, p.CKU_USER, PIN);
-      } catch {
-        /* logged in already */
-      }
-      lib.C_FindObjectsInit(s, [{ type: p.CKA_CLASS, value: p.CKO_PRIVATE_KEY }, { type: p.CKA_ID, value: Buffer.from(privateKeys()[0].id, 'hex') }]);
-      const [key] = lib.C_FindObjects(s, 1);
-      lib.C_FindObjectsFinal(s);
-      assert.ok(key);
+    await withTokenPrivateKey(token.module, 'device', PIN, privateKeys()[0].id, (lib, p, s, key) => {
       assert.throws(() => lib.C_GetAttributeValue(s, key, [{ type: p.CKA_VALUE }]), /CKR_ATTRIBUTE_SENSITIVE/);
       const a = lib.C_GetAttributeValue(s, key, [{ type: p.CKA_SENSITIVE }, { type: p.CKA_EXTRACTABLE }, { type: p.CKA_NEVER_EXTRACTABLE }, { type: p.CKA_ALWAYS_SENSITIVE }]);
       assert.deepEqual(a.map((x) => x.value[0]), [1, 0, 1, 1]);
-    } finally {
-      lib.C_CloseSession(s);
-    }
+    });
   });
 
   it("ok-openssl-engine: OpenSSL signs with the device key by its URI (current/key.uri); the signature verifies with the device's certificate", () => {

@@ -16,7 +16,7 @@ import { startServer, type RunningServer } from '../../src/server/server.js';
 import { pemEncode } from '../../src/x509/pem.js';
 import { parseCertificate } from '../../src/x509/cert_info.js';
 import { fleetpki, opensslCsr, run, tempDir } from '../helpers/data_dir.js';
-import { makeToken, type TestToken } from '../helpers/softhsm.js';
+import { makeToken, withTokenPrivateKey, type TestToken } from '../helpers/softhsm.js';
 
 const work = tempDir('fleetpki-p11-');
 const f = (n: string) => join(work, n);
@@ -76,34 +76,13 @@ describe('PKCS#11 key store: CA keys in SoftHSM2', () => {
 
   it('fail-read-private-value: the token refuses to reveal (CKA_VALUE) or wrap out the CA key', async () => {
     // pkcs11-tool has no private-key read for EC keys, so ask the token itself through PKCS#11.
-    const p = (await import('pkcs11js')).default;
-    const lib = new p.PKCS11();
-    lib.load(token.module);
-    try {
-      lib.C_Initialize();
-    } catch {
-      /* initialised by the key store in this process */
-    }
-    const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === token.label)!;
-    const s = lib.C_OpenSession(slot, p.CKF_SERIAL_SESSION | p.CKF_RW_SESSION);
-    try {
-      try {
-        lib.C_Login(s, p.CKU_USER, token.pin);
-      } catch {
-        /* logged in already */
-      }
-      lib.C_FindObjectsInit(s, [{ type: p.CKA_CLASS, value: p.CKO_PRIVATE_KEY }, { type: p.CKA_ID, value: Buffer.from(idOf(uriOf('root')), 'hex') }]);
-      const [key] = lib.C_FindObjects(s, 1);
-      lib.C_FindObjectsFinal(s);
-      assert.ok(key, 'the root key is in the token');
+    await withTokenPrivateKey(token.module, token.label, token.pin, idOf(uriOf('root')), (lib, p, s, key) => {
       assert.throws(() => lib.C_GetAttributeValue(s, key, [{ type: p.CKA_VALUE }]), /CKR_ATTRIBUTE_SENSITIVE/);
       const attrs = lib.C_GetAttributeValue(s, key, [{ type: p.CKA_SENSITIVE }, { type: p.CKA_EXTRACTABLE }, { type: p.CKA_NEVER_EXTRACTABLE }]);
       assert.deepEqual(attrs.map((a) => a.value[0]), [1, 0, 1]);
       const wrapping = lib.C_GenerateKey(s, { mechanism: p.CKM_AES_KEY_GEN }, [{ type: p.CKA_VALUE_LEN, value: 32 }, { type: p.CKA_WRAP, value: true }, { type: p.CKA_TOKEN, value: false }]);
       assert.throws(() => lib.C_WrapKey(s, { mechanism: p.CKM_AES_KEY_WRAP_PAD }, wrapping, key, Buffer.alloc(4096)), /CKR_KEY_UNEXTRACTABLE/);
-    } finally {
-      lib.C_CloseSession(s);
-    }
+    });
   });
 
   it('certificates signed through the token verify with openssl (chain, strict)', () => {
