@@ -48,6 +48,7 @@ import { Certificate, Name } from '@peculiar/asn1-x509';
 import * as der from '../asn1/der.js';
 import { ProblemError } from '../errors.js';
 import type { Signer } from '../keys/key_store.js';
+import { publicKeyFromSpki, verifySignature } from '../x509/algorithms.js';
 import { parseCertificate, type CertInfo } from '../x509/cert_info.js';
 import { pemDecodeAll, type PemBlock } from '../x509/pem.js';
 import { DIGEST_LENGTH, DIGEST_OIDS, digestNameOf, id_aa_firmwareManifest, type DigestName } from './manifest.js';
@@ -421,4 +422,21 @@ export function signerCertificate(sig: ParsedSignature, extra: readonly CertInfo
 export function verificationAlgorithm(sig: ParsedSignature): { oid: string; params?: Uint8Array } {
   if (sig.signatureAlgorithm.oid === RSA_ENCRYPTION) return { oid: SIG_OID.rsa[sig.digestAlgorithm] };
   return sig.signatureAlgorithm;
+}
+
+/**
+ * RFC 5652 §5.4: checks the signature over the DER SET OF signed attributes
+ * with the signer's key. Undefined when it verifies; otherwise why not, for
+ * the caller's own refusal (firmware, supply-chain manifests).
+ */
+export function signerSignatureProblem(sig: ParsedSignature, signer: CertInfo): { reason: 'unsupported_algorithm' | 'bad_signature'; detail: string } | undefined {
+  const who = `${signer.subjectText} (serial ${signer.serial})`;
+  const alg = verificationAlgorithm(sig);
+  try {
+    if (verifySignature(alg.oid, alg.params, publicKeyFromSpki(signer.spki), sig.signedAttributes, sig.signature)) return undefined;
+  } catch (e) {
+    if (e instanceof ProblemError && /not accepted/.test(e.detail)) return { reason: 'unsupported_algorithm', detail: e.detail };
+    return { reason: 'bad_signature', detail: `the signature does not verify with the key of ${who}: ${(e as Error).message}` };
+  }
+  return { reason: 'bad_signature', detail: `the signature does not verify with the key of ${who}: signed with another key, or the signed attributes were changed` };
 }

@@ -24,9 +24,8 @@ import { createPublicKey, X509Certificate } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CRLDistributionPoints, id_ce_cRLDistributionPoints } from '@peculiar/asn1-x509';
 import { ProblemError } from '../errors.js';
-import { publicKeyFromSpki, verifySignature } from '../x509/algorithms.js';
 import { parseCertificate, type CertInfo } from '../x509/cert_info.js';
-import { parseSignature, signerCertificate, verificationAlgorithm, type ParsedSignature } from './cms.js';
+import { parseSignature, signerCertificate, signerSignatureProblem, type ParsedSignature } from './cms.js';
 import { digestStream } from './digest.js';
 import { decodeManifest, type FirmwareManifest } from './manifest.js';
 import { refuse } from './refusal.js';
@@ -151,15 +150,8 @@ export function checkSigner(sigInput: Uint8Array | ParsedSignature, trust: Firmw
   const who = `${leaf.subjectText} (serial ${leaf.serial})`;
 
   // 1. The signature over the signed attributes (RFC 5652 §5.4).
-  const alg = verificationAlgorithm(sig);
-  let ok: boolean;
-  try {
-    ok = verifySignature(alg.oid, alg.params, publicKeyFromSpki(leaf.spki), sig.signedAttributes, sig.signature);
-  } catch (e) {
-    if (e instanceof ProblemError && /not accepted/.test(e.detail)) throw refuse('unsupported_algorithm', e.detail);
-    throw refuse('bad_signature', `the signature does not verify with the key of ${who}: ${(e as Error).message}`);
-  }
-  if (!ok) throw refuse('bad_signature', `the signature does not verify with the key of ${who}: signed with another key, or the signed attributes were changed`);
+  const bad = signerSignatureProblem(sig, leaf);
+  if (bad) throw refuse(bad.reason, bad.detail);
 
   // 2. The chain, at the signing time.
   if (!sig.signingTime) throw refuse('no_signing_time', 'the signature names no signing time, so the signer\'s validity cannot be checked');

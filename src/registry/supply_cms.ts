@@ -20,10 +20,9 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { id_data, SignedData } from '@peculiar/asn1-cms';
 import * as der from '../asn1/der.js';
 import { ProblemError } from '../errors.js';
-import { parseSignedData, signAttached, signerCertificate, verificationAlgorithm, type ParsedSignedData } from '../firmware/cms.js';
+import { parseSignedData, signAttached, signerCertificate, signerSignatureProblem, type ParsedSignedData } from '../firmware/cms.js';
 import { DIGEST_OIDS } from '../firmware/manifest.js';
 import type { Signer } from '../keys/key_store.js';
-import { publicKeyFromSpki, verifySignature } from '../x509/algorithms.js';
 import { parseCertificate, type CertInfo } from '../x509/cert_info.js';
 import { validatePath } from '../x509/chain.js';
 import { parseManifestJson, refuseManifest, type SupplyManifest } from './supply_manifest.js';
@@ -126,15 +125,8 @@ export function verifyManifest(input: Uint8Array, anchors: readonly SupplierAnch
   const who = `${signer.subjectText} (serial ${signer.serial})`;
 
   // RFC 5652 §5.4, §5.6: the signature over the DER SET OF signed attributes.
-  const alg = verificationAlgorithm(sig);
-  let ok: boolean;
-  try {
-    ok = verifySignature(alg.oid, alg.params, publicKeyFromSpki(signer.spki), sig.signedAttributes, sig.signature);
-  } catch (e) {
-    if (e instanceof ProblemError && /not accepted/.test(e.detail)) throw refuseManifest('unsupported_algorithm', e.detail);
-    throw refuseManifest('bad_signature', `the signature does not verify with the key of ${who}: ${(e as Error).message}`);
-  }
-  if (!ok) throw refuseManifest('bad_signature', `the signature does not verify with the key of ${who}`);
+  const bad = signerSignatureProblem(sig, signer);
+  if (bad) throw refuseManifest(bad.reason, bad.detail);
   // §11.2: messageDigest is the digest of the content.
   if (hex(createHash(sig.digestAlgorithm).update(content).digest()) !== hex(sig.messageDigest)) {
     throw refuseManifest('digest_mismatch', 'the content is not the one signed: the manifest was changed after signing');
