@@ -16,6 +16,7 @@ import { registerDevice } from './commands/device.js';
 import { registerFirmware } from './commands/firmware.js';
 import { registerRegistryAdmin } from './commands/registry_admin.js';
 import { registerLifecycle } from './commands/lifecycle.js';
+import { registerSupply } from './commands/supply.js';
 import { handleClosedOutput, reportError } from './output.js';
 
 export function buildProgram(): Command {
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerToken(program);
   registerDevice(program);
   registerRegistryAdmin(program);
+  registerSupply(program);
   registerCrl(program);
   registerLifecycle(program);
   registerAudit(program);

@@ -36,11 +36,18 @@ export interface ProblemBody {
   status: number;
   detail: string;
   code: ProblemCode;
+  /** RFC 9457 §3.2 extension: which check refused it (firmware_rejected, manifest_rejected, ...). */
+  reason?: string;
+  /** Extension: the refused items of a batch (a manifest's devices), at most 100. */
+  entries?: unknown[];
 }
 
 export function problemBody(e: ProblemError): ProblemBody {
   const status = STATUS_OF[e.code];
-  return { type: `urn:fleetpki:problem:${e.code}`, title: e.code.replace(/_/g, ' '), status, detail: e.detail, code: e.code };
+  const body: ProblemBody = { type: `urn:fleetpki:problem:${e.code}`, title: e.code.replace(/_/g, ' '), status, detail: e.detail, code: e.code };
+  if (typeof e.extra?.reason === 'string') body.reason = e.extra.reason;
+  if (Array.isArray(e.extra?.entries)) body.entries = e.extra.entries.slice(0, 100);
+  return body;
 }
 
 /** Maps Fastify's own errors (parsing, validation, limits) onto ProblemErrors. */

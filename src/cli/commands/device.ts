@@ -4,7 +4,7 @@ import { parseDeviceFile } from '../../registry/device_file.js';
 import { TRANSITIONS, type Transition } from '../../registry/lifecycle.js';
 import { DEVICE_STATES, type DeviceRecord, type DeviceState } from '../../store/store.js';
 import { cliActor } from '../../server/context.js';
-import { deviceEventJson, deviceJson } from '../../protocols/api/views.js';
+import { deviceEventJson, deviceIdentitiesJson, deviceJson } from '../../protocols/api/views.js';
 import { EVENT_RULES, REPORTABLE_EVENTS } from '../../registry/device_events.js';
 import { withContext, withDir } from '../context.js';
 import { progressBar } from '../progress.js';
@@ -181,6 +181,18 @@ registered in batches of 1000.`)
         if (!DEVICE_STATES.includes(state as DeviceState)) throw new ProblemError('bad_request', `state is one of ${DEVICE_STATES.join(', ')}`);
         const d = await ctx.registry.setState(id, state as DeviceState, cliActor());
         note(`device ${d.id} is now ${d.state}`);
+      }),
+    );
+
+  withDir(device.command('identities').description('a device\'s chain of identities: manufacturer certificate, the first certificate of each stage, the current one').argument('<id>', 'device id'))
+    .option('--json', 'print as JSON, as GET /api/v1/devices/{id}/identities answers')
+    .action(async (id: string, o) =>
+      withContext(o.dir, async (ctx) => {
+        const r = await ctx.supply.identities(id);
+        const j = deviceIdentitiesJson(r);
+        if (o.json) return printJson(j);
+        printLine(`device ${j.device}, stage ${j.stage ?? '-'}, current certificate ${j.currentSerial ?? 'none'}`);
+        printTable(j.identities.map((i) => [i.kind === 'manufacturer' ? 'manufacturer' : `stage ${i.stage ?? '-'}`, i.serial, i.notAfter.slice(0, 10), i.subject, i.current ? 'current' : '']), ['IDENTITY', 'SERIAL', 'NOT AFTER', 'SUBJECT', '']);
       }),
     );
 }

@@ -18,7 +18,6 @@ import { firmwareRefusalOf } from '../../firmware/refusal.js';
 import { digestAlgorithmFor, signFirmware } from '../../firmware/sign.js';
 import { DEFAULT_FIRMWARE_CA } from '../../firmware/signers.js';
 import { checkImage, checkSigner, type AcceptedFirmware, type FirmwareExpectations, type FirmwareTrust, type SignerCheck } from '../../firmware/verify.js';
-import { keyObjectSigner, loadPrivateKey } from '../../keys/key_store.js';
 import { isAdopting } from '../../keys/pkcs11_token_set.js';
 import { writeFileAtomic } from '../../keys/software_key_store.js';
 import { firmwareSignerJson } from '../../protocols/api/firmware_routes.js';
@@ -28,9 +27,9 @@ import { parseCertificate, type CertInfo } from '../../x509/cert_info.js';
 import { parseDn } from '../../x509/names.js';
 import { pemDecodeAll, pemEncode } from '../../x509/pem.js';
 import { withContext, withDir } from '../context.js';
+import { SIGNING_KEY_PASSPHRASE_ENV, signingIdentityFromFiles } from '../signing_files.js';
 import { collect, note, positiveInt, printJson, printLine, printRaw, printTable, readUserFile } from '../output.js';
 
-const KEY_PASSPHRASE_ENV = 'FLEETPKI_SIGNING_KEY_PASSPHRASE';
 const STATE_HELP = 'agent state directory: its fleet roots, issuing CAs, cached CRLs and firmware.json (installed version, model, rollback floor)';
 
 /**
@@ -204,7 +203,7 @@ every image it signed, so re-sign current images with a new signer first.`)
     .option('--expires <when>', 'devices do not install it after this: 2027-06-30, an ISO date-time, or 90d / 12h from now')
     .option('--signer <name>', 'firmware signer (default: the newest usable one)')
     .option('--digest <alg>', `${SIGN_DIGESTS.join(' or ')} (default: sha384 for P-384 keys, else sha256)`)
-    .option('--key <file>', 'instead of a signer in the data directory: a code-signing key file (PKCS#8 PEM; encrypted: passphrase from $' + KEY_PASSPHRASE_ENV + ')')
+    .option('--key <file>', 'instead of a signer in the data directory: a code-signing key file (PKCS#8 PEM; encrypted: passphrase from $' + SIGNING_KEY_PASSPHRASE_ENV + ')')
     .option('--cert <file>', 'with --key: its code-signing certificate')
     .option('--chain <file>', 'with --key: the issuing CA certificates to include (PEM)')
     .option('--pem', 'write the signature as PEM (-----BEGIN CMS-----)')
@@ -223,15 +222,8 @@ result with: openssl cms -verify -binary -content IMAGE -in SIG -inform DER \\
       if (o.key || o.cert) {
         if (!o.key || !o.cert) throw new ProblemError('bad_request', '--key and --cert go together');
         if (o.signer) throw new ProblemError('bad_request', '--signer names a signer in the data directory; with --key, give no --signer');
-        const certificate = parseCertificate(readUserFile(o.cert, 'certificate'));
-        const chain = o.chain ? certsOfPem(readUserFile(o.chain, 'chain').toString('utf8'), o.chain).map((c) => c.der) : [];
-        let key;
-        try {
-          key = loadPrivateKey(readUserFile(o.key, 'key').toString('utf8'), process.env[KEY_PASSPHRASE_ENV] || undefined);
-        } catch {
-          throw new ProblemError('key_unavailable', `cannot read the key ${o.key} (encrypted? set $${KEY_PASSPHRASE_ENV})`);
-        }
-        const id = { signer: keyObjectSigner(key), certificate, chain };
+        const id = signingIdentityFromFiles({ key: o.key, cert: o.cert, chain: o.chain });
+        const { certificate } = id;
         const alg = digestAlgorithmFor(id, { digestAlgorithm: digest });
         const r = await signFirmware(id, { model: o.model, version: o.version, minVersion: o.minVersion, expires, digestAlgorithm: alg }, await digestStream(imageStream(o.in), alg), new Date());
         der = r.der;

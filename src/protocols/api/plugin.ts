@@ -21,6 +21,7 @@ import { caJson, certJson } from './views.js';
 import { registryRoutes } from './registry_routes.js';
 import { firmwareRoutes } from './firmware_routes.js';
 import { lifecycleRoutes } from './lifecycle_routes.js';
+import { supplyRoutes } from './supply_routes.js';
 import type { TLSSocket } from 'node:tls';
 import { overviewRoutes } from './overview_routes.js';
 import type { ConsoleSessions } from '../../console/sessions.js';
@@ -92,6 +93,7 @@ export async function apiPlugin(app: FastifyInstance, opts: ApiOptions): Promise
   registryRoutes(app, ctx, guard);
   firmwareRoutes(app, ctx, guard);
   await lifecycleRoutes(app, ctx, guard);
+  supplyRoutes(app, ctx, guard);
   overviewRoutes(app, ctx, guard);
 
   app.get('/api/v1/cas', { onRequest: guard('ca:read'), schema: { tags: ['CAs'], summary: 'List certificate authorities', response: { 200: { type: 'array', items: S.ca } } } }, async () =>

@@ -3,6 +3,8 @@
  * both always print the same fields.
  */
 import type { CaRecord, CertificateRecord, DeviceEventRecord, DeviceIdentityRecord, DeviceRecord, ManifestEntryRecord, ManifestRecord, OperatorCertificateRecord, OrderRecord, PendingEnrollmentRecord, StaleDevice, SupplierAnchorRecord, TrustAnchorRecord, WebhookRecord } from '../../store/store.js';
+import type { VerifiedManifest } from '../../registry/supply_cms.js';
+import type { ManifestImportResult } from '../../registry/supply_chain.js';
 import { keyInfoName } from '../../x509/algorithms.js';
 import { parseCertificate } from '../../x509/cert_info.js';
 import { pemEncode } from '../../x509/pem.js';
@@ -150,4 +152,32 @@ export function identityJson(i: DeviceIdentityRecord, currentSerial?: string) {
     current: i.kind === 'certificate' && i.serial === currentSerial,
     ...(i.der ? { pem: pemEncode('CERTIFICATE', i.der) } : {}),
   };
+}
+
+export function deviceIdentitiesJson(r: { device: DeviceRecord; identities: DeviceIdentityRecord[]; entries: ManifestEntryRecord[] }) {
+  return {
+    device: r.device.id,
+    stage: r.device.stage ?? null,
+    currentSerial: r.device.currentSerial ?? null,
+    identities: r.identities.map((i) => identityJson(i, r.device.currentSerial)),
+    entries: r.entries.map(manifestEntryJson),
+  };
+}
+
+/** What a manifest check found, before any import. */
+export function verifiedManifestJson(v: VerifiedManifest) {
+  return {
+    digest: v.digest,
+    supplier: v.supplier,
+    stage: v.manifest.stage,
+    createdAt: v.manifest.createdAt.toISOString(),
+    signedAt: v.signingTime?.toISOString() ?? null,
+    signer: v.signer.subjectText,
+    chain: v.path.map((c) => c.subjectText),
+    devices: v.manifest.devices.map((d) => ({ id: d.id, certificateSha256: d.certificateSha256 ?? null, publicKeySha256: d.publicKeySha256 ?? null, model: d.model ?? null, batch: d.batch ?? null })),
+  };
+}
+
+export function manifestImportJson(r: ManifestImportResult) {
+  return { manifest: manifestJson(r.manifest), registered: r.registered, moved: r.moved };
 }
