@@ -23,6 +23,9 @@ if (fresh) {
   await import(bundle);
 } else {
   const { register } = await import('tsx/esm/api');
-  register();
+  // The project's tsconfig wherever the command runs from: tsx would
+  // otherwise look for one in the working directory, and without it compile
+  // the ASN.1 classes' decorators the TC39 way instead of the legacy way.
+  register({ tsconfig: `${root}tsconfig.json` });
   await import('../src/cli/main.ts');
 }
