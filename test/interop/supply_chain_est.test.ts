@@ -244,4 +244,10 @@ describe('three stages: manufacturer → assembly → operation', () => {
     const text = (await cli(['device', 'identities', 'G-1'])).stdout;
     assert.match(text, /manufacturer .*Chip Mfr Sensor/);
   });
+
+  it('fail-a retired gateway never enrolls again, whatever it presents', async () => {
+    await cli(['device', 'event', 'G-2', 'retired', '--note', 'scrapped']);
+    await refused(() => enroll('G-2', operational['G-2']), 403, /revoked|retired/);
+    await refused(() => enroll('G-2', idevid['G-2']), 403, /retired/);
+  });
 });
