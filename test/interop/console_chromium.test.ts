@@ -5,17 +5,23 @@
  * enrolls over EST with curl and openssl, the console shows it active with
  * its certificate and the charts show the data, the operator revokes it from
  * the console and `openssl ocsp` reports it revoked, a pending enrollment is
- * approved from the console and the device's retry issued; an auditor sees the
+ * approved from the console and the device's retry issued, a device is
+ * transferred (OCSP: affiliationChanged) and a supplier manifest imported
+ * from the console; an auditor sees the
  * register action refused by the server. No page may break the CSP.
  * Screenshots go to test-artifacts/console/.
  */
+import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { signManifest } from '../../src/registry/supply_cms.js';
+import { encodeManifest } from '../../src/registry/supply_manifest.js';
 import { REPO } from '../helpers/data_dir.js';
 import { certsOfPkcs7, curl, ecKey, openssl, opensslCsrB64, startEstEnv, type EstEnv } from '../helpers/est.js';
+import { makeSupplier } from '../helpers/supplier.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = join(REPO, 'test-artifacts', 'console');
@@ -175,19 +181,69 @@ describe('web console in Chromium', () => {
     await page.getByRole('button', { name: 'Approve the enrollment of web-ap' }).click();
     await page.getByText(/Approved the enrollment of web-ap/).waitFor();
     await shot('07-approved');
-    assert.equal((await enroll()).status, 200);
+    const issued = await enroll();
+    assert.equal(issued.status, 200);
+    writeFileSync(env.file('web-ap.pem'), (await certsOfPkcs7(env, issued.body))[0]);
     assert.equal((await env.ctx.store.getDevice('web-ap'))?.state, 'active');
   });
+
+  it('ok transfers a device from the console: OCSP reports its certificate revoked (affiliationChanged), a new secret is shown once', async () => {
+    await goto('#/devices/web-ap');
+    await page.getByLabel('New owner').fill('Buyer Ltd');
+    await page.getByLabel('New domain').fill('plant-b');
+    await page.getByRole('button', { name: 'Transfer' }).click();
+    await page.getByText(/Transferred to Buyer Ltd \(domain plant-b\)/).waitFor();
+    const secretShown = (await page.locator('#one-time-secret').innerText()).trim();
+    assert.ok(secretShown.length > 20);
+    await shot('08-transferred');
+    const d = await env.ctx.store.getDevice('web-ap');
+    assert.equal(d?.owner, 'Buyer Ltd');
+    const args = ['ocsp', '-url', `${env.server.httpUrl}/ocsp`, '-CAfile', env.rootPem, '-issuer', env.issuingPem, '-cert', env.file('web-ap.pem')];
+    let out = '';
+    for (let i = 0; i < 20 && !/: revoked/.test(out); i++) {
+      if (i) await new Promise((res) => setTimeout(res, 500));
+      out = (await openssl(args)).stdout;
+    }
+    assert.match(out, /Reason: affiliationChanged/);
+    // The secret shown is the one the device enrolls with for its new owner.
+    const key = await ecKey(env.file('web-ap-2.key'));
+    const csr = await opensslCsrB64(env, 'web-ap-2', key, '/CN=web-ap');
+    const again = await curl(env, '/.well-known/est/simpleenroll', { dataFile: csr.b64, contentType: 'application/pkcs10', user: `web-ap:${secretShown}` });
+    assert.ok([200, 202].includes(again.status), again.body);
+  });
+
+  it('ok imports a signed supplier manifest from the console: exactly its devices are registered in the stage', async () => {
+    const sup = makeSupplier(env.work, 'ChipCo');
+    await env.ctx.supply.addSupplier('ChipCo', readFileSync(sup.rootPem, 'utf8'), 'test');
+    await new Promise((res) => setTimeout(res, 1100)); // the supplier's certificates start now, to the second
+    const doc = encodeManifest({ supplier: 'ChipCo', stage: 'assembly', createdAt: new Date(), devices: [{ id: 'chip-a', publicKeySha256: 'a'.repeat(64) }, { id: 'chip-b', publicKeySha256: 'b'.repeat(64) }] });
+    writeFileSync(env.file('chips.cms'), await signManifest(sup.identity(), doc, new Date()));
+    await goto('#/supply-chain');
+    await page.getByLabel('Signed manifest', { exact: true }).setInputFiles(env.file('chips.cms'));
+    await page.getByLabel('Expected stage').fill('assembly');
+    await page.getByRole('button', { name: 'Import' }).click();
+    await page.getByText(/Imported the manifest of ChipCo for stage assembly: 2 registered, 0 moved/).waitFor();
+    await page.locator('#manifests').getByRole('cell', { name: 'ChipCo', exact: true }).waitFor();
+    assert.equal((await env.ctx.store.getDevice('chip-a'))?.stage, 'assembly');
+    await shot('09-manifest-imported');
+    // The same file again is a replay: refused, shown, nothing changes.
+    await page.getByLabel('Signed manifest', { exact: true }).setInputFiles(env.file('chips.cms'));
+    await page.getByRole('button', { name: 'Import' }).click();
+    assert.match(await page.getByRole('alert').innerText(), /Error \(already_exists\): manifest [0-9a-f]{64} was imported/);
+    await goto('#/devices/chip-b');
+    await page.getByText(/Stage assembly; handed over by 1 manifest \(assembly: not entered yet\)/).waitFor();
+  });
+
 
   it('ok the CA page shows the hierarchy and CRL status; the audit page shows an intact chain', async () => {
     await goto('#/cas');
     await page.locator('#crl-status').waitFor();
     assert.match(await page.locator('.tree').first().innerText(), /root[\s\S]*issuing/);
-    await shot('08-cas');
+    await shot('10-cas');
     await goto('#/audit');
     await page.locator('#chain-status').waitFor();
     assert.match(await page.locator('#chain-status').innerText(), /Hash chain intact/);
-    await shot('09-audit');
+    await shot('11-audit');
   });
 
   it('ok an auditor sees the register action refused by the server', async () => {
@@ -203,7 +259,7 @@ describe('web console in Chromium', () => {
     await alert.waitFor();
     assert.match(await alert.innerText(), /Refused \(forbidden\): role auditor may not device register/);
     assert.equal(await env.ctx.store.getDevice('web-2'), undefined);
-    await shot('10-auditor-refused');
+    await shot('12-auditor-refused');
   });
 
   it('ok no page broke the Content-Security-Policy or threw', () => {

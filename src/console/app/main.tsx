@@ -13,6 +13,7 @@ import { CertificatePage, CertificatesPage } from './pages/certificates.js';
 import { DevicePage } from './pages/device.js';
 import { DevicesPage } from './pages/devices.js';
 import { EnrollmentsPage } from './pages/enrollments.js';
+import { ManifestsPage } from './pages/manifests.js';
 import { OverviewPage } from './pages/overview.js';
 import { Problem } from './ui.js';
 
@@ -66,6 +67,7 @@ const NAV: Array<[string, string]> = [
   ['#/devices', 'Devices'],
   ['#/certificates', 'Certificates'],
   ['#/enrollments', 'Enrollments'],
+  ['#/supply-chain', 'Supply chain'],
   ['#/cas', 'CAs'],
   ['#/audit', 'Audit log'],
 ];
@@ -83,6 +85,8 @@ function Page({ op, hash }: { op: Operator; hash: string }) {
       return parts[1] ? <CertificatePage op={op} serial={parts[1]} /> : <CertificatesPage q={q.get('q') ?? ''} />;
     case 'enrollments':
       return <EnrollmentsPage op={op} />;
+    case 'supply-chain':
+      return <ManifestsPage op={op} />;
     case 'cas':
       return <CasPage />;
     case 'audit':

@@ -31,6 +31,125 @@ function NewSecret({ op, id }: { op: Operator; id: string }) {
   );
 }
 
+/**
+ * Ownership or domain transfer: the API revokes the device's certificates
+ * (affiliationChanged) and lets it enroll again for the new owner; a new
+ * one-time secret for that re-enrollment is shown once.
+ */
+function Transfer({ op, d, onDone }: { op: Operator; d: Device; onDone: () => void }) {
+  const [error, setError] = useState<unknown>();
+  const [done, setDone] = useState<{ secret: string | null; owner: string | null; domain: string | null }>();
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const f = new FormData(form);
+    const body: Record<string, unknown> = {};
+    for (const k of ['owner', 'domain', 'note']) {
+      const v = String(f.get(k) ?? '').trim();
+      if (v) body[k] = v;
+    }
+    if (f.get('secret')) body.secret = true;
+    setError(undefined);
+    setDone(undefined);
+    if (body.owner === undefined && body.domain === undefined) return setError(new Error('Give the new owner, the new domain, or both.'));
+    if (!confirm(`Transfer ${d.id}? Its certificates are revoked (affiliationChanged) and it must enroll again.`)) return;
+    try {
+      const r = await post<{ device: Device; secret: string | null }>(`/api/v1/devices/${encodeURIComponent(d.id)}/transfer`, body);
+      setDone({ secret: r.secret, owner: r.device.owner, domain: r.device.domain });
+      form.reset();
+      onDone();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  return (
+    <section class="action" aria-labelledby="transfer-h">
+      <h2 id="transfer-h">Transfer ownership</h2>
+      <NeedsPermission op={op} permission="device:lifecycle" />
+      <form onSubmit={submit}>
+        <label>
+          New owner
+          <input name="owner" />
+        </label>
+        <label>
+          New domain
+          <input name="domain" pattern="[a-z0-9][a-z0-9.\-]{0,62}" />
+        </label>
+        <label>
+          Note
+          <input name="note" />
+        </label>
+        <label class="check">
+          <input type="checkbox" name="secret" checked /> Create a one-time secret to enroll again
+        </label>
+        <button type="submit" class="danger">
+          Transfer
+        </button>
+      </form>
+      <Problem error={error} />
+      {done && (
+        <div class="success" role="status">
+          <p>
+            Transferred to {done.owner ?? '—'} (domain {done.domain ?? '—'}); its certificates are revoked (affiliationChanged).
+          </p>
+          {done.secret && <SecretOnce secret={done.secret} />}
+        </div>
+      )}
+    </section>
+  );
+}
+
+interface Identities {
+  stage: string | null;
+  identities: Array<{ kind: string; stage: string | null; serial: string; subject: string; issuer: string; notAfter: string; fingerprintSha256: string }>;
+  entries: Array<{ stage: string; manifest: string; usedSerial: string | null }>;
+}
+
+/** The chain of identities (docs/supply-chain.md): manufacturer certificate, then the first certificate of each stage. */
+function IdentityChain({ id }: { id: string }) {
+  const s = useLoad(() => get<Identities>(`/api/v1/devices/${encodeURIComponent(id)}/identities`), [id]);
+  return (
+    <Loading state={s}>
+      {(r) =>
+        r.identities.length === 0 && r.entries.length === 0 ? null : (
+          <>
+            <h2>Chain of identities</h2>
+            {r.identities.length > 0 && (
+            <table id="device-identities">
+              <thead>
+                <tr>
+                  <th scope="col">Identity</th>
+                  <th scope="col">Serial</th>
+                  <th scope="col">Subject</th>
+                  <th scope="col">Issuer</th>
+                  <th scope="col">Valid until</th>
+                </tr>
+              </thead>
+              <tbody>
+                {r.identities.map((i) => (
+                  <tr key={i.fingerprintSha256}>
+                    <td>{i.kind === 'manufacturer' ? 'manufacturer' : i.stage ? `stage ${i.stage}` : 'first certificate'}</td>
+                    <td class="mono">{i.kind === 'manufacturer' ? i.serial : <a href={`#/certificates/${i.serial}`}>{i.serial}</a>}</td>
+                    <td>{i.subject}</td>
+                    <td>{i.issuer}</td>
+                    <td>{day(i.notAfter)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+            )}
+            {r.entries.length > 0 && (
+              <p>
+                Stage {r.stage ?? '—'}; handed over by {r.entries.length} manifest{r.entries.length === 1 ? '' : 's'} ({r.entries.map((e) => `${e.stage}${e.usedSerial ? '' : ': not entered yet'}`).join(', ')}).
+              </p>
+            )}
+          </>
+        )
+      }
+    </Loading>
+  );
+}
+
 /** Lifecycle changes an operator may make (registry/lifecycle.ts decides which apply now). */
 const STATE_ACTIONS: Array<[string, string]> = [
   ['suspended', 'Suspend'],
@@ -142,9 +261,11 @@ export function DevicePage({ op, id }: { op: Operator; id: string }) {
             {d.currentSerial && <RevokeForm key={d.currentSerial} op={op} serial={d.currentSerial} revoked={!d.certificates.some((c) => c.current && c.status === 'good')} onDone={reload} />}
             {d.state !== 'revoked' && d.state !== 'retired' && <NewSecret op={op} id={d.id} />}
             {d.state !== 'revoked' && d.state !== 'retired' && <ChangeState op={op} d={d} onDone={reload} />}
+            {d.state !== 'retired' && <Transfer op={op} d={d} onDone={reload} />}
           </>
         )}
       </Loading>
+      <IdentityChain id={id} />
       <h2>History</h2>
       <Loading state={events}>
         {(list) => <AuditTable entries={list} id="device-events" />}
