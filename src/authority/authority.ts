@@ -60,12 +60,14 @@ export interface AuthorityConfig {
 const PARTITION_CHECK_MS = 60_000;
 
 /**
- * The CRL shard of a new certificate: from its random serial, so it needs no
- * counter or coordination between nodes. CA certificates stay in the full CRL.
+ * The CRL shard of a new certificate: from the random octets at the end of
+ * its serial (serial.ts), so it needs no counter or coordination between
+ * nodes. CA certificates stay in the full CRL.
  */
 export function crlShardOf(serial: Uint8Array, shards: number): number {
   if (!shards) return 0;
-  const v = ((serial[1] << 24) | (serial[2] << 16) | (serial[3] << 8) | serial[4]) >>> 0;
+  const n = serial.length;
+  const v = ((serial[n - 4] << 24) | (serial[n - 3] << 16) | (serial[n - 2] << 8) | serial[n - 1]) >>> 0;
   return 1 + (v % shards);
 }
 
