@@ -130,6 +130,7 @@ interface LoadedCa {
 
 export class Authority {
   private readonly cas = new Map<string, LoadedCa>();
+  private readonly caReads = new Map<string, Promise<CaRecord | undefined>>();
 
   constructor(
     private readonly store: Store,
@@ -167,13 +168,20 @@ export class Authority {
   }
 
   /**
-   * The CA as the store has it now. The record is read on every call: another
-   * process may have taken the key offline (export-root-key), and a running
-   * server must stop signing with it at once. Only the parsed certificate is
-   * cached.
+   * The CA as the store has it now. The record is read for every call, not
+   * cached: another process may have taken the key offline
+   * (export-root-key), and a running server must stop signing with it at
+   * once. Calls made while a read of the same CA is in flight share it (256
+   * enrollments at once cost one read, not 256). Only the parsed certificate
+   * is kept.
    */
   async ca(name: string): Promise<LoadedCa> {
-    const record = await this.store.getCa(name);
+    let read = this.caReads.get(name);
+    if (!read) {
+      read = this.store.getCa(name).finally(() => this.caReads.delete(name));
+      this.caReads.set(name, read);
+    }
+    const record = await read;
     if (!record) throw new ProblemError('not_found', `no CA named "${name}"`);
     const hit = this.cas.get(name);
     const info = hit && Buffer.compare(Buffer.from(hit.record.certDer), Buffer.from(record.certDer)) === 0 ? hit.info : parseCertificate(record.certDer);
