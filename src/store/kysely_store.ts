@@ -103,6 +103,14 @@ interface PreparedCertificate {
 
 /** Most certificates one group commit writes; more wait for the next. */
 const CERT_BATCH = 2000;
+/** Most writes one grouped transaction runs (groupedWrite); more wait for the next. */
+const WRITE_BATCH = 256;
+
+interface QueuedWrite {
+  fn: (trx: Kysely<Database>) => Promise<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
 
 export interface DialectHooks {
   readonly kind: SqlDialect;
@@ -776,7 +784,8 @@ export class KyselyStore implements Store {
     const { cert } = c;
     const deviceId = cert.deviceId;
     if (typeof deviceId !== 'string') return Promise.reject(new ProblemError('bad_request', 'an enrollment certificate needs a deviceId'));
-    return this.write(async (trx) => {
+    // Many devices enroll at once: their commits are shared (groupedWrite).
+    return this.groupedWrite(async (trx) => {
       const now = toMs(c.now, 'now');
       const certRow = certificateToRow(cert);
       if (c.consumeSecretHash !== undefined) {
@@ -1485,6 +1494,81 @@ export class KyselyStore implements Store {
 
   private write<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
     return this.hooks.writeTransaction(this.db, fn);
+  }
+
+  /**
+   * A write that may share its transaction, and so its durable commit, with
+   * others (group commit, as for certificates): on SQLite every COMMIT is an
+   * fsync that blocks the event loop, so writes handed in while one runs
+   * wait and then run together, each under a savepoint of its own. One that
+   * throws is rolled back alone and rejected; the others commit. Each call
+   * resolves only after the commit that holds it. On PostgreSQL each write
+   * keeps its own transaction: commits there do not block, the server
+   * groups WAL flushes itself, and one transaction holding many writes' row
+   * locks could deadlock with another node's.
+   */
+  private groupedWrite<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
+    if (this.kind !== 'sqlite') return this.write(fn);
+    return new Promise<T>((resolve, reject) => {
+      this.writeQueue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.writeFlushing) {
+        this.writeFlushing = true;
+        setImmediate(() => void this.flushWrites());
+      }
+    });
+  }
+
+  private readonly writeQueue: QueuedWrite[] = [];
+  private writeFlushing = false;
+  /** Grouped transactions so far, and the writes they held (tests, benchmarks). */
+  readonly groupedCommits = { commits: 0, writes: 0 };
+
+  private async flushWrites(): Promise<void> {
+    try {
+      while (this.writeQueue.length) await this.commitWrites(this.writeQueue.splice(0, WRITE_BATCH));
+    } finally {
+      this.writeFlushing = false;
+    }
+  }
+
+  /** Runs one batch in one transaction; settles every member, never throws. */
+  private async commitWrites(batch: QueuedWrite[]): Promise<void> {
+    const outcome = new Map<QueuedWrite, { ok: unknown } | { err: unknown }>();
+    try {
+      await this.write(async (trx) => {
+        outcome.clear();
+        if (batch.length === 1) {
+          outcome.set(batch[0], { ok: await batch[0].fn(trx) });
+          return;
+        }
+        for (const w of batch) {
+          await sql`savepoint grouped_write`.execute(trx);
+          try {
+            outcome.set(w, { ok: await w.fn(trx) });
+          } catch (e) {
+            await sql`rollback to savepoint grouped_write`.execute(trx);
+            outcome.set(w, { err: e });
+          }
+          await sql`release savepoint grouped_write`.execute(trx);
+        }
+      });
+    } catch (e) {
+      // The transaction itself failed (a single write's refusal, disk full): nothing of the batch committed.
+      for (const w of batch) {
+        const o = outcome.get(w);
+        w.reject(o && 'err' in o ? o.err : e);
+      }
+      return;
+    }
+    this.groupedCommits.commits++;
+    for (const w of batch) {
+      const o = outcome.get(w)!;
+      if ('err' in o) w.reject(o.err);
+      else {
+        this.groupedCommits.writes++;
+        w.resolve(o.ok);
+      }
+    }
   }
 
   /**
