@@ -8,6 +8,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { crlScenarios } from './crl.js';
+import { estScenarios } from './est.js';
 import { firmwareScenarios } from './firmware.js';
 import { issuanceScenarios } from './issuance.js';
 import { ocspScenarios } from './ocsp.js';
@@ -17,6 +18,7 @@ import { machine, table, writeResults, type Result } from './lib/report.js';
 const SCENARIOS: Record<string, (quick: boolean) => Promise<Result[]>> = {
   crl: crlScenarios,
   ocsp: ocspScenarios,
+  est: estScenarios,
   firmware: firmwareScenarios,
   issuance: issuanceScenarios,
   store: storeScenarios,

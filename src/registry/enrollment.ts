@@ -14,6 +14,7 @@ import type { CertificateRecord, DeviceIdentityRecord, DeviceRecord, EnrollmentS
 import { isKeyAlgorithm, keyInfoName, nodeKeyGenParams } from '../x509/algorithms.js';
 import { parseCertificate, type CertInfo } from '../x509/cert_info.js';
 import { isParsedCsr, parseCsr, type ParsedCsr } from '../x509/csr.js';
+import { readCsrFast } from '../x509/csr_reader.js';
 import { formatSan, parseSan, type San } from '../x509/general_names.js';
 import type { DnAttribute } from '../x509/names.js';
 import { pemEncode } from '../x509/pem.js';
@@ -175,7 +176,12 @@ export class Enrollment {
     if (req.renewal && auth.method !== 'certificate') throw new ProblemError('unauthorized', 'a key update needs the device\'s current certificate from this CA');
     const profile = this.authority.profile(device.profile);
 
-    const csr = isParsedCsr(req.csr) ? req.csr : parseCsr(req.csr); // proof of possession (even for serverkeygen, RFC 7030 §4.4.1)
+    // Proof of possession (even for serverkeygen, RFC 7030 §4.4.1). The common
+    // shape (a P-256 PKCS#10 in DER) is read without the ASN.1 library, and
+    // then handed to the authority as DER, so its fast path checks and signs
+    // it on a worker thread (authority.ts prepareFast).
+    const fast = req.csr instanceof Uint8Array ? readCsrFast(req.csr) : undefined;
+    const csr = isParsedCsr(req.csr) ? req.csr : (fast ?? parseCsr(req.csr));
     if (auth.usedSecret) return this.retryOf(auth.device, auth.usedSecret, csr.spkiSha256, req);
     // Entering a supply-chain stage is a first enrollment, even with the
     // previous stage's certificate of ours: approval and names as for one.
@@ -234,7 +240,7 @@ export class Enrollment {
 
     const actor = `device:${device.id}`;
     const result = await this.authority.prepare({
-      csr: spkiForIssue ? undefined : csr,
+      csr: spkiForIssue ? undefined : fast ? fast.der : csr,
       serverGeneratedSpki: spkiForIssue,
       profile: device.profile,
       ca: req.ca,
