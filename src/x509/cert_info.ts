@@ -27,6 +27,7 @@ import { rethrowAs } from '../errors.js';
 import { keyInfoOf, publicKeyFromSpki, type KeyInfo } from './algorithms.js';
 import { fromGeneralName, type San } from './general_names.js';
 import { formatDn, nameAttributes, type DnAttribute } from './names.js';
+import { readCertificateFast } from './cert_reader.js';
 import { derFromPemOrDer } from './pem.js';
 
 export interface CertInfo {
@@ -64,7 +65,18 @@ export function serialHex(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('hex');
 }
 
+/**
+ * Reads a PEM or DER certificate; bad_request if it is not one. The common
+ * shape is read by a direct DER walk (cert_reader.ts), the rest by the
+ * ASN.1 library.
+ */
 export function parseCertificate(input: Uint8Array | string): CertInfo {
+  const certDer = derFromPemOrDer(input, ['CERTIFICATE']);
+  return readCertificateFast(certDer) ?? rethrowAs('bad_request', 'not a valid X.509 certificate', () => parseDer(certDer));
+}
+
+/** The library's reading, always (the reference cert_reader.ts is tested against). */
+export function parseCertificateWithLibrary(input: Uint8Array | string): CertInfo {
   const certDer = derFromPemOrDer(input, ['CERTIFICATE']);
   return rethrowAs('bad_request', 'not a valid X.509 certificate', () => parseDer(certDer));
 }
@@ -122,7 +134,7 @@ function parseDer(certDer: Uint8Array): CertInfo {
     nameConstraints: ncExt ? readNameConstraints(new Uint8Array(ncExt.extnValue.buffer)) : undefined,
     signatureAlgorithm: cert.signatureAlgorithm.algorithm,
     fingerprintSha256: createHash('sha256').update(certDer).digest('hex'),
-    extensions: exts.map((e) => ({ oid: e.extnID, critical: e.critical, value: new Uint8Array(e.extnValue.buffer) })),
+    extensions: Array.from(exts, (e) => ({ oid: e.extnID, critical: e.critical, value: new Uint8Array(e.extnValue.buffer) })),
     tbs: der.slice(certDer, tbsTlv).slice(),
     signature: der.content(certDer, sigTlv).slice(1),
   };
