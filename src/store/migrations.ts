@@ -536,7 +536,26 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 8, name: 'firmware signers', up: createFirmwareSigners },
   { version: 9, name: 'supply chain', up: createSupplyChain },
   { version: 10, name: 'lifecycle', up: createLifecycle },
+  { version: 11, name: 'expiry index', up: createExpiryIndex },
 ];
+
+/**
+ * The expiry queries (the report, the console's chart, the API) ask only for
+ * good certificates by notAfter: an index of exactly those, ordered by
+ * notAfter, answers them from the index alone, so counting the 800,000 of
+ * 10 million certificates that expire within 30 days does not read 800,000
+ * table rows. It replaces version 1's index of every certificate by
+ * notAfter, which nothing else used; revoked certificates leave it.
+ */
+async function createExpiryIndex(db: Kysely<Database>): Promise<void> {
+  await db.schema.dropIndex('certificates_not_after').execute();
+  await db.schema
+    .createIndex('certificates_good_not_after')
+    .on('certificates')
+    .columns(['not_after', 'serial'])
+    .where(sql<boolean>`status = 'good'`)
+    .execute();
+}
 
 /**
  * Applies every migration newer than the database's version, in order, in one
