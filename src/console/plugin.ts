@@ -130,7 +130,7 @@ export async function consolePlugin(app: FastifyInstance, opts: ConsoleOptions):
   app.delete('/console/session', { schema: { tags: ['Console'], summary: 'Sign out (needs the CSRF token)', security: [] } }, async (req, reply) => {
     if (readCookie(req.headers.cookie, SESSION_COOKIE) === undefined) return reply.code(204).send();
     const s = await sessions.authenticate(req);
-    sessions.signOut(s.id);
+    await sessions.signOut(s.id);
     return reply.header('set-cookie', sessionCookie('', 0)).code(204).send();
   });
 }

@@ -4,16 +4,20 @@
  * cannot read (HttpOnly, Secure, SameSite=Strict) and a CSRF token that the
  * page sends back in a header on every state-changing request.
  *
- * The session keeps the operator's token in this process's memory only and
- * authenticates it again on every request, so revoking or expiring the token
- * ends its sessions at once. Sessions end after `idleMinutes` without a
- * request, after `maxHours` in any case, and at sign-out. They are per node:
- * behind a load balancer, route a console user to one node (docs/console.md).
+ * Sessions live in the store (migration 12), so every node behind a load
+ * balancer serves every session and a sign-out anywhere ends it everywhere.
+ * The store keeps hashes only: of the session id, and of the operator's
+ * token, which is authenticated again on every request, so revoking or
+ * expiring the token ends its sessions at once. The CSRF token is derived
+ * from the session id (only the cookie's holder can know it). Sessions end
+ * after `idleMinutes` without a request, after `maxHours` in any case, and
+ * at sign-out; the last-seen time is written at most once a minute.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { ProblemError } from '../errors.js';
-import type { Operator, Operators } from '../registry/operators.js';
+import { hashToken, type Operator, type Operators } from '../registry/operators.js';
+import type { ConsoleSessionRecord, Store } from '../store/store.js';
 
 export const SESSION_COOKIE = 'fleetpki_session';
 export const CSRF_HEADER = 'x-csrf-token';
@@ -21,18 +25,15 @@ export const CSRF_HEADER = 'x-csrf-token';
 export interface SessionOptions {
   idleMinutes: number;
   maxHours: number;
-  /** Sessions kept at most; the oldest is dropped first. */
-  maxSessions: number;
 }
 
-export const DEFAULT_SESSION_OPTIONS: SessionOptions = { idleMinutes: 30, maxHours: 8, maxSessions: 10_000 };
+export const DEFAULT_SESSION_OPTIONS: SessionOptions = { idleMinutes: 30, maxHours: 8 };
 
-interface Session {
-  token: string;
-  csrf: string;
-  createdAt: number;
-  lastSeen: number;
-}
+/** How stale the stored last-seen time may get before a request writes it again. */
+const TOUCH_EVERY_MS = 60_000;
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+const csrfOf = (id: string) => createHash('sha256').update(`fleetpki-console-csrf\0${id}`).digest('base64url');
 
 /** What the request looks like to the session check: its headers and method. */
 export interface SessionRequest {
@@ -85,9 +86,8 @@ export function checkOrigin(req: SessionRequest): void {
 }
 
 export class ConsoleSessions {
-  private readonly sessions = new Map<string, Session>();
-
   constructor(
+    private readonly store: Store,
     private readonly operators: Operators,
     private readonly clock: Clock,
     private readonly opts: SessionOptions = DEFAULT_SESSION_OPTIONS,
@@ -100,13 +100,11 @@ export class ConsoleSessions {
   /** Checks the token and opens a session; throws unauthorized for a bad token. */
   async signIn(token: string): Promise<{ id: string; csrf: string; operator: Operator }> {
     const operator = await this.operators.authenticate(token);
-    this.sweep();
-    while (this.sessions.size >= this.opts.maxSessions) this.sessions.delete(this.sessions.keys().next().value!);
+    const now = this.clock.now();
+    await this.store.deleteStaleConsoleSessions(new Date(now.getTime() - this.opts.idleMinutes * 60_000), new Date(now.getTime() - this.opts.maxHours * 3_600_000));
     const id = randomBytes(32).toString('base64url');
-    const csrf = randomBytes(32).toString('base64url');
-    const now = this.clock.now().getTime();
-    this.sessions.set(id, { token, csrf, createdAt: now, lastSeen: now });
-    return { id, csrf, operator };
+    await this.store.insertConsoleSession({ idHash: sha256(id), tokenHash: hashToken(token), createdAt: now, lastSeen: now });
+    return { id, csrf: csrfOf(id), operator };
   }
 
   /** True when the request carries a session cookie (valid or not). */
@@ -121,48 +119,38 @@ export class ConsoleSessions {
    */
   async authenticate(req: SessionRequest): Promise<{ operator: Operator; csrf: string; id: string }> {
     const id = readCookie(req.headers.cookie, SESSION_COOKIE);
-    const s = id ? this.live(id) : undefined;
+    const s = id && id.length <= 100 ? await this.live(id) : undefined;
     if (!id || !s) throw new ProblemError('unauthorized', 'no console session, or it has ended: sign in again');
+    const csrf = csrfOf(id);
     if (!SAFE_METHODS.has(req.method.toUpperCase())) {
       const sent = header(req, CSRF_HEADER);
-      if (!sent || !sameText(sent, s.csrf)) throw new ProblemError('forbidden', `a state-changing request needs the session's CSRF token in the ${CSRF_HEADER} header`);
+      if (!sent || !sameText(sent, csrf)) throw new ProblemError('forbidden', `a state-changing request needs the session's CSRF token in the ${CSRF_HEADER} header`);
       checkOrigin(req);
     }
     let operator: Operator;
     try {
-      operator = await this.operators.authenticate(s.token);
+      operator = await this.operators.authenticateTokenHash(s.tokenHash);
     } catch (e) {
-      this.sessions.delete(id);
+      await this.store.deleteConsoleSession(s.idHash);
       throw e;
     }
-    s.lastSeen = this.clock.now().getTime();
-    return { operator, csrf: s.csrf, id };
+    const now = this.clock.now();
+    if (now.getTime() - s.lastSeen.getTime() >= TOUCH_EVERY_MS) await this.store.touchConsoleSession(s.idHash, now);
+    return { operator, csrf, id };
   }
 
-  signOut(id: string): void {
-    this.sessions.delete(id);
+  async signOut(id: string): Promise<void> {
+    await this.store.deleteConsoleSession(sha256(id));
   }
 
-  get size(): number {
-    return this.sessions.size;
-  }
-
-  private live(id: string): Session | undefined {
-    const s = this.sessions.get(id);
+  private async live(id: string): Promise<ConsoleSessionRecord | undefined> {
+    const s = await this.store.getConsoleSession(sha256(id));
     if (!s) return undefined;
-    if (this.expired(s, this.clock.now().getTime())) {
-      this.sessions.delete(id);
+    const now = this.clock.now().getTime();
+    if (now - s.lastSeen.getTime() >= this.opts.idleMinutes * 60_000 || now - s.createdAt.getTime() >= this.opts.maxHours * 3_600_000) {
+      await this.store.deleteConsoleSession(s.idHash);
       return undefined;
     }
     return s;
-  }
-
-  private expired(s: Session, now: number): boolean {
-    return now - s.lastSeen >= this.opts.idleMinutes * 60_000 || now - s.createdAt >= this.opts.maxHours * 3_600_000;
-  }
-
-  private sweep(): void {
-    const now = this.clock.now().getTime();
-    for (const [id, s] of this.sessions) if (this.expired(s, now)) this.sessions.delete(id);
   }
 }

@@ -78,7 +78,12 @@ export class Operators {
   /** Resolves a bearer token to an operator; throws unauthorized otherwise. */
   async authenticate(token: string | undefined): Promise<Operator> {
     if (!token || !token.startsWith(TOKEN_PREFIX) || token.length > 200) throw new ProblemError('unauthorized', 'a valid bearer token is required');
-    const rec = await this.store.findTokenByHash(hashToken(token));
+    return this.authenticateTokenHash(hashToken(token));
+  }
+
+  /** The operator of a token known by its hash (a console session keeps only that); throws unauthorized. */
+  async authenticateTokenHash(tokenHash: string): Promise<Operator> {
+    const rec = await this.store.findTokenByHash(tokenHash);
     const now = this.clock.now();
     if (!rec || rec.revokedAt || (rec.expiresAt && rec.expiresAt <= now)) throw new ProblemError('unauthorized', 'the bearer token is unknown, expired or revoked');
     return { name: rec.name, role: rec.role, actor: `token:${rec.name}`, tokenId: rec.id };

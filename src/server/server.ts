@@ -84,7 +84,7 @@ export async function buildHttpsApp(ctx: FleetContext, o: BuildOptions = {}): Pr
   if (o.onRoute) app.addHook('onRoute', o.onRoute);
   installProblemHandlers(app);
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
-  const sessions = o.sessions ?? new ConsoleSessions(ctx.operators, ctx.clock);
+  const sessions = o.sessions ?? new ConsoleSessions(ctx.store, ctx.operators, ctx.clock);
   await app.register(apiPlugin, { ctx, version: VERSION, sessions });
   await app.register(consolePlugin, { sessions, assetsDir: o.consoleDir });
   await app.register(estPlugin, { ctx });

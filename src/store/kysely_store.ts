@@ -45,6 +45,7 @@ import {
   type DeviceStateCounts,
   type RevokedColumns,
   type ApiTokenRecord,
+  type ConsoleSessionRecord,
   type AuditEntry,
   type AuditInput,
   type AuditQuery,
@@ -464,6 +465,41 @@ export class KyselyStore implements Store {
   async findTokenByHash(tokenHash: string): Promise<ApiTokenRecord | undefined> {
     const row = await this.db.selectFrom('api_tokens').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst();
     return row && rowToToken(row);
+  }
+
+  // --- console sessions ---
+
+  insertConsoleSession(c: ConsoleSessionRecord): Promise<void> {
+    return this.write(async (trx) => {
+      await trx.insertInto('console_sessions').values({ id_hash: c.idHash, token_hash: c.tokenHash, created_at: toMs(c.createdAt, 'createdAt'), last_seen: toMs(c.lastSeen, 'lastSeen') }).execute();
+    });
+  }
+
+  async getConsoleSession(idHash: string): Promise<ConsoleSessionRecord | undefined> {
+    const r = await this.db.selectFrom('console_sessions').selectAll().where('id_hash', '=', idHash).executeTakeFirst();
+    return r && { idHash: r.id_hash, tokenHash: r.token_hash, createdAt: new Date(Number(r.created_at)), lastSeen: new Date(Number(r.last_seen)) };
+  }
+
+  touchConsoleSession(idHash: string, at: Date): Promise<void> {
+    return this.write(async (trx) => {
+      await trx.updateTable('console_sessions').set({ last_seen: toMs(at, 'at') }).where('id_hash', '=', idHash).execute();
+    });
+  }
+
+  deleteConsoleSession(idHash: string): Promise<void> {
+    return this.write(async (trx) => {
+      await trx.deleteFrom('console_sessions').where('id_hash', '=', idHash).execute();
+    });
+  }
+
+  deleteStaleConsoleSessions(idleBefore: Date, createdBefore: Date): Promise<number> {
+    return this.write(async (trx) => {
+      const r = await trx
+        .deleteFrom('console_sessions')
+        .where((eb) => eb.or([eb('last_seen', '<', toMs(idleBefore, 'idleBefore')), eb('created_at', '<', toMs(createdBefore, 'createdBefore'))]))
+        .executeTakeFirst();
+      return Number(r.numDeletedRows);
+    });
   }
 
   async listTokens(): Promise<ApiTokenRecord[]> {

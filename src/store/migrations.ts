@@ -537,6 +537,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 9, name: 'supply chain', up: createSupplyChain },
   { version: 10, name: 'lifecycle', up: createLifecycle },
   { version: 11, name: 'expiry index', up: createExpiryIndex },
+  { version: 12, name: 'console sessions', up: createConsoleSessions },
 ];
 
 /**
@@ -555,6 +556,23 @@ async function createExpiryIndex(db: Kysely<Database>): Promise<void> {
     .columns(['not_after', 'serial'])
     .where(sql<boolean>`status = 'good'`)
     .execute();
+}
+
+/**
+ * Web console sessions in the store, so any node behind a load balancer
+ * serves any session and a sign-out on one ends it on all. Only hashes: the
+ * cookie's session id and the operator's API token (as api_tokens keeps it).
+ */
+async function createConsoleSessions(db: Kysely<Database>, dialect: SqlDialect): Promise<void> {
+  const t = columnTypes(dialect);
+  await db.schema
+    .createTable('console_sessions')
+    .addColumn('id_hash', t.key, (c) => c.primaryKey())
+    .addColumn('token_hash', 'text', (c) => c.notNull())
+    .addColumn('created_at', t.int64, (c) => c.notNull())
+    .addColumn('last_seen', t.int64, (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex('console_sessions_last_seen').on('console_sessions').column('last_seen').execute();
 }
 
 /**

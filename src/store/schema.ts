@@ -314,7 +314,16 @@ export interface Database {
   manifests: ManifestTable;
   manifest_entries: ManifestEntryTable;
   device_identities: DeviceIdentityTable;
+  console_sessions: ConsoleSessionTable;
   schema_version: SchemaVersionTable;
+}
+
+/** Since migration 12: web console sessions, shared by every node. */
+export interface ConsoleSessionTable {
+  id_hash: string;
+  token_hash: string;
+  created_at: number;
+  last_seen: number;
 }
 
 /** Since migration 6: who runs a cluster-wide job (CRL publication) until when. */

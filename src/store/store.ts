@@ -105,6 +105,16 @@ export interface ApiTokenRecord {
   revokedAt?: Date;
 }
 
+/** A web console session (migration 12): what the cookie's id opens. */
+export interface ConsoleSessionRecord {
+  /** sha256 (hex) of the session id in the cookie; the id itself is never stored. */
+  idHash: string;
+  /** sha256 (hex) of the operator's API token, as api_tokens keeps it: checked again at every request. */
+  tokenHash: string;
+  createdAt: Date;
+  lastSeen: Date;
+}
+
 export interface AuditInput {
   /** Who did it: "token:<name>", "cli:<user>", "system", "device:<id>". */
   actor: string;
@@ -680,6 +690,13 @@ export interface Store {
   insertToken(token: ApiTokenRecord, audit: AuditInput): Promise<void>;
   findTokenByHash(tokenHash: string): Promise<ApiTokenRecord | undefined>;
   listTokens(): Promise<ApiTokenRecord[]>;
+  /** Console sessions (not audited: sign-in is checked like any token use). */
+  insertConsoleSession(s: ConsoleSessionRecord): Promise<void>;
+  getConsoleSession(idHash: string): Promise<ConsoleSessionRecord | undefined>;
+  touchConsoleSession(idHash: string, at: Date): Promise<void>;
+  deleteConsoleSession(idHash: string): Promise<void>;
+  /** Deletes sessions idle since before `idleBefore` or created before `createdBefore`; returns how many. */
+  deleteStaleConsoleSessions(idleBefore: Date, createdBefore: Date): Promise<number>;
   revokeToken(id: string, at: Date, audit: AuditInput): Promise<void>;
 
   // --- audit log ---

@@ -13,6 +13,7 @@ import type { Clock } from '../../src/clock.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/console/plugin.js';
 import { ConsoleSessions, readCookie, SESSION_COOKIE } from '../../src/console/sessions.js';
 import { bucket } from '../../src/protocols/api/overview_routes.js';
+import { openContext } from '../../src/server/context.js';
 import { buildHttpsApp } from '../../src/server/server.js';
 import { KyselyStore } from '../../src/store/kysely_store.js';
 import { makeDataDir, opensslCsr, tempDir, type TestDataDir } from '../helpers/data_dir.js';
@@ -52,7 +53,7 @@ const deviceCount = async () => (await d.ctx.store.listDevices({ limit: 1000 }))
 before(async () => {
   d = await makeDataDir();
   assets = fakeAssets();
-  app = await buildHttpsApp(d.ctx, { consoleDir: assets, sessions: new ConsoleSessions(d.ctx.operators, clock, { idleMinutes: 30, maxHours: 8, maxSessions: 100 }) });
+  app = await buildHttpsApp(d.ctx, { consoleDir: assets, sessions: new ConsoleSessions(d.ctx.store, d.ctx.operators, clock, { idleMinutes: 30, maxHours: 8 }) });
   tokens.admin = d.adminToken;
   for (const role of ['ra-officer', 'auditor']) tokens[role] = (await d.ctx.operators.createToken({ name: role, role, actor: 'test' })).token;
 });
@@ -221,6 +222,36 @@ describe('console: the session ends', () => {
       const res = await app.inject({ url: '/api/v1/cas', headers: { cookie: s.cookie } });
       assert.equal(res.statusCode, i < 16 ? 200 : 401, `after ${(i + 1) * 29} minutes`);
     }
+  });
+});
+
+describe('console: sessions shared by every node (the store holds them)', () => {
+  it('ok signed in on one node, served by another; signed out there, ended on the first; the store keeps only hashes', async () => {
+    const other = await openContext(d.dir);
+    const nodeB = await buildHttpsApp(other, { consoleDir: assets, sessions: new ConsoleSessions(other.store, other.operators, clock, { idleMinutes: 30, maxHours: 8 }) });
+    try {
+      const s = await signIn('ra-officer');
+      const viaB = await nodeB.inject({ url: '/console/session', headers: { cookie: s.cookie } });
+      assert.equal(viaB.statusCode, 200, viaB.body);
+      assert.equal(viaB.json().csrf, s.csrf, 'the same CSRF token on every node');
+      const reg = await nodeB.inject({ method: 'POST', url: '/api/v1/devices', headers: { cookie: s.cookie, 'x-csrf-token': s.csrf }, payload: { id: 'node-b-1', profile: 'device-tls' } });
+      assert.equal(reg.statusCode, 201, reg.body);
+
+      const rows = await (d.ctx.store as KyselyStore).db.selectFrom('console_sessions').selectAll().execute();
+      const dump = JSON.stringify(rows);
+      assert.ok(rows.length >= 1);
+      assert.ok(!dump.includes(s.cookie.split('=')[1]) && !dump.includes(tokens['ra-officer']) && !dump.includes(s.csrf), 'no session id, token or CSRF token in the store');
+
+      assert.equal((await nodeB.inject({ method: 'DELETE', url: '/console/session', headers: { cookie: s.cookie, 'x-csrf-token': s.csrf } })).statusCode, 204);
+      assert.equal((await app.inject({ url: '/console/session', headers: { cookie: s.cookie } })).statusCode, 401);
+    } finally {
+      await nodeB.close();
+      await other.close();
+    }
+  });
+
+  it('fail an overlong or garbage session cookie: 401, nothing written', async () => {
+    for (const v of ['x'.repeat(5000), '%00%ff', '']) assert.equal((await app.inject({ url: '/console/session', headers: { cookie: `${SESSION_COOKIE}=${v}` } })).statusCode, 401);
   });
 });
 
