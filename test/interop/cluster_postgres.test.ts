@@ -114,6 +114,37 @@ describe('two fleetpki nodes on one PostgreSQL', () => {
     assert.ok(nodes.some((n) => who.has(n.proc.pid!)));
   });
 
+  it('a console session opened on one node is served by the other; signing out there ends it on both', async () => {
+    const root = pemEncode('CERTIFICATE', (await store.getCa('root'))!.certDer);
+    const ctx = await openContext(dirs[0]);
+    let token: string;
+    try {
+      token = (await ctx.operators.createToken({ name: 'console-op', role: 'ra-officer', actor: 'test' })).token;
+    } finally {
+      await ctx.close();
+    }
+    const call = (n: Node, method: string, path: string, headers: Record<string, string> = {}, body?: string) =>
+      new Promise<{ status: number; body: string; setCookie?: string }>((resolve, reject) => {
+        const u = new URL(`${n.httpsUrl}${path}`);
+        const req = request({ host: u.hostname, port: u.port, path: u.pathname, method, ca: root, agent: false, headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...headers } }, (res) => {
+          let text = '';
+          res.on('data', (b) => (text += b));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, setCookie: res.headers['set-cookie']?.[0] }));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const signIn = await call(nodes[0], 'POST', '/console/session', {}, JSON.stringify({ token }));
+    assert.equal(signIn.status, 200, signIn.body);
+    const cookie = signIn.setCookie!.split(';')[0];
+    const { csrf } = JSON.parse(signIn.body) as { csrf: string };
+    const onB = await call(nodes[1], 'GET', '/api/v1/devices', { cookie });
+    assert.equal(onB.status, 200, onB.body);
+    assert.equal((await call(nodes[1], 'DELETE', '/console/session', { cookie, 'x-csrf-token': csrf })).status, 204);
+    assert.equal((await call(nodes[0], 'GET', '/api/v1/devices', { cookie })).status, 401);
+  });
+
   it('the publishing node is killed: the other takes over within the lease and publishes the next revocation', async () => {
     const since0 = (await store.listAudit({ action: 'crl.publish', limit: 1000 })).at(-1)!.seq - 1;
     const leader = [...(await publishers(since0))][0];
