@@ -17,7 +17,6 @@
 import { createHash } from 'node:crypto';
 import type { CertInfo } from './cert_info.js';
 import { expect, readName, readSans, tlv, Unusual, type T } from './der_walk.js';
-import type { San } from './general_names.js';
 import { formatDn } from './names.js';
 
 const hex = (b: Buffer, t: T) => b.toString('hex', t.content, t.end);
@@ -121,16 +120,8 @@ function smallInteger(b: Buffer, t: T): number {
   return v;
 }
 
-interface Extensions {
-  isCa: boolean;
-  pathLen?: number;
-  keyUsage: string[];
-  extendedKeyUsage: string[];
-  sans: San[];
-  ski?: Uint8Array;
-  aki?: Uint8Array;
-  all: CertInfo['extensions'];
-}
+/** What the extensions say, in CertInfo's terms; `all` is CertInfo.extensions. */
+type Extensions = Pick<CertInfo, 'isCa' | 'pathLen' | 'keyUsage' | 'extendedKeyUsage' | 'sans' | 'ski' | 'aki'> & { all: CertInfo['extensions'] };
 
 function readExtensions(b: Buffer, list: T): Extensions {
   const out: Extensions = { isCa: false, keyUsage: [], extendedKeyUsage: [], sans: [], all: [] };
