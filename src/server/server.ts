@@ -5,7 +5,7 @@
  * sockets, so tests can use inject(); `startServer` listens and keeps the
  * HTTPS certificate fresh.
  */
-import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions, type RouteOptions } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
 import { VERSION } from '../version.js';
 import { aiaPlugin } from '../protocols/aia/plugin.js';
@@ -19,7 +19,10 @@ import { CmpServer } from '../protocols/cmp/server.js';
 import { pemEncode } from '../x509/pem.js';
 import { consolePlugin } from '../console/plugin.js';
 import { ConsoleSessions } from '../console/sessions.js';
-import { installProblemHandlers } from './http_errors.js';
+import { installProblemHandlers, sendProblem, toProblem } from './http_errors.js';
+import { ProblemError } from '../errors.js';
+import { encodeErrorResponse } from '../authority/ocsp_codec.js';
+import { OCSP_RESPONSE_TYPE } from '../protocols/ocsp/wire.js';
 import { parseHostPort } from './config.js';
 import type { FleetContext } from './context.js';
 import type { NoticeResult } from '../registry/expiry_watch.js';
@@ -95,7 +98,18 @@ export async function buildHttpsApp(ctx: FleetContext, o: BuildOptions = {}): Pr
 export async function buildHttpApp(ctx: FleetContext, o: BuildOptions = {}): Promise<FastifyInstance> {
   // Public, high-volume, read-only traffic (OCSP, CRLs, CA certificates):
   // no log line per request; refusals and failures are logged by the plugins.
-  const app = Fastify({ logger: o.logger ?? false, bodyLimit: ctx.config.server.bodyLimitBytes, disableRequestLogging: true });
+  const app = Fastify({
+    logger: o.logger ?? false,
+    bodyLimit: ctx.config.server.bodyLimitBytes,
+    disableRequestLogging: true,
+    // A URL the router cannot read (bad percent-encoding): an OCSP client can
+    // only read an OCSPResponse (RFC 6960 §2.3), everyone else a problem.
+    frameworkErrors: (err, req, res) => {
+      const reply = res as unknown as FastifyReply;
+      if (req.url.startsWith('/ocsp')) return reply.code(200).type(OCSP_RESPONSE_TYPE).send(Buffer.from(encodeErrorResponse('malformedRequest')));
+      return sendProblem(reply, toProblem(err) ?? new ProblemError('bad_request', err.message));
+    },
+  });
   installProblemHandlers(app);
   app.get('/healthz', async () => ({ status: 'ok' }));
   await app.register(aiaPlugin, { authority: ctx.authority });

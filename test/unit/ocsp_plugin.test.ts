@@ -167,3 +167,35 @@ describe('OCSP HTTP adapter', () => {
     });
   });
 });
+
+describe('OCSP on a real listener', () => {
+  let d: TestDataDir;
+  let app: FastifyInstance;
+  let base: string;
+
+  before(async () => {
+    d = await makeDataDir();
+    app = await buildHttpApp(d.ctx);
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  });
+  after(async () => {
+    await app?.close();
+    await d?.cleanup();
+  });
+
+  it('fail-a GET the router cannot read (bad percent-encoding) or that is not base64: HTTP 200 with malformedRequest, as for any bad request', async () => {
+    for (const path of ['/ocsp/not*base64', '/ocsp/%%%', '/ocsp/%E0%A4%A']) {
+      const res = await fetch(`${base}${path}`);
+      assert.equal(res.status, 200, path);
+      assert.equal(res.headers.get('content-type'), 'application/ocsp-response');
+      assert.equal(statusOf(Buffer.from(await res.arrayBuffer())), 1, `${path}: malformedRequest`);
+    }
+  });
+
+  it('fail-elsewhere on the listener a URL the router cannot read is a problem+json 400', async () => {
+    const res = await fetch(`${base}/crl/%%%`);
+    assert.equal(res.status, 400);
+    assert.equal(res.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+  });
+});
