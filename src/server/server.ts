@@ -5,7 +5,7 @@
  * sockets, so tests can use inject(); `startServer` listens and keeps the
  * HTTPS certificate fresh.
  */
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions, type RouteOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyServerOptions, type RouteOptions } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
 import { VERSION } from '../version.js';
 import { aiaPlugin } from '../protocols/aia/plugin.js';
@@ -101,7 +101,7 @@ export async function buildHttpApp(ctx: FleetContext, o: BuildOptions = {}): Pro
   const app = Fastify({
     logger: o.logger ?? false,
     bodyLimit: ctx.config.server.bodyLimitBytes,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // A URL the router cannot read (bad percent-encoding): an OCSP client can
     // only read an OCSPResponse (RFC 6960 §2.3), everyone else a problem.
     frameworkErrors: (err, req, res) => {
