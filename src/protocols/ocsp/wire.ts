@@ -35,14 +35,20 @@ export function encodeGetRequest(requestDer: Uint8Array): string {
   return encodeURIComponent(Buffer.from(requestDer).toString('base64'));
 }
 
-/** ETags of cached answers, by identity: a pre-signed answer is hashed once, not per request. */
-const etags = new WeakMap<Uint8Array, string>();
+/**
+ * What the headers of a pre-signed answer say that never changes, by
+ * identity: hashed and formatted once per answer, not once per request.
+ */
+const fixed = new WeakMap<Uint8Array, { etag: string; lastModified: string; expires: string; thisUpdate: number; nextUpdate: number }>();
+// The ETag is a strong one: the SHA-256 of the response bytes.
 
-/** A strong ETag of the response bytes. */
-export function etagOf(der: Uint8Array): string {
-  let tag = etags.get(der);
-  if (!tag) etags.set(der, (tag = `"${createHash('sha256').update(der).digest('base64url')}"`));
-  return tag;
+function fixedHeaders(der: Uint8Array, thisUpdate: Date, nextUpdate: Date) {
+  let f = fixed.get(der);
+  if (!f || f.thisUpdate !== thisUpdate.getTime() || f.nextUpdate !== nextUpdate.getTime()) {
+    f = { etag: f?.etag ?? `"${createHash('sha256').update(der).digest('base64url')}"`, lastModified: thisUpdate.toUTCString(), expires: nextUpdate.toUTCString(), thisUpdate: thisUpdate.getTime(), nextUpdate: nextUpdate.getTime() };
+    fixed.set(der, f);
+  }
+  return f;
 }
 
 /**
@@ -50,12 +56,13 @@ export function etagOf(der: Uint8Array): string {
  * Expires is nextUpdate, max-age never reaches past nextUpdate.
  */
 export function cachingHeaders(der: Uint8Array, thisUpdate: Date, nextUpdate: Date, now: Date): Record<string, string> {
-  const maxAge = Math.max(0, Math.floor((nextUpdate.getTime() - now.getTime()) / 1000));
+  const f = fixedHeaders(der, thisUpdate, nextUpdate);
+  const maxAge = Math.max(0, Math.floor((f.nextUpdate - now.getTime()) / 1000));
   return {
-    'last-modified': thisUpdate.toUTCString(),
-    expires: nextUpdate.toUTCString(),
+    'last-modified': f.lastModified,
+    expires: f.expires,
     'cache-control': `max-age=${maxAge}, public, no-transform, must-revalidate`,
-    etag: etagOf(der),
+    etag: f.etag,
   };
 }
 
