@@ -18,6 +18,9 @@ interface Slot {
   outbox: WorkerJob[];
 }
 
+/** How long close() waits for the jobs in flight. */
+const DRAIN_MS = 5000;
+
 type Pending = { resolve: (r: FastResult) => void; reject: (e: unknown) => void; slot: Slot };
 
 /**
@@ -39,6 +42,8 @@ export class IssuancePool {
   private nextId = 1;
   private flushScheduled = false;
   private closed = false;
+  /** Set by close() while it waits for the jobs in flight. */
+  private onDrained?: () => void;
 
   constructor(readonly size: number) {
     if (!Number.isInteger(size) || size < 1) throw new ProblemError('config_error', `the issuance worker pool needs at least one thread (got ${size})`);
@@ -93,6 +98,7 @@ export class IssuancePool {
       if (r.result) p.resolve(r.result);
       else p.reject(new ProblemError('internal', `issuance worker failed: ${r.fault}`));
     }
+    if (!this.pending.size) this.onDrained?.();
   }
 
   private failSlot(slot: Slot, e: Error): void {
@@ -102,6 +108,7 @@ export class IssuancePool {
       p.reject(new ProblemError('internal', `issuance worker failed: ${e.message}`));
     }
     slot.inFlight = 0;
+    if (!this.pending.size) this.onDrained?.();
     // A dead worker leaves the pool; the others carry on. With none left the
     // pool is closed, and the authority checks and signs on its own thread.
     const i = this.slots.indexOf(slot);
@@ -109,8 +116,23 @@ export class IssuancePool {
     if (!this.slots.length) this.closed = true;
   }
 
+  /**
+   * Stops the threads once the jobs in flight are answered (at most
+   * DRAIN_MS): an issuance half done would fail for nothing, and a thread
+   * terminated in the middle of a job can fail to exit where its module
+   * loader waits on another thread (tsx, in tests).
+   */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.pending.size) {
+      const drained = new Promise<void>((resolve) => (this.onDrained = resolve));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([drained, new Promise<void>((resolve) => (timer = setTimeout(resolve, DRAIN_MS)))]);
+      clearTimeout(timer);
+    }
+    // An idle worker is unref'd: without a ref the event loop may end before
+    // its exit is reported, and terminate()'s promise would never settle.
+    for (const s of this.slots) s.worker.ref();
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 }
