@@ -9,6 +9,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { isProblem, ProblemError, rethrowAs } from '../errors.js';
 import { ENROLLABLE_STATES, mayEnroll } from '../registry/lifecycle.js';
 import { auditEntryHash, GENESIS_HASH } from './audit_chain.js';
+import { CommitQueue, eachUnderSavepoint } from './group_commit.js';
 import { migrateToLatest } from './migrations.js';
 import type {
   ApiTokenTable,
@@ -285,27 +286,12 @@ export class KyselyStore implements Store {
    * a savepoint, and the others commit.
    */
   insertCertificate(cert: CertificateRecord, audit: AuditInput): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.certQueue.push({ cert, audit, resolve, reject });
-      if (!this.certFlushing) {
-        this.certFlushing = true;
-        setImmediate(() => void this.flushCertificates());
-      }
-    });
+    return new Promise((resolve, reject) => this.certQueue.push({ cert, audit, resolve, reject }));
   }
 
-  private readonly certQueue: QueuedCertificate[] = [];
-  private certFlushing = false;
+  private readonly certQueue = new CommitQueue<QueuedCertificate>(CERT_BATCH, (batch) => this.commitCertificates(batch));
   /** Group commits of certificates so far, and the certificates they held (tests, benchmarks). */
   readonly certificateCommits = { commits: 0, certificates: 0 };
-
-  private async flushCertificates(): Promise<void> {
-    try {
-      while (this.certQueue.length) await this.commitCertificates(this.certQueue.splice(0, CERT_BATCH));
-    } finally {
-      this.certFlushing = false;
-    }
-  }
 
   /** Commits one batch; settles every member, never throws. */
   private async commitCertificates(batch: QueuedCertificate[]): Promise<void> {
@@ -318,31 +304,14 @@ export class KyselyStore implements Store {
       }
     }
     if (!items.length) return;
-    const failed = new Map<PreparedCertificate, unknown>();
+    let failed = new Map<PreparedCertificate, unknown>();
     try {
       await this.write(async (trx) => {
-        failed.clear();
+        failed = new Map();
         if (items.length === 1) return this.insertCertificateRows(trx, items);
-        await sql`savepoint cert_batch`.execute(trx);
-        try {
-          await this.insertCertificateRows(trx, items);
-          await sql`release savepoint cert_batch`.execute(trx);
-          return;
-        } catch {
-          await sql`rollback to savepoint cert_batch`.execute(trx);
-          await sql`release savepoint cert_batch`.execute(trx);
-        }
-        for (const it of items) {
-          await sql`savepoint cert_one`.execute(trx);
-          try {
-            await this.insertCertificateRows(trx, [it]);
-            await sql`release savepoint cert_one`.execute(trx);
-          } catch (e) {
-            await sql`rollback to savepoint cert_one`.execute(trx);
-            await sql`release savepoint cert_one`.execute(trx);
-            failed.set(it, e);
-          }
-        }
+        // All in one bulk insert; if one breaks a constraint, one by one.
+        const whole = await eachUnderSavepoint(trx, [items], (all) => this.insertCertificateRows(trx, all));
+        if (whole.size) failed = await eachUnderSavepoint(trx, items, (it) => this.insertCertificateRows(trx, [it]));
       });
     } catch (e) {
       for (const it of items) it.q.reject(failed.get(it) ?? e);
@@ -1549,64 +1518,37 @@ export class KyselyStore implements Store {
    */
   private groupedWrite<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
     if (this.kind !== 'sqlite') return this.write(fn);
-    return new Promise<T>((resolve, reject) => {
-      this.writeQueue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.writeFlushing) {
-        this.writeFlushing = true;
-        setImmediate(() => void this.flushWrites());
-      }
-    });
+    return new Promise<T>((resolve, reject) => this.writeQueue.push({ fn, resolve: resolve as (v: unknown) => void, reject }));
   }
 
-  private readonly writeQueue: QueuedWrite[] = [];
-  private writeFlushing = false;
+  private readonly writeQueue = new CommitQueue<QueuedWrite>(WRITE_BATCH, (batch) => this.commitWrites(batch));
   /** Grouped transactions so far, and the writes they held (tests, benchmarks). */
   readonly groupedCommits = { commits: 0, writes: 0 };
 
-  private async flushWrites(): Promise<void> {
-    try {
-      while (this.writeQueue.length) await this.commitWrites(this.writeQueue.splice(0, WRITE_BATCH));
-    } finally {
-      this.writeFlushing = false;
-    }
-  }
-
   /** Runs one batch in one transaction; settles every member, never throws. */
   private async commitWrites(batch: QueuedWrite[]): Promise<void> {
-    const outcome = new Map<QueuedWrite, { ok: unknown } | { err: unknown }>();
+    const results = new Map<QueuedWrite, unknown>();
+    let failed = new Map<QueuedWrite, unknown>();
     try {
       await this.write(async (trx) => {
-        outcome.clear();
+        results.clear();
         if (batch.length === 1) {
-          outcome.set(batch[0], { ok: await batch[0].fn(trx) });
+          results.set(batch[0], await batch[0].fn(trx));
           return;
         }
-        for (const w of batch) {
-          await sql`savepoint grouped_write`.execute(trx);
-          try {
-            outcome.set(w, { ok: await w.fn(trx) });
-          } catch (e) {
-            await sql`rollback to savepoint grouped_write`.execute(trx);
-            outcome.set(w, { err: e });
-          }
-          await sql`release savepoint grouped_write`.execute(trx);
-        }
+        failed = await eachUnderSavepoint(trx, batch, async (w) => void results.set(w, await w.fn(trx)));
       });
     } catch (e) {
       // The transaction itself failed (a single write's refusal, disk full): nothing of the batch committed.
-      for (const w of batch) {
-        const o = outcome.get(w);
-        w.reject(o && 'err' in o ? o.err : e);
-      }
+      for (const w of batch) w.reject(failed.has(w) ? failed.get(w) : e);
       return;
     }
     this.groupedCommits.commits++;
     for (const w of batch) {
-      const o = outcome.get(w)!;
-      if ('err' in o) w.reject(o.err);
+      if (failed.has(w)) w.reject(failed.get(w));
       else {
         this.groupedCommits.writes++;
-        w.resolve(o.ok);
+        w.resolve(results.get(w));
       }
     }
   }
