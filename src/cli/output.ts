@@ -51,6 +51,12 @@ export function note(s: string): void {
   if (!process.stderr.destroyed) process.stderr.write(`${s}\n`);
 }
 
+/** "name  value" lines, the names padded to one width: a record shown alone. */
+export function printFacts(rows: ReadonlyArray<readonly string[]>): void {
+  const w = Math.max(...rows.map((r) => r[0].length));
+  for (const [k, v] of rows) printLine(`${k.padEnd(w)}  ${v}`);
+}
+
 /** Left-aligned columns for list output. */
 export function printTable(rows: string[][], header: string[]): void {
   const all = [header, ...rows];

@@ -48,15 +48,17 @@ describe('manifest create: what an entry pins', () => {
 
   it('fail-a key or CSR with --pin certificate, a private key, garbage, a missing file', () => {
     badRequest(() => pinOfFile(f('pub.pem'), 'certificate'), /--pin public-key/);
+    writeFileSync(f('bad-cert.pem'), '-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n');
+    badRequest(() => pinOfFile(f('bad-cert.pem'), 'public-key'), /not a valid X.509 certificate/);
     badRequest(() => pinOfFile(sup.keyPem, 'public-key'), /PRIVATE KEY, not a certificate/);
     badRequest(() => pinOfFile(f('garbage.bin'), 'public-key'), /not a certificate, a CSR or a public key/);
     badRequest(() => pinOfFile(f('nope.pem'), 'certificate'), /cannot read device file .*ENOENT/);
   });
 
-  it('ok-a CSV list: header, files relative to it, optional model and batch, comments and blank lines', () => {
-    writeFileSync(f('list.csv'), `# chips of batch 7\nid,file,model,batch\nc-1,${'ChipCo-signer.pem'},m1,B7\n\nc-2,cert.der,,\n`);
+  it('ok-a CSV list (RFC 4180, as device import reads it): header, files relative to it, optional model and batch, quoted fields, blank lines', () => {
+    writeFileSync(f('list.csv'), '\uFEFFid,file,model,batch\r\nc-1,ChipCo-signer.pem,"m1, rev ""B""",B7\r\n\r\nc-2,cert.der,,\n');
     assert.deepEqual(entriesOfCsv(f('list.csv'), 'certificate'), [
-      { id: 'c-1', certificateSha256: sha(derOf(sup.certPem)), model: 'm1', batch: 'B7' },
+      { id: 'c-1', certificateSha256: sha(derOf(sup.certPem)), model: 'm1, rev "B"', batch: 'B7' },
       { id: 'c-2', certificateSha256: sha(derOf(sup.certPem)) },
     ]);
   });
@@ -68,6 +70,8 @@ describe('manifest create: what an entry pins', () => {
     badRequest(() => entriesOfCsv(f('b.csv'), 'certificate'), /header naming the columns/);
     writeFileSync(f('c.csv'), 'id,file\nc-1,\n');
     badRequest(() => entriesOfCsv(f('c.csv'), 'certificate'), /line 2: id and file are required/);
+    writeFileSync(f('d.csv'), 'id,file\n"c-1,cert.der\n');
+    badRequest(() => entriesOfCsv(f('d.csv'), 'certificate'), /quoted field is not closed/);
   });
 });
 

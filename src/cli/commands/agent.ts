@@ -10,7 +10,7 @@ import { Agent, lockStateDir, readStatus, type AgentStatus, type BootstrapCreden
 import type { AgentSettings, KeyStoreSettings } from '../../agent/state.js';
 import { ProblemError } from '../../errors.js';
 import { isKeyAlgorithm } from '../../x509/algorithms.js';
-import { collect, note, printJson, printLine, printTable, readUserFile } from '../output.js';
+import { collect, note, printFacts, printJson, printTable, readUserFile } from '../output.js';
 
 const STATE_HELP = 'agent state directory (default: $FLEETPKI_AGENT_STATE, then ./fleetpki-agent)';
 
@@ -309,6 +309,5 @@ function printStatus(st: AgentStatus): void {
   const e = st.lastError;
   rows.push(['last error', e ? `${e.at} ${e.during}: ${e.code}${e.reason ? ` (${e.reason})` : ''}: ${e.detail}` : 'none']);
   rows.push(['certificate', st.files.cert], ['key', st.key?.store === 'pkcs11' ? `${st.key.ref} (in the token; URI in ${st.files.key})` : st.files.key]);
-  const w = Math.max(...rows.map((r) => r[0].length));
-  for (const [k, v] of rows) printLine(`${k.padEnd(w)}  ${v}`);
+  printFacts(rows);
 }

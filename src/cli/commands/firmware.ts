@@ -28,7 +28,7 @@ import { parseDn } from '../../x509/names.js';
 import { pemDecodeAll, pemEncode } from '../../x509/pem.js';
 import { withContext, withDir } from '../context.js';
 import { SIGNING_KEY_PASSPHRASE_ENV, signingIdentityFromFiles } from '../signing_files.js';
-import { collect, note, positiveInt, printJson, printLine, printRaw, printTable, readUserFile } from '../output.js';
+import { collect, note, positiveInt, printFacts, printJson, printRaw, printTable, readUserFile } from '../output.js';
 
 const STATE_HELP = 'agent state directory: its fleet roots, issuing CAs, cached CRLs and firmware.json (installed version, model, rollback floor)';
 
@@ -125,8 +125,7 @@ function printAccepted(a: AcceptedFirmware, modelChecked: boolean): void {
   if (a.manifest?.minVersion) rows.push(['min version', a.manifest.minVersion]);
   if (a.manifest?.expires) rows.push(['expires', a.manifest.expires.toISOString()]);
   if (a.rollbackFloor) rows.push(['rollback floor', `${a.rollbackFloor} (once installed)`]);
-  const w = Math.max(...rows.map((r) => r[0].length));
-  for (const [k, v] of rows) printLine(`${k.padEnd(w)}  ${v}`);
+  printFacts(rows);
 }
 
 function acceptedJson(a: AcceptedFirmware) {
@@ -367,7 +366,6 @@ printed: firmware_rejected (reason): ...), 2 for bad arguments.`)
         ['signer', out.signer ? `${out.signer.subject} (serial ${out.signer.serial})` : '(not in the signature)'],
         ['certificates', out.certificates.join('; ')],
       ];
-      const w = Math.max(...rows.map((r) => r[0].length));
-      for (const [k, v] of rows) printLine(`${k.padEnd(w)}  ${v}`);
+      printFacts(rows);
     });
 }

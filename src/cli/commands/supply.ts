@@ -11,14 +11,15 @@ import type { Command } from 'commander';
 import { ProblemError } from '../../errors.js';
 import { writeFileAtomic } from '../../keys/software_key_store.js';
 import { manifestEntryJson, manifestImportJson, manifestJson, supplierJson, verifiedManifestJson } from '../../protocols/api/views.js';
+import { parseCsvRecords } from '../../registry/device_file.js';
 import { signManifest } from '../../registry/supply_cms.js';
 import { encodeManifest, type SupplyManifest, type SupplyManifestEntry } from '../../registry/supply_manifest.js';
 import { cliActor } from '../../server/context.js';
-import { parseCertificate } from '../../x509/cert_info.js';
+import { parseCertificate, type CertInfo } from '../../x509/cert_info.js';
 import { parseCsr } from '../../x509/csr.js';
 import { pemDecodeAll, pemEncode } from '../../x509/pem.js';
 import { withContext, withDir } from '../context.js';
-import { collect, note, positiveInt, printJson, printLine, printRaw, printTable, readUserFile } from '../output.js';
+import { collect, note, positiveInt, printFacts, printJson, printLine, printRaw, printTable, readUserFile } from '../output.js';
 import { SIGNING_KEY_PASSPHRASE_ENV, signingIdentityFromFiles } from '../signing_files.js';
 
 type Pin = 'certificate' | 'public-key';
@@ -37,10 +38,9 @@ export function pinOfFile(path: string, pin: Pin): Pick<SupplyManifestEntry, 'ce
   const label = pem?.label;
   const der = pem?.der ?? new Uint8Array(buf);
   const fail = (why: string) => new ProblemError('bad_request', `${path}: ${why}`);
-  if (label === 'CERTIFICATE' || (!label && der[0] === 0x30 && isCertificate(der))) {
-    const c = parseCertificate(der);
-    return pin === 'certificate' ? { certificateSha256: c.fingerprintSha256 } : { publicKeySha256: c.spkiSha256 };
-  }
+  const cert = label === 'CERTIFICATE' || label === undefined ? certificateOrUndefined(der) : undefined;
+  if (cert) return pin === 'certificate' ? { certificateSha256: cert.fingerprintSha256 } : { publicKeySha256: cert.spkiSha256 };
+  if (label === 'CERTIFICATE') throw fail('is not a valid X.509 certificate');
   if (pin === 'certificate') throw fail(`holds ${label ? `a ${label}` : 'no certificate'}; a certificate is pinned with --pin certificate (use --pin public-key for keys and CSRs)`);
   if (label === 'CERTIFICATE REQUEST' || label === 'NEW CERTIFICATE REQUEST') return { publicKeySha256: parseCsr(der).spkiSha256 };
   if (label === undefined || label === 'PUBLIC KEY') {
@@ -54,33 +54,33 @@ export function pinOfFile(path: string, pin: Pin): Pick<SupplyManifestEntry, 'ce
   throw fail(`holds a ${label}, not a certificate, a CSR or a public key`);
 }
 
-function isCertificate(der: Uint8Array): boolean {
+function certificateOrUndefined(der: Uint8Array): CertInfo | undefined {
   try {
-    parseCertificate(der);
-    return true;
+    return parseCertificate(der);
   } catch {
-    return false;
+    return undefined;
   }
 }
 
 /**
- * Devices from a CSV file: a header naming id and file (and optionally model
- * and batch), then one device per line. Files are relative to the CSV.
+ * Devices from a CSV file (RFC 4180, as `device import` reads it): a header
+ * naming id and file, and optionally model and batch, then one device per
+ * record. Files are relative to the CSV.
  */
 export function entriesOfCsv(path: string, pin: Pin): SupplyManifestEntry[] {
-  const lines = readUserFile(path, 'device list').toString('utf8').split(/\r?\n/).map((l) => l.trim());
-  const rows = lines.map((l, i) => ({ n: i + 1, cells: l.split(',').map((c) => c.trim()) })).filter((r) => r.cells.join('') !== '' && !r.cells[0].startsWith('#'));
-  const header = rows.shift()?.cells ?? [];
+  const text = readUserFile(path, 'device list').toString('utf8').replace(/^\uFEFF/, '');
+  const records = parseCsvRecords(text).filter((r) => r.cells.some((c) => c.trim() !== ''));
+  const header = (records.shift()?.cells ?? []).map((h) => h.trim().toLowerCase());
   const col = (name: string) => header.indexOf(name);
   if (col('id') < 0 || col('file') < 0 || header.some((h) => !['id', 'file', 'model', 'batch'].includes(h))) {
     throw new ProblemError('bad_request', `${path}: the first line is a header naming the columns id,file and optionally model,batch`);
   }
   const base = dirname(resolve(path));
-  return rows.map(({ n, cells }) => {
-    const get = (name: string) => (col(name) >= 0 && cells[col(name)] ? cells[col(name)] : undefined);
+  return records.map(({ line, cells }) => {
+    const get = (name: string) => cells[col(name)]?.trim() || undefined;
     const id = get('id');
     const file = get('file');
-    if (!id || !file) throw new ProblemError('bad_request', `${path} line ${n}: id and file are required`);
+    if (!id || !file) throw new ProblemError('bad_request', `${path} line ${line}: id and file are required`);
     const e: SupplyManifestEntry = { id, ...pinOfFile(resolve(base, file), pin) };
     const model = get('model');
     const batch = get('batch');
@@ -118,8 +118,7 @@ function printManifest(m: ReturnType<typeof manifestJson>): void {
   ];
   if (m.domain) rows.push(['domain', m.domain]);
   if (m.owner) rows.push(['owner', m.owner]);
-  const w = Math.max(...rows.map((r) => r[0].length));
-  for (const [k, v] of rows) printLine(`${k.padEnd(w)}  ${v}`);
+  printFacts(rows);
 }
 
 export function registerSupply(program: Command): void {
