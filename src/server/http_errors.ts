@@ -2,7 +2,7 @@
  * ProblemError codes → HTTP status and RFC 9457 problem details. Internal
  * faults reach the client as a generic 500 and the log in full.
  */
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import { ProblemError, type ProblemCode } from '../errors.js';
 
 export const STATUS_OF: Record<ProblemCode, number> = {
@@ -76,6 +76,21 @@ export function sendProblem(reply: FastifyReply, e: ProblemError): FastifyReply 
   const retry = e.extra?.retryAfterSeconds;
   if (e.code === 'rate_limited' && typeof retry === 'number') reply.header('retry-after', String(Math.max(1, Math.ceil(retry))));
   return reply.code(body.status).type('application/problem+json').send(body);
+}
+
+type FrameworkErrors = NonNullable<FastifyServerOptions['frameworkErrors']>;
+
+/**
+ * Fastify's `frameworkErrors` option for every listener: errors before any
+ * route runs (a URL the router cannot decode) answer as problem details too,
+ * not as Fastify's own JSON. `special` may answer first in a protocol's own
+ * format (OCSP: protocols/ocsp/plugin.ts).
+ */
+export function frameworkErrorHandler(special?: (req: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined): FrameworkErrors {
+  return (err, req, res) => {
+    const reply = res as unknown as FastifyReply;
+    return special?.(req as FastifyRequest, reply) ?? sendProblem(reply, toProblem(err) ?? new ProblemError('bad_request', err.message));
+  };
 }
 
 /** Installs the error and not-found handlers every fleetpki listener uses. */

@@ -5,12 +5,12 @@
  * sockets, so tests can use inject(); `startServer` listens and keeps the
  * HTTPS certificate fresh.
  */
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyServerOptions, type RouteOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions, type RouteOptions } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
 import { VERSION } from '../version.js';
 import { aiaPlugin } from '../protocols/aia/plugin.js';
 import { crlPlugin } from '../protocols/crl/plugin.js';
-import { ocspPlugin } from '../protocols/ocsp/plugin.js';
+import { ocspFrameworkError, ocspPlugin } from '../protocols/ocsp/plugin.js';
 import { OcspResponder } from '../authority/ocsp.js';
 import { apiPlugin } from '../protocols/api/plugin.js';
 import { estPlugin } from '../protocols/est/plugin.js';
@@ -19,10 +19,7 @@ import { CmpServer } from '../protocols/cmp/server.js';
 import { pemEncode } from '../x509/pem.js';
 import { consolePlugin } from '../console/plugin.js';
 import { ConsoleSessions } from '../console/sessions.js';
-import { installProblemHandlers, sendProblem, toProblem } from './http_errors.js';
-import { ProblemError } from '../errors.js';
-import { encodeErrorResponse } from '../authority/ocsp_codec.js';
-import { OCSP_RESPONSE_TYPE } from '../protocols/ocsp/wire.js';
+import { frameworkErrorHandler, installProblemHandlers } from './http_errors.js';
 import { parseHostPort } from './config.js';
 import type { FleetContext } from './context.js';
 import type { NoticeResult } from '../registry/expiry_watch.js';
@@ -80,6 +77,7 @@ export async function buildHttpsApp(ctx: FleetContext, o: BuildOptions = {}): Pr
     // Refuse unknown fields instead of silently dropping them: a typo in a
     // request must not turn into a certificate issued without it.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    frameworkErrors: frameworkErrorHandler(),
     // Ask for a client certificate without requiring one (RFC 7030 §3.3.2):
     // EST devices may use HTTP Basic instead. The application decides.
     ...(o.tls ? { https: { ...secureContext(o.tls, o.clientTrust ?? []), requestCert: true, rejectUnauthorized: false } } : {}),
@@ -102,13 +100,8 @@ export async function buildHttpApp(ctx: FleetContext, o: BuildOptions = {}): Pro
     logger: o.logger ?? false,
     bodyLimit: ctx.config.server.bodyLimitBytes,
     logController: new LogController({ disableRequestLogging: true }),
-    // A URL the router cannot read (bad percent-encoding): an OCSP client can
-    // only read an OCSPResponse (RFC 6960 §2.3), everyone else a problem.
-    frameworkErrors: (err, req, res) => {
-      const reply = res as unknown as FastifyReply;
-      if (req.url.startsWith('/ocsp')) return reply.code(200).type(OCSP_RESPONSE_TYPE).send(Buffer.from(encodeErrorResponse('malformedRequest')));
-      return sendProblem(reply, toProblem(err) ?? new ProblemError('bad_request', err.message));
-    },
+    // An OCSP client can only read an OCSPResponse (RFC 6960 §2.3), even for a URL the router cannot read.
+    frameworkErrors: frameworkErrorHandler(ocspFrameworkError),
   });
   installProblemHandlers(app);
   app.get('/healthz', async () => ({ status: 'ok' }));

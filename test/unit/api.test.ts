@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildHttpApp, buildHttpsApp } from '../../src/server/server.js';
+import { encodeErrorResponse } from '../../src/authority/ocsp_codec.js';
 import { makeDataDir, opensslCsr, tempDir, type TestDataDir } from '../helpers/data_dir.js';
 
 let d: TestDataDir;
@@ -203,5 +204,26 @@ describe('plain-HTTP listener: AIA caIssuers', () => {
       assert.equal(res.statusCode, 404, url);
       assert.equal(res.json().code, 'not_found');
     }
+  });
+});
+
+describe('both listeners: a URL the router cannot decode', () => {
+  it('fail-HTTPS (API, EST, console): 400 problem+json, not the framework\'s own JSON', async () => {
+    for (const url of ['/api/v1/devices/%%%', '/.well-known/est/%E0%A4%A/cacerts', '/console/assets/%zz']) {
+      const res = await app.inject({ url, headers: { authorization: `Bearer ${tokens.admin}` } });
+      assert.equal(res.statusCode, 400, url);
+      assert.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8', url);
+      assert.equal(res.json().code, 'bad_request');
+    }
+  });
+
+  it('fail-plain HTTP: a problem+json for CRLs and CA certificates, an OCSP malformedRequest under /ocsp', async () => {
+    const crl = await http.inject({ url: '/crl/%%%' });
+    assert.equal(crl.statusCode, 400);
+    assert.equal(crl.headers['content-type'], 'application/problem+json; charset=utf-8');
+    const ocsp = await http.inject({ url: '/ocsp/%%%' });
+    assert.equal(ocsp.statusCode, 200);
+    assert.equal(ocsp.headers['content-type'], 'application/ocsp-response');
+    assert.deepEqual(new Uint8Array(ocsp.rawPayload), encodeErrorResponse('malformedRequest'));
   });
 });

@@ -192,10 +192,4 @@ describe('OCSP on a real listener', () => {
       assert.equal(statusOf(Buffer.from(await res.arrayBuffer())), 1, `${path}: malformedRequest`);
     }
   });
-
-  it('fail-elsewhere on the listener a URL the router cannot read is a problem+json 400', async () => {
-    const res = await fetch(`${base}/crl/%%%`);
-    assert.equal(res.status, 400);
-    assert.equal(res.headers.get('content-type'), 'application/problem+json; charset=utf-8');
-  });
 });

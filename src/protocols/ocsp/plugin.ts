@@ -79,6 +79,15 @@ export async function ocspPlugin(app: FastifyInstance, opts: OcspPluginOptions):
   app.get('/ocsp', async (req, reply) => answer(req, reply, undefined));
 }
 
+/**
+ * For the listener's `frameworkErrors` (server/http_errors.ts): a request
+ * under /ocsp that never reached a route (its URL cannot be decoded) still
+ * gets an OCSPResponse, malformedRequest; anything else is not OCSP's.
+ */
+export function ocspFrameworkError(req: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
+  return req.url.startsWith('/ocsp') ? sendOcsp(reply, encodeErrorResponse('malformedRequest')) : undefined;
+}
+
 function sendOcsp(reply: FastifyReply, der: Uint8Array): FastifyReply {
   return reply.code(200).type(OCSP_RESPONSE_TYPE).send(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
 }
