@@ -251,7 +251,14 @@ describe('console: sessions shared by every node (the store holds them)', () => 
   });
 
   it('fail an overlong or garbage session cookie: 401, nothing written', async () => {
-    for (const v of ['x'.repeat(5000), '%00%ff', '']) assert.equal((await app.inject({ url: '/console/session', headers: { cookie: `${SESSION_COOKIE}=${v}` } })).statusCode, 401);
+    const sessionRows = async () => (await (d.ctx.store as KyselyStore).db.selectFrom('console_sessions').selectAll().execute()).map((r) => `${r.id_hash}:${r.last_seen}`).sort();
+    const before = await sessionRows();
+    for (const v of ['x'.repeat(5000), '%00%ff', '']) {
+      assert.equal((await app.inject({ url: '/console/session', headers: { cookie: `${SESSION_COOKIE}=${v}` } })).statusCode, 401);
+      assert.equal((await app.inject({ method: 'POST', url: '/api/v1/devices', headers: { cookie: `${SESSION_COOKIE}=${v}`, 'x-csrf-token': 'x' }, payload: { id: 'never', profile: 'device-tls' } })).statusCode, 401);
+    }
+    assert.deepEqual(await sessionRows(), before);
+    assert.equal(await d.ctx.store.getDevice('never'), undefined);
   });
 });
 
