@@ -250,4 +250,15 @@ describe('three stages: manufacturer → assembly → operation', () => {
     await refused(() => enroll('G-2', operational['G-2']), 403, /revoked|retired/);
     await refused(() => enroll('G-2', idevid['G-2']), 403, /retired/);
   });
+
+  it('fail-a manifest listing the retired gateway is refused whole: the CLI names the device and why, nothing moves', async () => {
+    await supplierCli(['manifest', 'create', '--supplier', 'AssemblyCo', '--stage', 'field', '--device', `G-1=${operational['G-1'].cert}`, '--device', `G-2=${operational['G-2'].cert}`, '--out', env.file('m3.json')]);
+    await supplierCli(['manifest', 'sign', '--in', env.file('m3.json'), '--key', assembler.keyPem, '--cert', assembler.certPem, '--chain', assembler.chainPem, '--out', env.file('m3.cms')]);
+    const r = await fleetpkiAsync(['manifest', 'import', '--dir', env.dir, '--in', env.file('m3.cms'), '--profile', 'device-tls']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /manifest_rejected: manifest refused \(bad_entries\): 1 of 2 devices/);
+    assert.match(r.stdout, /^DEVICE +REFUSED BECAUSE\nG-2 +it is retired/m);
+    assert.equal((await env.ctx.registry.device('G-1')).stage, 'operation');
+    assert.equal(JSON.parse((await cli(['manifest', 'list', '--json'])).stdout).length, 2);
+  });
 });
