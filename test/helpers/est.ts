@@ -195,6 +195,27 @@ export interface CurlOptions {
   headers?: string[];
 }
 
+/**
+ * Sends a bad EST request and checks the refusal: the status, a text/plain
+ * reason (RFC 7030 §4.2.3), nothing issued, and exactly one
+ * `enrollment.refuse` audit entry with `code`.
+ */
+export async function estRefused(env: EstEnv, send: () => Promise<HttpAnswer>, status: number, code: string, reason?: RegExp): Promise<HttpAnswer> {
+  const certsBefore = await certCount(env.ctx);
+  const seq = await auditHead(env.ctx);
+  const r = await send();
+  assert.equal(r.status, status, `expected ${status}, got ${r.status}: ${r.body.slice(0, 120)}`);
+  assert.match(r.headers['content-type'] ?? '', /^text\/plain/, 'RFC 7030 §4.2.3: a human-readable reason');
+  assert.ok(r.body.trim().length > 0, 'the reason is not empty');
+  if (reason) assert.match(r.body, reason);
+  assert.equal(await certCount(env.ctx), certsBefore, 'nothing issued');
+  assert.equal((await auditSince(env.ctx, seq, 'certificate.issue')).length, 0, 'no issue audit entry');
+  const refusals = await auditSince(env.ctx, seq, 'enrollment.refuse');
+  assert.equal(refusals.length, 1, `one enrollment.refuse audit entry (got ${refusals.length})`);
+  assert.equal(refusals[0].details.code, code);
+  return r;
+}
+
 /** One HTTPS request with the curl CLI, trusting only our root. */
 export async function curl(env: EstEnv, path: string, o: CurlOptions = {}): Promise<HttpAnswer> {
   const tag = Math.random().toString(36).slice(2);

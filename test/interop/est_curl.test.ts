@@ -23,6 +23,7 @@ import {
   certsOfPkcs7,
   curl,
   ecKey,
+  estRefused,
   makeManufacturer,
   OffsetClock,
   openssl,
@@ -100,25 +101,7 @@ async function issuedCert(r: HttpAnswer, name: string): Promise<{ pem: string; f
   return { pem: certs[0], file, info: certOfPem(certs[0]) };
 }
 
-/**
- * Sends a bad request and checks the refusal: status, text/plain reason,
- * nothing issued, and one `enrollment.refuse` audit entry with `code`.
- */
-async function refused(send: () => Promise<HttpAnswer>, status: number, code: string, reason?: RegExp): Promise<HttpAnswer> {
-  const certsBefore = await certCount(env.ctx);
-  const seq = await auditHead(env.ctx);
-  const r = await send();
-  assert.equal(r.status, status, `expected ${status}, got ${r.status}: ${r.body.slice(0, 120)}`);
-  assert.match(r.headers['content-type'] ?? '', /^text\/plain/, 'RFC 7030 §4.2.3: a human-readable reason');
-  assert.ok(r.body.trim().length > 0, 'the reason is not empty');
-  if (reason) assert.match(r.body, reason);
-  assert.equal(await certCount(env.ctx), certsBefore, 'nothing issued');
-  assert.equal((await auditSince(env.ctx, seq, 'certificate.issue')).length, 0, 'no issue audit entry');
-  const refusals = await auditSince(env.ctx, seq, 'enrollment.refuse');
-  assert.equal(refusals.length, 1, `one enrollment.refuse audit entry (got ${refusals.length})`);
-  assert.equal(refusals[0].details.code, code);
-  return r;
-}
+const refused = (send: () => Promise<HttpAnswer>, status: number, code: string, reason?: RegExp) => estRefused(env, send, status, code, reason);
 
 /** Registers a device and enrolls it with its secret; returns the certificate and key files. */
 async function enrolled(id: string, extra: Parameters<typeof registerDevice>[1] = { id }): Promise<{ cert: string; key: string; serial: string }> {

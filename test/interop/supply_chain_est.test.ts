@@ -22,13 +22,11 @@ import { after, before, describe, it } from 'node:test';
 import { DEFAULT_PROFILES } from '../../src/authority/profiles.js';
 import { pemDecodeAll } from '../../src/x509/pem.js';
 import {
-  auditHead,
-  auditSince,
-  certCount,
   certOfPem,
   certsOfPkcs7,
   curl,
   ecKey,
+  estRefused,
   fleetpkiAsync,
   makeManufacturer,
   openssl,
@@ -67,40 +65,26 @@ const ok = async (p: ReturnType<typeof openssl>, what: string) => {
   return r;
 };
 
-let n = 0;
-async function enroll(id: string, cred: { cert: string; key: string }, op = 'simpleenroll'): Promise<HttpAnswer> {
-  const key = await ecKey(env.file(`${id}-${++n}.key`));
-  const csr = await opensslCsrB64(env, `${id}-${n}`, key, `/CN=${id}`);
-  return curl(env, `/.well-known/est/${op}`, { dataFile: csr.b64, contentType: 'application/pkcs10', cert: cred.cert, key: cred.key });
-}
-
-async function issued(r: HttpAnswer, file: string): Promise<{ file: string; serial: string }> {
-  assert.equal(r.status, 200, r.body);
-  const [pem] = await certsOfPkcs7(env, r.body);
-  writeFileSync(env.file(file), pem);
-  return { file: env.file(file), serial: certOfPem(pem).serial };
-}
-
-/** A refusal: the status, the reason in the body, nothing issued, an enrollment.refuse audit entry. */
-async function refused(send: () => Promise<HttpAnswer>, status: number, reason: RegExp): Promise<void> {
-  const certs = await certCount(env.ctx);
-  const seq = await auditHead(env.ctx);
-  const r = await send();
-  assert.equal(r.status, status, r.body);
-  assert.match(r.body, reason);
-  assert.equal(await certCount(env.ctx), certs, 'nothing issued');
-  assert.equal((await auditSince(env.ctx, seq, 'enrollment.refuse')).length, 1);
-}
-
-/** Enrolls and keeps the new key next to the certificate (the next stage presents both). */
-async function enrollKeeping(id: string, cred: { cert: string; key: string }, name: string, op = 'simpleenroll') {
+/** A new key, its CSR and an EST request with `cred` as the TLS client certificate. */
+async function estRequest(id: string, cred: { cert: string; key: string }, name: string, op = 'simpleenroll'): Promise<{ answer: HttpAnswer; key: string }> {
   const key = await ecKey(env.file(`${name}.key`));
   // RFC 7030 §4.2.2: a re-enrollment repeats the subject of the certificate it renews.
   const subj = op === 'simplereenroll' ? `/O=${ORG}/serialNumber=${id}/CN=${id}` : `/CN=${id}`;
   const csr = await opensslCsrB64(env, name, key, subj);
-  const r = await curl(env, `/.well-known/est/${op}`, { dataFile: csr.b64, contentType: 'application/pkcs10', cert: cred.cert, key: cred.key });
-  const c = await issued(r, `${name}.pem`);
-  return { cert: c.file, key, serial: c.serial };
+  return { answer: await curl(env, `/.well-known/est/${op}`, { dataFile: csr.b64, contentType: 'application/pkcs10', cert: cred.cert, key: cred.key }), key };
+}
+
+let n = 0;
+const enroll = async (id: string, cred: { cert: string; key: string }) => (await estRequest(id, cred, `${id}-${++n}`)).answer;
+const refused = (send: () => Promise<HttpAnswer>, status: number, reason: RegExp) => estRefused(env, send, status, 'forbidden', reason);
+
+/** Enrolls and keeps the new key next to the certificate (the next stage presents both). */
+async function enrollKeeping(id: string, cred: { cert: string; key: string }, name: string, op = 'simpleenroll') {
+  const { answer, key } = await estRequest(id, cred, name, op);
+  assert.equal(answer.status, 200, answer.body);
+  const [pem] = await certsOfPkcs7(env, answer.body);
+  writeFileSync(env.file(`${name}.pem`), pem);
+  return { cert: env.file(`${name}.pem`), key, serial: certOfPem(pem).serial };
 }
 
 const sha256OfPem = (file: string) => createHash('sha256').update(pemDecodeAll(readFileSync(file, 'utf8'))[0].der).digest('hex');
