@@ -1,7 +1,7 @@
 /** Small shared pieces: loading data, showing refusals, dates, the permission hint. */
 import type { ComponentChildren } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
-import { ApiError, type AuditEntry, type Operator } from './api.js';
+import { ApiError, get, type AuditEntry, type Operator } from './api.js';
 
 export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): { data?: T; error?: unknown; reload: () => void } {
   const [state, setState] = useState<{ data?: T; error?: unknown }>({});
@@ -84,5 +84,32 @@ export function AuditTable({ entries, caption, id, withTarget }: { entries: Audi
         ))}
       </tbody>
     </table>
+  );
+}
+
+/** The named fields of a form that were filled in, trimmed (the API takes absent, not empty, for "not given"). */
+export function filledFields(f: FormData, names: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of names) {
+    const v = String(f.get(k) ?? '').trim();
+    if (v) out[k] = v;
+  }
+  return out;
+}
+
+/** A "profile" field listing the profiles in force (device-tls first chosen). */
+export function ProfileSelect({ label }: { label: string }) {
+  const profiles = useLoad(() => get<Record<string, unknown>>('/api/v1/profiles'), []);
+  return (
+    <label>
+      {label}
+      <select name="profile" required>
+        {Object.keys(profiles.data ?? { 'device-tls': 1 }).map((p) => (
+          <option key={p} value={p} selected={p === 'device-tls'}>
+            {p}
+          </option>
+        ))}
+      </select>
+    </label>
   );
 }

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { call, get, post, type AuditEntry, type Device, type Operator } from '../api.js';
-import { AuditTable, Loading, NeedsPermission, Problem, StateBadge, day, useLoad } from '../ui.js';
+import { AuditTable, Loading, NeedsPermission, Problem, StateBadge, day, useLoad, filledFields } from '../ui.js';
 import { SecretOnce } from './devices.js';
 import { RevokeForm } from './revoke.js';
 
@@ -43,11 +43,7 @@ function Transfer({ op, d, onDone }: { op: Operator; d: Device; onDone: () => vo
     e.preventDefault();
     const form = e.currentTarget as HTMLFormElement;
     const f = new FormData(form);
-    const body: Record<string, unknown> = {};
-    for (const k of ['owner', 'domain', 'note']) {
-      const v = String(f.get(k) ?? '').trim();
-      if (v) body[k] = v;
-    }
+    const body: Record<string, unknown> = filledFields(f, ['owner', 'domain', 'note']);
     if (f.get('secret')) body.secret = true;
     setError(undefined);
     setDone(undefined);

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { DEVICE_STATES, get, post, qs, type Device, type Operator } from '../api.js';
-import { Loading, NeedsPermission, Problem, StateBadge, day, useLoad } from '../ui.js';
+import { Loading, NeedsPermission, Problem, ProfileSelect, StateBadge, day, filledFields, useLoad } from '../ui.js';
 
 export interface DeviceFilter {
   state?: string;
@@ -42,18 +42,13 @@ function Filter({ filter }: { filter: DeviceFilter }) {
 }
 
 function RegisterDevice({ op, onDone }: { op: Operator; onDone: () => void }) {
-  const profiles = useLoad(() => get<Record<string, unknown>>('/api/v1/profiles'), []);
   const [error, setError] = useState<unknown>();
   const [result, setResult] = useState<{ id: string; secret: string | null }>();
   const submit = async (e: Event) => {
     e.preventDefault();
     const form = e.currentTarget as HTMLFormElement;
     const f = new FormData(form);
-    const body: Record<string, unknown> = { id: String(f.get('id')).trim(), profile: String(f.get('profile')) };
-    for (const k of ['domain', 'model', 'owner']) {
-      const v = String(f.get(k) ?? '').trim();
-      if (v) body[k] = v;
-    }
+    const body: Record<string, unknown> = { id: String(f.get('id')).trim(), profile: String(f.get('profile')), ...filledFields(f, ['domain', 'model', 'owner']) };
     if (f.get('secret')) body.secret = true;
     if (f.get('requireApproval')) body.requireApproval = true;
     setError(undefined);
@@ -76,16 +71,7 @@ function RegisterDevice({ op, onDone }: { op: Operator; onDone: () => void }) {
           Device id (serial number)
           <input name="id" required pattern="[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}" />
         </label>
-        <label>
-          Profile
-          <select name="profile" required>
-            {Object.keys(profiles.data ?? { 'device-tls': 1 }).map((p) => (
-              <option key={p} value={p} selected={p === 'device-tls'}>
-                {p}
-              </option>
-            ))}
-          </select>
-        </label>
+        <ProfileSelect label="Profile" />
         <label>
           Domain
           <input name="domain" />

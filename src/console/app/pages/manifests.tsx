@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { get, post, qs, type Operator } from '../api.js';
-import { Loading, NeedsPermission, Problem, time, useLoad } from '../ui.js';
+import { Loading, NeedsPermission, Problem, ProfileSelect, filledFields, time, useLoad } from '../ui.js';
 
 interface Manifest {
   digest: string;
@@ -35,7 +35,6 @@ async function fileBase64(file: File): Promise<string> {
 }
 
 function ImportManifest({ op, onDone }: { op: Operator; onDone: () => void }) {
-  const profiles = useLoad(() => get<Record<string, unknown>>('/api/v1/profiles'), []);
   const [error, setError] = useState<unknown>();
   const [result, setResult] = useState<Imported>();
   const submit = async (e: Event) => {
@@ -47,11 +46,7 @@ function ImportManifest({ op, onDone }: { op: Operator; onDone: () => void }) {
     setResult(undefined);
     try {
       if (!(file instanceof File) || file.size === 0) throw new Error('Choose the signed manifest file (.cms).');
-      const body: Record<string, unknown> = { cms: await fileBase64(file), profile: String(f.get('profile')) };
-      for (const k of ['stage', 'domain', 'owner']) {
-        const v = String(f.get(k) ?? '').trim();
-        if (v) body[k] = v;
-      }
+      const body: Record<string, unknown> = { cms: await fileBase64(file), profile: String(f.get('profile')), ...filledFields(f, ['stage', 'domain', 'owner']) };
       if (f.get('requireApproval')) body.requireApproval = true;
       setResult(await post<Imported>('/api/v1/manifests', body));
       form.reset();
@@ -73,16 +68,7 @@ function ImportManifest({ op, onDone }: { op: Operator; onDone: () => void }) {
           Signed manifest
           <input name="file" type="file" accept=".cms,.p7m,.der,.pem,application/cms,application/pkcs7-mime" required />
         </label>
-        <label>
-          Profile in this stage
-          <select name="profile" required>
-            {Object.keys(profiles.data ?? { 'device-tls': 1 }).map((p) => (
-              <option key={p} value={p} selected={p === 'device-tls'}>
-                {p}
-              </option>
-            ))}
-          </select>
-        </label>
+        <ProfileSelect label="Profile in this stage" />
         <label>
           Expected stage
           <input name="stage" pattern="[a-z0-9][a-z0-9\-]{0,62}" />
