@@ -228,6 +228,10 @@ describe('manifests', () => {
     problem(await call('auditor', 'GET', `/api/v1/manifests/${hex('f')}`), 404, 'not_found');
     problem(await call('auditor', 'GET', '/api/v1/manifests/xyz'), 400, 'bad_request');
     problem(await call('auditor', 'GET', '/api/v1/devices/nobody/identities'), 404, 'not_found');
+    problem(await call('auditor', 'GET', '/api/v1/manifests?limit=0'), 400, 'bad_request');
+    problem(await call('auditor', 'GET', '/api/v1/manifests?limit=5000'), 400, 'bad_request');
+    problem(await call('auditor', 'GET', '/api/v1/manifests?colour=red'), 400, 'bad_request');
+    problem(await call('admin', 'DELETE', `/api/v1/suppliers/${'x'.repeat(200)}`), 400, 'bad_request');
   });
 
   it('ok-a second stage moves the registered devices; suppliers can be removed while their manifests stay', async () => {
