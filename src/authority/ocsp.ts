@@ -183,9 +183,23 @@ export class OcspResponder {
     return this.cache.size;
   }
 
+  /**
+   * The pre-signed answer to these exact request bytes, without waiting:
+   * undefined unless one is cached, still true, and the change feed was
+   * read within statusPollSeconds. The hot path of a responder behind
+   * which most requests repeat (RFC 5019 §2.1); respond() does the rest.
+   */
+  cachedResult(requestDer: Uint8Array): OcspResult | undefined {
+    if (this.maxCache === 0) return undefined;
+    const now = this.clock.now().getTime();
+    if (now >= this.nextPollAt) return undefined;
+    const hit = this.byRequest.get(requestKey(requestDer));
+    return hit && this.stillTrue(hit, now) ? hit.result : undefined;
+  }
+
   /** Answers one OCSPRequest. Never throws: failures become an error status. */
   async respond(requestDer: Uint8Array): Promise<OcspResult> {
-    const key = this.maxCache > 0 ? Buffer.from(requestDer.buffer, requestDer.byteOffset, requestDer.byteLength).toString('latin1') : undefined;
+    const key = this.maxCache > 0 ? requestKey(requestDer) : undefined;
     if (key !== undefined && (await this.feedCurrent())) {
       const hit = this.byRequest.get(key);
       if (hit && this.stillTrue(hit, this.clock.now().getTime())) return hit.result;
@@ -529,6 +543,11 @@ export class OcspResponder {
 
 function failure(status: Exclude<OcspResponseStatus, 'successful'>, error: unknown): OcspResult {
   return { der: encodeErrorResponse(status), status, cacheable: false, error };
+}
+
+/** A request's exact bytes as a map key. */
+function requestKey(der: Uint8Array): string {
+  return Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('latin1');
 }
 
 function indexKey(hash: CertIdHash, nameHash: Uint8Array, keyHashBytes: Uint8Array): string {

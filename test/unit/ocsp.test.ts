@@ -350,6 +350,24 @@ describe('OCSP responder', () => {
       assert.equal(single(parse((await r.respond(req)).der)).certStatus.good, null);
     });
 
+    it('ok-cachedResult-answers-without-waiting-only-while-the-feed-and-the-answer-are-current', async () => {
+      const r = make({ statusPollSeconds: 2 });
+      const serial = await leaf('cache-sync');
+      const req = request({ issuer: issuing, serial });
+      assert.equal(r.cachedResult(req), undefined, 'nothing cached yet');
+      const a = await r.respond(req);
+      assert.equal(r.cachedResult(req), a, 'the pre-signed answer, as respond() gives it');
+      assert.equal(r.cachedResult(request({ issuer: issuing, serial, nonce: 16 })), undefined, 'a nonce request is never answered from the cache');
+      await d.ctx.store.revokeCertificate(serial, { revokedAt: clock.now(), reason: 'keyCompromise' }, { actor: 'test', action: 'certificate.revoke', target: serial });
+      clock.advance(2000);
+      // The feed is due: only respond() may read it, so the cache stands back.
+      assert.equal(r.cachedResult(req), undefined, 'the change feed is due: no answer without reading it');
+      const b = await r.respond(req);
+      assert.equal(single(parse(b.der)).certStatus.revoked?.revocationReason?.reason, 1);
+      assert.equal(r.cachedResult(req), b, 'the revoked answer is the cached one now');
+      assert.equal(make({ maxCacheEntries: 0 }).cachedResult(req), undefined, 'no cache, no cached answer');
+    });
+
     it('ok-statusPollSeconds-0-reads-the-feed-before-every-answer', async () => {
       const r = make({ statusPollSeconds: 0 });
       const serial = await leaf('cache-revoke-0');

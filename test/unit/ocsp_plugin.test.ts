@@ -5,12 +5,12 @@
  */
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier, Extension } from '@peculiar/asn1-x509';
-import { CertID, OCSPRequest, OCSPResponse, Request, TBSRequest } from '@peculiar/asn1-ocsp';
+import { BasicOCSPResponse, CertID, OCSPRequest, OCSPResponse, Request, TBSRequest } from '@peculiar/asn1-ocsp';
 import * as der from '../../src/asn1/der.js';
 import { keyHash, OID_NONCE } from '../../src/authority/ocsp_codec.js';
 import { FakeClock } from '../../src/clock.js';
@@ -92,6 +92,25 @@ describe('OCSP HTTP adapter', () => {
     const reqDer = request(issuing, 'ab'.repeat(20), true);
     const res = await app.inject({ method: 'GET', url: `/ocsp/${encodeGetRequest(reqDer)}` });
     assert.equal(statusOf(res.rawPayload), 0);
+  });
+
+  it('ok-a-repeated-get-is-answered-from-the-cache-and-still-follows-a-revocation', async () => {
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const r = await d.ctx.authority.issue({ serverGeneratedSpki: new Uint8Array(publicKey.export({ type: 'spki', format: 'der' })), profile: 'device-tls', subject: [{ type: 'CN', value: 'get-repeat' }], actor: 'test' });
+    const serial = r.record.serial;
+    const url = `/ocsp/${encodeGetRequest(request(issuing, serial))}`;
+    const first = await app.inject({ method: 'GET', url });
+    const again = await app.inject({ method: 'GET', url });
+    assert.deepEqual(again.rawPayload, first.rawPayload, 'the pre-signed answer');
+    assert.equal(again.headers.etag, first.headers.etag);
+    await d.ctx.authority.revoke(serial, 'keyCompromise', 'test');
+    clock.advance(1000); // statusPollSeconds: the change feed is read again
+    const after = await app.inject({ method: 'GET', url });
+    const basic = AsnConvert.parse(AsnConvert.parse(after.rawPayload, OCSPResponse).responseBytes!.response.buffer, BasicOCSPResponse);
+    assert.ok(basic.tbsResponseData.responses[0].certStatus.revoked, 'the repeated GET sees the revocation');
+    assert.notEqual(after.headers.etag, first.headers.etag);
+    // A path that is not base64 is remembered as such and refused every time.
+    for (let i = 0; i < 2; i++) assert.equal(statusOf((await app.inject({ method: 'GET', url: '/ocsp/not*base64' })).rawPayload), 1);
   });
 
   it('ok-if-none-match-gets-304', async () => {

@@ -45,13 +45,7 @@ export async function ocspPlugin(app: FastifyInstance, opts: OcspPluginOptions):
     return sendOcsp(reply, encodeErrorResponse(client ? 'malformedRequest' : 'internalError'));
   });
 
-  const answer = async (req: FastifyRequest, reply: FastifyReply, der: Uint8Array | undefined): Promise<FastifyReply> => {
-    if (!der) {
-      req.log.info('OCSP request refused: not an OCSP request');
-      return sendOcsp(reply, encodeErrorResponse('malformedRequest'));
-    }
-    const r = await responder.respond(der);
-    logResult(req, r);
+  const send = (req: FastifyRequest, reply: FastifyReply, r: OcspResult): FastifyReply => {
     if (r.cacheable && r.thisUpdate && r.nextUpdate) {
       const headers = cachingHeaders(r.der, r.thisUpdate, r.nextUpdate, clock.now());
       reply.headers(headers);
@@ -62,19 +56,47 @@ export async function ocspPlugin(app: FastifyInstance, opts: OcspPluginOptions):
     return sendOcsp(reply, r.der);
   };
 
-  app.post('/ocsp', async (req, reply) => {
+  const answer = async (req: FastifyRequest, reply: FastifyReply, der: Uint8Array | undefined): Promise<FastifyReply> => {
+    if (!der) {
+      req.log.info('OCSP request refused: not an OCSP request');
+      return sendOcsp(reply, encodeErrorResponse('malformedRequest'));
+    }
+    const r = await responder.respond(der);
+    logResult(req, r);
+    return send(req, reply, r);
+  };
+
+  // Most requests repeat (RFC 5019 §2.1: CDNs and clients ask for the same
+  // certificate until nextUpdate): a pre-signed answer is sent within the
+  // handler's turn, without a promise, and a GET path is decoded once.
+  const decoded = new BoundedMap<string, Uint8Array | undefined>(GET_PATHS_KEPT);
+  const fastOrAnswer = (req: FastifyRequest, reply: FastifyReply, der: Uint8Array | undefined): Promise<FastifyReply> | undefined => {
+    const hit = der && responder.cachedResult(der);
+    if (!hit) return answer(req, reply, der);
+    send(req, reply, hit);
+    return undefined;
+  };
+
+  // Handlers that return a promise only when they wait: Fastify sends
+  // what a handler returns, so the synchronous path returns undefined.
+  app.post('/ocsp', (req, reply) => {
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
     const body = req.body;
-    return answer(req, reply, type === OCSP_REQUEST_TYPE && Buffer.isBuffer(body) ? new Uint8Array(body) : undefined);
+    return fastOrAnswer(req, reply, type === OCSP_REQUEST_TYPE && Buffer.isBuffer(body) ? new Uint8Array(body) : undefined);
   });
 
   // RFC 6960 A.1.1: GET {url}/{url-encoding of base-64 encoding of the DER}.
   // The raw URL is read, not the router's decoded parameter, because the
   // base64 itself may contain '/'.
-  app.get('/ocsp/*', async (req, reply) => {
-    const path = req.url.split('?')[0];
+  app.get('/ocsp/*', (req, reply) => {
+    const q = req.url.indexOf('?');
+    const path = q < 0 ? req.url : req.url.slice(0, q);
     const at = path.indexOf('/ocsp/');
-    return answer(req, reply, at < 0 ? undefined : decodeGetRequest(path.slice(at + '/ocsp/'.length)));
+    if (at < 0) return answer(req, reply, undefined);
+    const encoded = path.slice(at + '/ocsp/'.length);
+    let der = decoded.get(encoded);
+    if (der === undefined && !decoded.has(encoded)) decoded.set(encoded, (der = decodeGetRequest(encoded)));
+    return fastOrAnswer(req, reply, der);
   });
   app.get('/ocsp', async (req, reply) => answer(req, reply, undefined));
 }
@@ -84,6 +106,21 @@ export async function ocspPlugin(app: FastifyInstance, opts: OcspPluginOptions):
  * under /ocsp that never reached a route (its URL cannot be decoded) still
  * gets an OCSPResponse, malformedRequest; anything else is not OCSP's.
  */
+/** GET paths whose decoding is remembered (a few hundred bytes each). */
+const GET_PATHS_KEPT = 10_000;
+
+/** A Map that forgets its oldest entries beyond `max`. */
+class BoundedMap<K, V> extends Map<K, V> {
+  constructor(private readonly max: number) {
+    super();
+  }
+  override set(k: K, v: V): this {
+    super.set(k, v);
+    if (this.size > this.max) this.delete(this.keys().next().value as K);
+    return this;
+  }
+}
+
 export function ocspFrameworkError(req: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
   return req.url.startsWith('/ocsp') ? sendOcsp(reply, encodeErrorResponse('malformedRequest')) : undefined;
 }
