@@ -102,9 +102,13 @@ export interface Tlv {
   end: number;
 }
 
+// A plain function, not a closure per call: readTlv runs per TLV of every request.
+function fail(why: string): ProblemError {
+  return new ProblemError('bad_request', `malformed DER: ${why}`);
+}
+
 /** Reads one TLV at `offset`; throws bad_request on truncated or non-DER lengths. */
 export function readTlv(buf: Uint8Array, offset = 0): Tlv {
-  const fail = (why: string) => new ProblemError('bad_request', `malformed DER: ${why}`);
   if (offset + 2 > buf.length) throw fail('truncated');
   const tag = buf[offset];
   if ((tag & 0x1f) === 0x1f) throw fail('multi-byte tags are not supported');
@@ -145,3 +149,62 @@ export function expectSingleTlv(buf: Uint8Array, what: string): Tlv {
 
 export const slice = (buf: Uint8Array, t: Tlv) => buf.subarray(t.start, t.end);
 export const content = (buf: Uint8Array, t: Tlv) => buf.subarray(t.contentStart, t.end);
+
+// ------------------------------------------------------------ tree writer
+
+/**
+ * A constructed TLV whose parts are encoded bytes or further nodes.
+ * encodeTree writes a whole tree into one allocation: the helpers above
+ * copy every part once per level and allocate per TLV, which is most of
+ * the cost of a small structure built per request (an OCSP response).
+ */
+export interface DerNode {
+  readonly tag: number;
+  readonly parts: readonly DerPart[];
+  /** Content length, filled in by encodeTree. */
+  len?: number;
+}
+export type DerPart = Uint8Array | DerNode;
+
+export const node = (tag: number, ...parts: DerPart[]): DerNode => ({ tag, parts });
+
+function headerSize(len: number): number {
+  return len < 0x80 ? 2 : len < 0x100 ? 3 : len < 0x10000 ? 4 : len < 0x1000000 ? 5 : 6;
+}
+
+function measure(p: DerPart): number {
+  if (p instanceof Uint8Array) return p.length;
+  let len = 0;
+  for (const c of p.parts) len += measure(c);
+  p.len = len;
+  return headerSize(len) + len;
+}
+
+function writeHeader(out: Uint8Array, off: number, tag: number, len: number): number {
+  out[off++] = tag;
+  if (len < 0x80) {
+    out[off++] = len;
+    return off;
+  }
+  const n = headerSize(len) - 2;
+  out[off++] = 0x80 | n;
+  for (let i = n - 1; i >= 0; i--) out[off++] = (len >>> (8 * i)) & 0xff;
+  return off;
+}
+
+function write(out: Uint8Array, off: number, p: DerPart): number {
+  if (p instanceof Uint8Array) {
+    out.set(p, off);
+    return off + p.length;
+  }
+  off = writeHeader(out, off, p.tag, p.len!);
+  for (const c of p.parts) off = write(out, off, c);
+  return off;
+}
+
+/** The DER of a tree of nodes and encoded parts, in one allocation. */
+export function encodeTree(root: DerPart): Uint8Array {
+  const out = new Uint8Array(measure(root));
+  write(out, 0, root);
+  return out;
+}

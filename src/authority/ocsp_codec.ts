@@ -339,23 +339,44 @@ export function keyHash(spki: Uint8Array, hash: CertIdHash = 'sha1'): Uint8Array
 
 /** GeneralizedTime "YYYYMMDDHHMMSSZ" of whole seconds (RFC 5280 §4.1.2.5.2, which RFC 6960 follows). */
 function generalizedTime(d: Date): Uint8Array {
-  const p = (n: number, w = 2) => String(n).padStart(w, '0');
-  const text = `${p(d.getUTCFullYear(), 4)}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}Z`;
-  return der.tlv(der.TAG.GeneralizedTime, new Uint8Array(Buffer.from(text, 'latin1')));
+  const ms = Math.floor(d.getTime() / 1000) * 1000;
+  // Under load thousands of answers a second share their times: encode each second once.
+  let t = recentTimes.get(ms);
+  if (!t) {
+    const w = new Date(ms);
+    const digits = [w.getUTCFullYear(), 4, w.getUTCMonth() + 1, 2, w.getUTCDate(), 2, w.getUTCHours(), 2, w.getUTCMinutes(), 2, w.getUTCSeconds(), 2];
+    t = new Uint8Array(17);
+    t[0] = der.TAG.GeneralizedTime;
+    t[1] = 15;
+    let at = 2;
+    for (let i = 0; i < digits.length; i += 2) {
+      const width = digits[i + 1];
+      for (let k = width - 1, v = digits[i]; k >= 0; k--, v = Math.floor(v / 10)) t[at + k] = 0x30 + (v % 10);
+      at += width;
+    }
+    t[16] = 0x5a; // 'Z'
+    if (recentTimes.size >= RECENT_TIMES) recentTimes.clear();
+    recentTimes.set(ms, t);
+  }
+  return t;
 }
+const RECENT_TIMES = 64;
+const recentTimes = new Map<number, Uint8Array>();
 
 /**
  * CertStatus ::= CHOICE { good [0] IMPLICIT NULL, revoked [1] IMPLICIT
  * RevokedInfo, unknown [2] IMPLICIT NULL }; RevokedInfo ::= SEQUENCE {
  * revocationTime GeneralizedTime, revocationReason [0] EXPLICIT CRLReason OPTIONAL }
  */
+const GOOD = Uint8Array.of(0x80, 0);
+const UNKNOWN = Uint8Array.of(0x82, 0);
 function certStatus(s: CertState): Uint8Array {
-  if (s.kind === 'good') return Uint8Array.of(0x80, 0);
-  if (s.kind === 'unknown') return Uint8Array.of(0x82, 0);
+  if (s.kind === 'good') return GOOD;
+  if (s.kind === 'unknown') return UNKNOWN;
   // RFC 5280 §5.3.1: unspecified is expressed by leaving the reason out.
   const code = REVOCATION_REASONS[s.reason];
   const reason = code ? [der.ctx(0, true, der.tlv(der.TAG.ENUMERATED, Uint8Array.of(code)))] : [];
-  return der.ctx(1, true, generalizedTime(wholeSeconds(s.revokedAt)), ...reason);
+  return der.ctx(1, true, generalizedTime(s.revokedAt), ...reason);
 }
 
 /** ResponderID byKey [2] EXPLICIT KeyHash, per signer key (it is the same for every answer). */
@@ -383,10 +404,10 @@ export function wholeSeconds(d: Date): Date {
  */
 export function encodeResponseData(r: ResponseToSign): Uint8Array {
   const responses = r.answers.map((a) =>
-    der.seq(a.certIdDer, certStatus(a.state), generalizedTime(wholeSeconds(a.thisUpdate)), der.ctx(0, true, generalizedTime(wholeSeconds(a.nextUpdate)))),
+    der.node(der.TAG.SEQUENCE, a.certIdDer, certStatus(a.state), generalizedTime(a.thisUpdate), der.node(0xa0, generalizedTime(a.nextUpdate))),
   );
-  const exts = r.nonce ? [der.ctx(1, true, der.seq(der.seq(NONCE_EXTENSION_HEAD, der.octets(r.nonce))))] : [];
-  return der.seq(responderIdByKey(r.signerSpki), generalizedTime(wholeSeconds(r.producedAt)), der.seq(...responses), ...exts);
+  const exts = r.nonce ? [der.node(0xa1, der.node(der.TAG.SEQUENCE, der.node(der.TAG.SEQUENCE, NONCE_EXTENSION_HEAD, der.node(der.TAG.OCTET_STRING, r.nonce))))] : [];
+  return der.encodeTree(der.node(der.TAG.SEQUENCE, responderIdByKey(r.signerSpki), generalizedTime(r.producedAt), der.node(der.TAG.SEQUENCE, ...responses), ...exts));
 }
 
 /**
@@ -396,9 +417,15 @@ export function encodeResponseData(r: ResponseToSign): Uint8Array {
  * bytes, so what was signed is what is sent.
  */
 export function encodeSuccessfulResponse(tbsResponseData: Uint8Array, signatureAlgorithm: Uint8Array, signature: Uint8Array, certs: readonly Uint8Array[]): Uint8Array {
-  const basic = der.seq(tbsResponseData, signatureAlgorithm, der.bitString(signature), ...(certs.length ? [der.ctx(0, true, der.seq(...certs))] : []));
-  return der.seq(der.tlv(der.TAG.ENUMERATED, Uint8Array.of(OCSP_RESPONSE_STATUS.successful)), der.ctx(0, true, der.seq(der.oid(id_pkix_ocsp_basic), der.octets(basic))));
+  const basic = der.node(
+    der.TAG.OCTET_STRING,
+    der.node(der.TAG.SEQUENCE, tbsResponseData, signatureAlgorithm, der.node(der.TAG.BIT_STRING, NO_UNUSED_BITS, signature), ...(certs.length ? [der.node(0xa0, der.node(der.TAG.SEQUENCE, ...certs))] : [])),
+  );
+  return der.encodeTree(der.node(der.TAG.SEQUENCE, SUCCESSFUL_STATUS, der.node(0xa0, der.node(der.TAG.SEQUENCE, ID_PKIX_OCSP_BASIC_TLV, basic))));
 }
+const NO_UNUSED_BITS = Uint8Array.of(0);
+const SUCCESSFUL_STATUS = der.tlv(der.TAG.ENUMERATED, Uint8Array.of(OCSP_RESPONSE_STATUS.successful));
+const ID_PKIX_OCSP_BASIC_TLV = der.oid(id_pkix_ocsp_basic);
 
 /** An OCSPResponse carrying only an error status (RFC 6960 §4.2.1: no responseBytes). */
 export function encodeErrorResponse(status: Exclude<OcspResponseStatus, 'successful'>): Uint8Array {

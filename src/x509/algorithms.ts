@@ -113,12 +113,18 @@ const OID = {
  * AlgorithmIdentifiers omit parameters; RFC 4055 §5: RSA PKCS#1 v1.5 ones carry
  * NULL; RFC 8410 §3: Ed25519 has no parameters.
  */
+/** Encoded once per algorithm: signers ask for it per signature (OCSP answers, certificates). */
+const SIGNATURE_ALGORITHMS = new Map<string, SignatureAlgorithm>();
+function make(oid: string, hash: HashName | null, withNull: boolean): SignatureAlgorithm {
+  let a = SIGNATURE_ALGORITHMS.get(oid);
+  if (!a) {
+    a = Object.freeze({ oid, hash, algorithmIdentifier: withNull ? der.seq(der.oid(oid), der.nullValue()) : der.seq(der.oid(oid)) });
+    SIGNATURE_ALGORITHMS.set(oid, a);
+  }
+  return a;
+}
+
 export function signatureAlgorithmFor(key: KeyInfo): SignatureAlgorithm {
-  const make = (oid: string, hash: HashName | null, withNull: boolean): SignatureAlgorithm => ({
-    oid,
-    hash,
-    algorithmIdentifier: withNull ? der.seq(der.oid(oid), der.nullValue()) : der.seq(der.oid(oid)),
-  });
   switch (key.type) {
     case 'ec':
       if (key.curve === 'P-256') return make(OID.ecdsaSha256, 'sha256', false);

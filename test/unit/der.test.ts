@@ -159,3 +159,23 @@ describe('der.readTlv / readChildren / expectSingleTlv', () => {
     assert.throws(() => der.expectSingleTlv(buf, 'thing'), (e: unknown) => isProblem(e, 'bad_request') && /thing: 2 bytes of trailing data/.test(e.detail));
   });
 });
+
+describe('der.encodeTree', () => {
+  // The reference: the per-TLV builders above, checked against openssl asn1parse.
+  const blob = (n: number, fill: number) => new Uint8Array(n).fill(fill);
+  const cases: Array<[string, der.DerPart, Uint8Array]> = [
+    ['ok-a-leaf-as-is', Uint8Array.of(5, 0), Uint8Array.of(5, 0)],
+    ['ok-empty-sequence', der.node(der.TAG.SEQUENCE), der.seq()],
+    ['ok-nested-short', der.node(der.TAG.SEQUENCE, der.oid('1.2.3'), der.node(0xa0, der.node(der.TAG.OCTET_STRING, blob(3, 1)))), der.seq(der.oid('1.2.3'), der.ctx(0, true, der.octets(blob(3, 1))))],
+    ['ok-lengths-127-128-255-256', der.node(der.TAG.SEQUENCE, der.node(4, blob(127, 2)), der.node(4, blob(128, 3)), der.node(4, blob(255, 4)), der.node(4, blob(256, 5))), der.seq(der.octets(blob(127, 2)), der.octets(blob(128, 3)), der.octets(blob(255, 4)), der.octets(blob(256, 5)))],
+    ['ok-lengths-65535-65536-and-a-megabyte', der.node(der.TAG.SEQUENCE, der.node(4, blob(65535, 6)), der.node(4, blob(65536, 7)), der.node(3, Uint8Array.of(0), blob(1 << 20, 8))), der.seq(der.octets(blob(65535, 6)), der.octets(blob(65536, 7)), der.bitString(blob(1 << 20, 8)))],
+  ];
+  for (const [name, tree, want] of cases) it(name, () => assert.equal(hex(der.encodeTree(tree)), hex(want)));
+
+  it('ok-a-tree-can-be-encoded-twice-and-shares-leaves', () => {
+    const leaf = der.oid('2.5.4.3');
+    const tree = der.node(der.TAG.SEQUENCE, leaf, der.node(der.TAG.SET, leaf));
+    assert.equal(hex(der.encodeTree(tree)), hex(der.encodeTree(tree)));
+    assert.equal(hex(der.encodeTree(tree)), hex(der.seq(leaf, der.tlv(der.TAG.SET, leaf))));
+  });
+});
