@@ -368,6 +368,8 @@ export class Authority {
   private readonly plans = new Map<string, IssuancePlan | null>();
   private readonly chains = new Map<string, Uint8Array[]>();
   private pool?: IssuancePool;
+  /** After close(): no new worker threads. */
+  private poolClosed = false;
   private fastInFlight = 0;
   /** Certificates prepared by each path since start (metrics, tests, benchmarks). */
   readonly issuedBy = { fastPath: 0, library: 0 };
@@ -425,10 +427,20 @@ export class Authority {
     }
   }
 
+  /**
+   * The process's worker threads (`issuance.workers`, started on first
+   * use), which other signers of the process share (OCSP answers);
+   * undefined when configured without workers or when every worker died.
+   */
+  workerPool(): IssuancePool | undefined {
+    const workers = this.config.issuanceWorkers ?? 0;
+    if (workers > 0 && !this.pool && !this.poolClosed) this.pool = new IssuancePool(workers);
+    return this.pool;
+  }
+
   /** On a worker once issuances overlap, else here. */
   private async runFast(plan: IssuancePlan, req: FastRequest): Promise<FastResult> {
-    const workers = this.config.issuanceWorkers ?? 0;
-    if (workers > 0 && !this.pool && this.fastInFlight > 1) this.pool = new IssuancePool(workers);
+    if (!this.pool && this.fastInFlight > 1) this.workerPool();
     if (this.pool) {
       try {
         return await this.pool.run(plan, req);
@@ -444,6 +456,7 @@ export class Authority {
   async close(): Promise<void> {
     const pool = this.pool;
     this.pool = undefined;
+    this.poolClosed = true;
     await pool?.close();
   }
 

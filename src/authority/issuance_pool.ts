@@ -2,10 +2,13 @@
  * Worker threads for the issuance fast path, so one node signs on every core:
  * the main thread keeps the policy that needs the store (the CA record, the
  * commit), the workers read and check CSRs and sign (issuance_worker.ts).
+ * They also sign OCSP answers with in-memory keys (sign()).
  * Jobs handed in within one turn of the event loop travel to a worker as one
  * message, which keeps the per-certificate messaging cost small.
  */
+import type { KeyObject } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
+import type { HashName } from '../x509/algorithms.js';
 import { ProblemError } from '../errors.js';
 import type { FastRequest, FastResult, IssuancePlan } from './fast_issuance.js';
 import type { WorkerJob, WorkerReply } from './issuance_worker.js';
@@ -15,13 +18,19 @@ interface Slot {
   inFlight: number;
   /** Plan ids this worker has been sent. */
   plans: Set<string>;
+  /** Key ids this worker has been sent. */
+  keys: Set<number>;
   outbox: WorkerJob[];
 }
 
 /** How long close() waits for the jobs in flight. */
 const DRAIN_MS = 5000;
 
-type Pending = { resolve: (r: FastResult) => void; reject: (e: unknown) => void; slot: Slot };
+type Pending = { resolve: (r: WorkerReply) => void; reject: (e: unknown) => void; slot: Slot };
+
+/** Ids of the keys handed to workers: a key travels to each worker once. */
+const keyIds = new WeakMap<KeyObject, number>();
+let nextKeyId = 1;
 
 /**
  * Where the worker's code is: beside this module when it runs from the
@@ -49,7 +58,7 @@ export class IssuancePool {
     if (!Number.isInteger(size) || size < 1) throw new ProblemError('config_error', `the issuance worker pool needs at least one thread (got ${size})`);
     for (let i = 0; i < size; i++) {
       const worker = startWorker();
-      const slot: Slot = { worker, inFlight: 0, plans: new Set(), outbox: [] };
+      const slot: Slot = { worker, inFlight: 0, plans: new Set(), keys: new Set(), outbox: [] };
       worker.on('message', (replies: WorkerReply[]) => this.onReplies(slot, replies));
       worker.on('error', (e) => this.failSlot(slot, e));
       worker.on('exit', (code) => this.failSlot(slot, new Error(`issuance worker exited with code ${code}`)));
@@ -60,18 +69,37 @@ export class IssuancePool {
   }
 
   /** Runs issueFast(plan, req) on the least busy worker. */
-  run(plan: IssuancePlan, req: FastRequest): Promise<FastResult> {
+  async run(plan: IssuancePlan, req: FastRequest): Promise<FastResult> {
+    return (await this.submit((slot, id) => {
+      const job: WorkerJob = { id, planId: plan.id, req };
+      if (!slot.plans.has(plan.id)) {
+        job.plan = plan;
+        slot.plans.add(plan.id);
+      }
+      return job;
+    })).result!;
+  }
+
+  /** Signs `data` with an in-memory key on the least busy worker; ECDSA signatures DER-encoded. */
+  async sign(key: KeyObject, hash: HashName | null, data: Uint8Array): Promise<Uint8Array> {
+    let keyId = keyIds.get(key);
+    if (keyId === undefined) keyIds.set(key, (keyId = nextKeyId++));
+    const reply = await this.submit((slot, id) => {
+      if (slot.keys.has(keyId)) return { id, keyId, hash, data };
+      slot.keys.add(keyId);
+      return { id, keyId, key, hash, data };
+    });
+    return new Uint8Array(reply.signature!.buffer, reply.signature!.byteOffset, reply.signature!.byteLength);
+  }
+
+  /** Jobs handed in within one turn travel to their worker as one message. */
+  private submit(makeJob: (slot: Slot, id: number) => WorkerJob): Promise<WorkerReply> {
     if (this.closed) return Promise.reject(new ProblemError('unavailable', 'the issuance worker pool is closed'));
     let slot = this.slots[0];
     for (const s of this.slots) if (s.inFlight < slot.inFlight) slot = s;
     const id = this.nextId++;
-    const job: WorkerJob = { id, planId: plan.id, req };
-    if (!slot.plans.has(plan.id)) {
-      job.plan = plan;
-      slot.plans.add(plan.id);
-    }
     if (slot.inFlight++ === 0) slot.worker.ref();
-    slot.outbox.push(job);
+    slot.outbox.push(makeJob(slot, id));
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -95,7 +123,7 @@ export class IssuancePool {
       if (!p) continue;
       this.pending.delete(r.id);
       if (--slot.inFlight === 0) slot.worker.unref();
-      if (r.result) p.resolve(r.result);
+      if (r.result || r.signature) p.resolve(r);
       else p.reject(new ProblemError('internal', `issuance worker failed: ${r.fault}`));
     }
     if (!this.pending.size) this.onDrained?.();

@@ -30,7 +30,11 @@
  * changed since its status was read is answered afresh. So a revocation
  * reaches every node's answers within that time. A timer of the server's
  * (refreshDue) re-signs answers before their refresh point, so clients get
- * pre-signed answers. Nonce requests are signed on demand, never cached.
+ * pre-signed answers. Nonce requests are signed on demand, never cached;
+ * the status they carry comes from a per-serial memory of the store's
+ * records kept true by the same change feed, so a nonce answer reads the
+ * store only when its certificate changed, and is signed on the worker
+ * threads when the key allows it (signBytes).
  *
  * Signing: by default with a delegated OCSP signer per CA (RFC 6960
  * §4.2.2.2: id-kp-OCSPSigning, id-pkix-ocsp-nocheck), issued from the CA on
@@ -40,10 +44,10 @@
  */
 import type { Clock } from '../clock.js';
 import { isProblem, ProblemError } from '../errors.js';
-import type { KeyStore, Signer } from '../keys/key_store.js';
+import { isThreadShared, type KeyStore, type Signer } from '../keys/key_store.js';
 import type { CertificateRecord, OcspSignerRecord, Store } from '../store/store.js';
 import { createHash } from 'node:crypto';
-import { keyInfoName, signatureAlgorithmFor, type KeyAlgorithm, type KeyInfo } from '../x509/algorithms.js';
+import { keyInfoName, signatureAlgorithmFor, type HashName, type KeyAlgorithm, type KeyInfo } from '../x509/algorithms.js';
 import { parseCertificate, type CertInfo } from '../x509/cert_info.js';
 import type { DnAttribute } from '../x509/names.js';
 import type { Authority } from './authority.js';
@@ -158,6 +162,12 @@ export class OcspResponder {
   private polling?: Promise<boolean>;
   /** serial → seq of its newest change and when it was read, oldest first; kept one answer lifetime. */
   private readonly changed = new Map<string, { seq: number; seenAt: number }>();
+  /** serial → its record as read at feed position `seq` (none: not in the store), least recently used first. */
+  private readonly statuses = new Map<string, { record?: CertificateRecord; seq: number; readAt: number }>();
+  /** Answers under way (respond()): signatures made for them go to the worker threads. */
+  private answering = 0;
+  /** Signatures made since start, by where (metrics, tests, benchmarks). */
+  readonly signedBy = { workers: 0, here: 0 };
 
   constructor(
     private readonly store: Store,
@@ -210,12 +220,15 @@ export class OcspResponder {
     } catch (e) {
       return failure('malformedRequest', e);
     }
+    this.answering++;
     try {
       return await this.answer(req, key);
     } catch (e) {
       if (isProblem(e, 'unauthorized')) return failure('unauthorized', e);
       if (isProblem(e, 'bad_request')) return failure('malformedRequest', e);
       return failure('internalError', e);
+    } finally {
+      this.answering--;
     }
   }
 
@@ -228,7 +241,7 @@ export class OcspResponder {
     for (const rc of req.certs) {
       const cas = await this.issuersOf(rc);
       if (!cas.length) throw new ProblemError('unauthorized', `no CA of this responder has the issuer name and key hashes of serial ${rc.serial}`);
-      const record = await this.store.getCertificate(rc.serial);
+      const record = await this.statusOf(rc.serial);
       const owner = record && cas.find((c) => c.name === record.issuerCa);
       resolved.push({ rc, ca: owner?.name ?? cas[0].name, record: owner ? record : undefined });
     }
@@ -324,6 +337,27 @@ export class OcspResponder {
     }
     this.nextPollAt = started + this.pollMs;
     return true;
+  }
+
+  /**
+   * A certificate's record, from the store or, when the change feed is
+   * current and shows no change of it since it was read, from memory: a
+   * nonce answer is signed anew each time, but its status need not be read
+   * anew. Entries live half an answer lifetime, well within the time the
+   * feed's changes are remembered.
+   */
+  private async statusOf(serial: string): Promise<CertificateRecord | undefined> {
+    if (this.maxCache === 0 || !(await this.feedCurrent())) return this.store.getCertificate(serial);
+    const now = this.clock.now().getTime();
+    const hit = this.statuses.get(serial);
+    const c = this.changed.get(serial);
+    if (hit && now - hit.readAt < this.validityMs / 2 && (!c || c.seq <= hit.seq)) return hit.record;
+    const seq = this.feedSeq;
+    const record = await this.store.getCertificate(serial);
+    this.statuses.delete(serial);
+    this.statuses.set(serial, { record, seq, readAt: now });
+    while (this.statuses.size > this.maxCache) this.statuses.delete(this.statuses.keys().next().value as string);
+    return record;
   }
 
   /** A cached answer that may be sent again as it is: not due for refresh, same signer, no change since its status was read. */
@@ -432,8 +466,32 @@ export class OcspResponder {
       nonce,
     });
     const alg = signatureAlgorithmFor(active.signer.key);
-    const signature = await active.signer.sign(tbs, alg.hash);
+    const signature = await this.signBytes(active.signer, tbs, alg.hash);
     return { der: encodeSuccessfulResponse(tbs, alg.algorithmIdentifier, signature, active.certs), thisUpdate, nextUpdate, generation: active.generation };
+  }
+
+  /**
+   * Answers to requests are signed on the worker threads when the key is
+   * in this process's memory (software keys): the main thread keeps HTTP
+   * and the encoding, and nonce answers under load use both cores. The
+   * trip to a thread and back costs a few tens of microseconds of latency,
+   * not throughput. Token keys, background re-signing (refreshDue) and a
+   * process without workers sign here.
+   */
+  private async signBytes(signer: Signer, tbs: Uint8Array, hash: HashName | null): Promise<Uint8Array> {
+    const pool = this.answering > 0 && isThreadShared(signer) ? this.authority.workerPool() : undefined;
+    if (pool && isThreadShared(signer)) {
+      try {
+        const signature = await pool.sign(signer.threadKey, hash, tbs);
+        this.signedBy.workers++;
+        return signature;
+      } catch (e) {
+        // Every worker gone: sign here.
+        if (!isProblem(e, 'unavailable')) throw e;
+      }
+    }
+    this.signedBy.here++;
+    return signer.sign(tbs, hash);
   }
 
   private signerNeedsCheck(s: ActiveSigner, now: number): boolean {

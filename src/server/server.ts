@@ -7,10 +7,11 @@
  */
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions, type RouteOptions } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
+import { createServer, type Server as HttpServer } from 'node:http';
 import { VERSION } from '../version.js';
 import { aiaPlugin } from '../protocols/aia/plugin.js';
 import { crlPlugin } from '../protocols/crl/plugin.js';
-import { ocspFrameworkError, ocspPlugin } from '../protocols/ocsp/plugin.js';
+import { ocspFastPath, ocspFrameworkError, ocspPlugin, type OcspFastPath } from '../protocols/ocsp/plugin.js';
 import { OcspResponder } from '../authority/ocsp.js';
 import { apiPlugin } from '../protocols/api/plugin.js';
 import { estPlugin } from '../protocols/est/plugin.js';
@@ -45,6 +46,8 @@ export interface BuildOptions {
   clientTrust?: string[];
   /** The OCSP responder (its cache is refreshed by startServer); one from ctx otherwise. */
   ocsp?: OcspResponder;
+  /** The listener's OCSP fast path, made for `ocsp` (tests read its count); one for it otherwise. */
+  ocspFastPath?: OcspFastPath;
   /** The CMP server both listeners share; made from ctx when not given. */
   cmp?: CmpServer;
   /** Called for every route as it is added (the role test enumerates the API with it). */
@@ -93,21 +96,35 @@ export async function buildHttpsApp(ctx: FleetContext, o: BuildOptions = {}): Pr
   return app;
 }
 
+/** What Fastify sets on the servers it makes itself (fastify/lib/server.js), for a server of ours. */
+function withFastifyTimeouts<S extends HttpServer>(server: S, o: FastifyServerOptions & { http?: object }): S {
+  if (o.keepAliveTimeout !== undefined) server.keepAliveTimeout = o.keepAliveTimeout;
+  if (o.requestTimeout !== undefined) server.requestTimeout = o.requestTimeout;
+  if (o.connectionTimeout !== undefined) server.setTimeout(o.connectionTimeout);
+  if (o.maxRequestsPerSocket) server.maxRequestsPerSocket = o.maxRequestsPerSocket;
+  return server;
+}
+
 export async function buildHttpApp(ctx: FleetContext, o: BuildOptions = {}): Promise<FastifyInstance> {
   // Public, high-volume, read-only traffic (OCSP, CRLs, CA certificates):
   // no log line per request; refusals and failures are logged by the plugins.
+  const ocsp = o.ocsp ?? new OcspResponder(ctx.store, ctx.keys, ctx.authority, ctx.clock, ctx.config.ocsp);
+  if (o.ocspFastPath && !o.ocsp) throw new Error('buildHttpApp: an OCSP fast path needs the responder it was made for');
+  const fastPath = o.ocspFastPath ?? ocspFastPath(ocsp, ctx.clock);
   const app = Fastify({
     logger: o.logger ?? false,
     bodyLimit: ctx.config.server.bodyLimitBytes,
     logController: new LogController({ disableRequestLogging: true }),
     // An OCSP client can only read an OCSPResponse (RFC 6960 §2.3), even for a URL the router cannot read.
     frameworkErrors: frameworkErrorHandler(ocspFrameworkError),
+    // Pre-signed OCSP answers are sent before routing (plugin.ts, ocspFastPath).
+    serverFactory: (handler, opts) => withFastifyTimeouts(createServer(opts.http ?? {}, (req, res) => fastPath(req, res) || handler(req, res)), opts),
   });
   installProblemHandlers(app);
   app.get('/healthz', async () => ({ status: 'ok' }));
   await app.register(aiaPlugin, { authority: ctx.authority });
   await app.register(crlPlugin, { crls: ctx.crls, maxAgeSeconds: ctx.config.crl.httpMaxAgeSeconds, shards: ctx.config.crl.shards });
-  await app.register(ocspPlugin, { ctx, responder: o.ocsp });
+  await app.register(ocspPlugin, { ctx, responder: ocsp, fastPath });
   // CMP protects its messages itself (RFC 9483 §3.2): served on plain HTTP too.
   await app.register(cmpPlugin, { cmp: o.cmp ?? new CmpServer(ctx) });
   return app;

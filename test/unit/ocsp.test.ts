@@ -368,6 +368,59 @@ describe('OCSP responder', () => {
       assert.equal(make({ maxCacheEntries: 0 }).cachedResult(req), undefined, 'no cache, no cached answer');
     });
 
+    it('ok-nonce-answers-read-the-status-once-and-still-follow-a-revocation-and-an-issuance', async () => {
+      // Counts the store's reads of each serial, through the real store.
+      const reads = new Map<string, number>();
+      const store = new Proxy(d.ctx.store, {
+        get(target, prop, recv) {
+          if (prop === 'getCertificate') return (serial: string) => (reads.set(serial, (reads.get(serial) ?? 0) + 1), target.getCertificate(serial));
+          const v = Reflect.get(target, prop, recv);
+          return typeof v === 'function' ? v.bind(target) : v;
+        },
+      });
+      const r = new OcspResponder(store, d.ctx.keys, d.ctx.authority, clock, { statusPollSeconds: 2 });
+      const serial = await leaf('nonce-status');
+      const other = await leaf('nonce-status-other');
+      const unissued = `${other.slice(0, -2)}${other.endsWith('00') ? '01' : '00'}`;
+      for (let i = 0; i < 5; i++) {
+        const p = parse((await r.respond(request({ issuer: issuing, serial, nonce: 16 }))).der);
+        verifyResponse(p);
+        assert.equal(single(p).certStatus.good, null);
+        assert.ok('unknown' in single(parse((await r.respond(request({ issuer: issuing, serial: unissued, nonce: 16 }))).der)).certStatus);
+      }
+      assert.equal(reads.get(serial), 1, 'five nonce answers, one read of the status');
+      assert.equal(reads.get(unissued), 1, 'an unknown serial is remembered as unknown too');
+      await d.ctx.store.revokeCertificate(serial, { revokedAt: clock.now(), reason: 'keyCompromise' }, { actor: 'test', action: 'certificate.revoke', target: serial });
+      const rec = await d.ctx.store.getCertificate(other);
+      await d.ctx.store.insertCertificate({ ...rec!, serial: unissued }, { actor: 'test', action: 'certificate.issue', target: unissued });
+      clock.advance(2000);
+      assert.equal(single(parse((await r.respond(request({ issuer: issuing, serial, nonce: 16 }))).der)).certStatus.revoked?.revocationReason?.reason, 1);
+      assert.equal(single(parse((await r.respond(request({ issuer: issuing, serial: unissued, nonce: 16 }))).der)).certStatus.good, null);
+      assert.equal(reads.get(serial), 2, 'the revocation made it read the status again');
+      // Without a cache there is no memory of statuses either: every answer reads the store.
+      const uncached = new OcspResponder(store, d.ctx.keys, d.ctx.authority, clock, { maxCacheEntries: 0 });
+      await uncached.respond(request({ issuer: issuing, serial, nonce: 16 }));
+      await uncached.respond(request({ issuer: issuing, serial, nonce: 16 }));
+      assert.equal(reads.get(serial), 4);
+    });
+
+    it('ok-concurrent-nonce-answers-are-signed-on-the-worker-threads-each-echoing-its-own-nonce', async () => {
+      const r = make();
+      const serial = await leaf('nonce-workers');
+      const reqs = Array.from({ length: 24 }, () => request({ issuer: issuing, serial, nonce: 20 }));
+      const answers = await Promise.all(reqs.map((q) => r.respond(q)));
+      for (const [i, a] of answers.entries()) {
+        assert.equal(a.status, 'successful');
+        const p = parse(a.der);
+        verifyResponse(p);
+        const echoed = p.basic!.tbsResponseData.responseExtensions!.find((e) => e.extnID === OID_NONCE)!;
+        const sent = AsnConvert.parse(reqs[i], OCSPRequest).tbsRequest.requestExtensions!.find((e) => e.extnID === OID_NONCE)!;
+        assert.deepEqual(Buffer.from(echoed.extnValue.buffer), Buffer.from(sent.extnValue.buffer), `answer ${i} echoes its own nonce`);
+      }
+      assert.equal(r.signedBy.workers + r.signedBy.here, 24, 'every answer signed once');
+      assert.ok(r.signedBy.workers >= 20, `signed on the workers: ${JSON.stringify(r.signedBy)}`);
+    });
+
     it('ok-statusPollSeconds-0-reads-the-feed-before-every-answer', async () => {
       const r = make({ statusPollSeconds: 0 });
       const serial = await leaf('cache-revoke-0');

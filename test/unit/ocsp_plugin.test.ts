@@ -14,7 +14,8 @@ import { BasicOCSPResponse, CertID, OCSPRequest, OCSPResponse, Request, TBSReque
 import * as der from '../../src/asn1/der.js';
 import { keyHash, OID_NONCE } from '../../src/authority/ocsp_codec.js';
 import { FakeClock } from '../../src/clock.js';
-import { ocspPlugin } from '../../src/protocols/ocsp/plugin.js';
+import { ocspFastPath, ocspPlugin, type OcspFastPath } from '../../src/protocols/ocsp/plugin.js';
+import { OcspResponder } from '../../src/authority/ocsp.js';
 import { decodeGetRequest, encodeGetRequest, matchesEtag } from '../../src/protocols/ocsp/wire.js';
 import { buildHttpApp } from '../../src/server/server.js';
 import { parseCertificate, type CertInfo } from '../../src/x509/cert_info.js';
@@ -191,10 +192,14 @@ describe('OCSP on a real listener', () => {
   let d: TestDataDir;
   let app: FastifyInstance;
   let base: string;
+  let fast: OcspFastPath;
 
   before(async () => {
     d = await makeDataDir();
-    app = await buildHttpApp(d.ctx);
+    // The feed is read at most every second: a revocation shows within it.
+    const ocsp = new OcspResponder(d.ctx.store, d.ctx.keys, d.ctx.authority, d.ctx.clock, { ...d.ctx.config.ocsp, statusPollSeconds: 1 });
+    fast = ocspFastPath(ocsp, d.ctx.clock);
+    app = await buildHttpApp(d.ctx, { ocsp, ocspFastPath: fast });
     await app.listen({ host: '127.0.0.1', port: 0 });
     base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   });
@@ -210,5 +215,51 @@ describe('OCSP on a real listener', () => {
       assert.equal(res.headers.get('content-type'), 'application/ocsp-response');
       assert.equal(statusOf(Buffer.from(await res.arrayBuffer())), 1, `${path}: malformedRequest`);
     }
+  });
+
+  it('ok-a-repeated-get-is-sent-before-routing-with-the-same-bytes-and-headers-and-follows-a-revocation', async () => {
+    const issuing = parseCertificate((await d.ctx.store.getCa('issuing'))!.certDer);
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const spki = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }));
+    const serial = (await d.ctx.authority.issue({ serverGeneratedSpki: spki, profile: 'device-tls', subject: [{ type: 'CN', value: 'fast-get' }], actor: 'test' })).record.serial;
+    const url = `${base}/ocsp/${encodeGetRequest(request(issuing, serial))}`;
+    const headersOf = (res: Response) => Object.fromEntries([...res.headers].filter(([k]) => k !== 'date' && k !== 'cache-control').sort());
+    const before = fast.answered;
+    const first = await fetch(url);
+    const firstBody = Buffer.from(await first.arrayBuffer());
+    assert.equal(fast.answered, before, 'the first request is signed through the route');
+    // A repeat is answered before routing once the change feed was read
+    // within statusPollSeconds (the first answer may take longer than that).
+    let second: Response | undefined;
+    for (let i = 0; i < 20 && fast.answered === before; i++) {
+      second = await fetch(url);
+      assert.equal(second.status, 200);
+      assert.deepEqual(Buffer.from(await second.arrayBuffer()), firstBody, 'the same pre-signed bytes');
+    }
+    assert.equal(fast.answered, before + 1, 'a repeat is answered before routing');
+    second = second!;
+    assert.deepEqual(headersOf(second), headersOf(first), 'the same headers');
+    const maxAge = (res: Response) => Number(/max-age=(\d+)/.exec(res.headers.get('cache-control') ?? '')?.[1]);
+    const untilNext = (Date.parse(second.headers.get('expires')!) - Date.now()) / 1000;
+    assert.ok(maxAge(second) <= untilNext && maxAge(second) >= untilNext - 2, `max-age ${maxAge(second)} never reaches past nextUpdate (${untilNext} s away)`);
+    assert.match(second.headers.get('cache-control')!, /^max-age=\d+, public, no-transform, must-revalidate$/);
+
+    // What the fast path does not take goes to the route, which answers alike.
+    const etag = first.headers.get('etag')!;
+    const cond = await fetch(url, { headers: { 'if-none-match': etag } });
+    assert.equal(cond.status, 304, 'If-None-Match: the route answers 304');
+    const withQuery = await fetch(`${url}?x=1`);
+    assert.deepEqual(Buffer.from(await withQuery.arrayBuffer()), firstBody, 'a query string: the route answers the same');
+    assert.equal(fast.answered, before + 1, 'neither went the fast way');
+
+    await d.ctx.store.revokeCertificate(serial, { revokedAt: new Date(), reason: 'keyCompromise' }, { actor: 'test', action: 'certificate.revoke', target: serial });
+    let revoked = false;
+    for (let i = 0; i < 50 && !revoked; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const body = Buffer.from(await (await fetch(url)).arrayBuffer());
+      const basic = AsnConvert.parse(AsnConvert.parse(body, OCSPResponse).responseBytes!.response.buffer, BasicOCSPResponse);
+      revoked = basic.tbsResponseData.responses[0].certStatus.revoked !== undefined;
+    }
+    assert.ok(revoked, 'the fast path stops sending the good answer once the feed shows the revocation');
   });
 });

@@ -14,6 +14,7 @@
  * answers carry none and `Cache-Control: no-store`.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../../clock.js';
 import { encodeErrorResponse, MAX_REQUEST_OCTETS } from '../../authority/ocsp_codec.js';
 import { OcspResponder, type OcspOptions, type OcspResult } from '../../authority/ocsp.js';
@@ -26,12 +27,64 @@ export interface OcspPluginOptions {
   options?: OcspOptions;
   /** An existing responder (shares its cache); built from ctx otherwise. */
   responder?: OcspResponder;
+  /** The listener's fast path (ocspFastPath) for this responder: the plugin shares its decoded GET paths. */
+  fastPath?: OcspFastPath;
+}
+
+/**
+ * The pre-signed GET answer, sent by the listener before Fastify sees the
+ * request (server.ts, serverFactory): most requests repeat (RFC 5019 §2.1:
+ * CDNs and clients ask for the same certificate until nextUpdate), and for
+ * them routing, hooks and the reply object cost more than the answer
+ * itself. Only the plain case is taken: GET /ocsp/<base64> without query,
+ * body or If-None-Match, whose answer is cached and still true; the bytes
+ * and headers are those the plugin would send (test/unit/ocsp_plugin.test.ts
+ * compares them). Everything else goes to Fastify.
+ */
+export interface OcspFastPath {
+  /** True when it answered; false: hand the request to Fastify. */
+  (req: IncomingMessage, res: ServerResponse): boolean;
+  /** GET path → DER request (undefined: not base64), shared with the plugin's route. */
+  readonly decoded: Map<string, Uint8Array | undefined>;
+  /** Requests it answered (metrics, tests). */
+  readonly answered: number;
+}
+
+export function ocspFastPath(responder: OcspResponder, clock: Clock): OcspFastPath {
+  const decoded = new BoundedMap<string, Uint8Array | undefined>(GET_PATHS_KEPT);
+  const headersSent = new WeakMap<Uint8Array, { second: number; headers: Record<string, string | number> }>();
+  const fast = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const url = req.url;
+    if (req.method !== 'GET' || !url || !url.startsWith('/ocsp/') || url.includes('?')) return false;
+    const h = req.headers;
+    if (h['if-none-match'] !== undefined || h['content-length'] !== undefined || h['transfer-encoding'] !== undefined) return false;
+    const der = decoded.get(url.slice('/ocsp/'.length));
+    const hit = der && responder.cachedResult(der);
+    if (!hit || !hit.cacheable || !hit.thisUpdate || !hit.nextUpdate) return false;
+    // max-age counts down by the second: the headers are made once a second
+    // per answer, as of the second's last millisecond so that max-age never
+    // reaches past nextUpdate.
+    const second = Math.floor(clock.now().getTime() / 1000);
+    let h2 = headersSent.get(hit.der);
+    if (!h2 || h2.second !== second) {
+      const endOfSecond = new Date(second * 1000 + 999);
+      h2 = { second, headers: { 'content-type': OCSP_RESPONSE_TYPE, ...cachingHeaders(hit.der, hit.thisUpdate, hit.nextUpdate, endOfSecond), 'content-length': hit.der.byteLength } };
+      headersSent.set(hit.der, h2);
+    }
+    res.writeHead(200, h2.headers);
+    res.end(hit.der);
+    counts.answered++;
+    return true;
+  };
+  const counts = { answered: 0 };
+  return Object.defineProperties(fast, { decoded: { value: decoded }, answered: { get: () => counts.answered } }) as OcspFastPath;
 }
 
 export async function ocspPlugin(app: FastifyInstance, opts: OcspPluginOptions): Promise<void> {
   const { ctx } = opts;
   const responder = opts.responder ?? new OcspResponder(ctx.store, ctx.keys, ctx.authority, ctx.clock, { ...ctx.config.ocsp, ...opts.options });
   const clock: Clock = ctx.clock;
+  if (opts.fastPath && !opts.responder) throw new Error('ocspPlugin: a fast path needs the responder it was made for');
 
   // This scope reads every body as bytes; the handler decides what it is.
   app.removeAllContentTypeParsers();
@@ -69,7 +122,7 @@ export async function ocspPlugin(app: FastifyInstance, opts: OcspPluginOptions):
   // Most requests repeat (RFC 5019 §2.1: CDNs and clients ask for the same
   // certificate until nextUpdate): a pre-signed answer is sent within the
   // handler's turn, without a promise, and a GET path is decoded once.
-  const decoded = new BoundedMap<string, Uint8Array | undefined>(GET_PATHS_KEPT);
+  const decoded = opts.fastPath?.decoded ?? new BoundedMap<string, Uint8Array | undefined>(GET_PATHS_KEPT);
   const fastOrAnswer = (req: FastifyRequest, reply: FastifyReply, der: Uint8Array | undefined): Promise<FastifyReply> | undefined => {
     const hit = der && responder.cachedResult(der);
     if (!hit) return answer(req, reply, der);
