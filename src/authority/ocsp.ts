@@ -164,7 +164,7 @@ export class OcspResponder {
   private readonly changed = new Map<string, { seq: number; seenAt: number }>();
   /** serial → its record as read at feed position `seq` (none: not in the store), least recently used first. */
   private readonly statuses = new Map<string, { record?: CertificateRecord; seq: number; readAt: number }>();
-  /** Answers under way (respond()): signatures made for them go to the worker threads. */
+  /** Answers under way (respond()): once they overlap, signatures go to the worker threads. */
   private answering = 0;
   /** Signatures made since start, by where (metrics, tests, benchmarks). */
   readonly signedBy = { workers: 0, here: 0 };
@@ -471,15 +471,15 @@ export class OcspResponder {
   }
 
   /**
-   * Answers to requests are signed on the worker threads when the key is
-   * in this process's memory (software keys): the main thread keeps HTTP
-   * and the encoding, and nonce answers under load use both cores. The
-   * trip to a thread and back costs a few tens of microseconds of latency,
-   * not throughput. Token keys, background re-signing (refreshDue) and a
-   * process without workers sign here.
+   * Once answers overlap (nonce requests under load), they are signed on
+   * the worker threads when the key is in this process's memory (software
+   * keys): the main thread keeps HTTP and the encoding, and both cores
+   * sign. One answer at a time is signed here: the trip to a thread and
+   * back would only add latency. Token keys, background re-signing
+   * (refreshDue) and a process without workers sign here too.
    */
   private async signBytes(signer: Signer, tbs: Uint8Array, hash: HashName | null): Promise<Uint8Array> {
-    const pool = this.answering > 0 && isThreadShared(signer) ? this.authority.workerPool() : undefined;
+    const pool = this.answering > 1 && isThreadShared(signer) ? this.authority.workerPool() : undefined;
     if (pool && isThreadShared(signer)) {
       try {
         const signature = await pool.sign(signer.threadKey, hash, tbs);
