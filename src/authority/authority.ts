@@ -433,9 +433,14 @@ export class Authority {
    * undefined when configured without workers or when every worker died.
    */
   workerPool(): IssuancePool | undefined {
-    const workers = this.config.issuanceWorkers ?? 0;
-    if (workers > 0 && !this.pool && !this.poolClosed) this.pool = new IssuancePool(workers);
+    if (!this.hasWorkers()) return undefined;
+    this.pool ??= new IssuancePool(this.config.issuanceWorkers ?? 0);
     return this.pool;
+  }
+
+  /** Whether workerPool() has, or can start, worker threads. */
+  hasWorkers(): boolean {
+    return (this.config.issuanceWorkers ?? 0) > 0 && !this.poolClosed;
   }
 
   /** On a worker once issuances overlap, else here. */

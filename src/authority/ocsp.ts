@@ -45,6 +45,7 @@
 import type { Clock } from '../clock.js';
 import { isProblem, ProblemError } from '../errors.js';
 import { isThreadShared, type KeyStore, type Signer } from '../keys/key_store.js';
+import { TurnCount } from './turn_count.js';
 import type { CertificateRecord, OcspSignerRecord, Store } from '../store/store.js';
 import { createHash } from 'node:crypto';
 import { keyInfoName, signatureAlgorithmFor, type HashName, type KeyAlgorithm, type KeyInfo } from '../x509/algorithms.js';
@@ -166,6 +167,9 @@ export class OcspResponder {
   private readonly statuses = new Map<string, { record?: CertificateRecord; seq: number; readAt: number }>();
   /** Answers under way (respond()): once they overlap, signatures go to the worker threads. */
   private answering = 0;
+  /** Signatures on the worker threads now. */
+  private onWorkers = 0;
+  private readonly turn = new TurnCount();
   /** Signatures made since start, by where (metrics, tests, benchmarks). */
   readonly signedBy = { workers: 0, here: 0 };
 
@@ -474,20 +478,31 @@ export class OcspResponder {
    * Once answers overlap (nonce requests under load), they are signed on
    * the worker threads when the key is in this process's memory (software
    * keys): the main thread keeps HTTP and the encoding, and both cores
-   * sign. One answer at a time is signed here: the trip to a thread and
-   * back would only add latency. Token keys, background re-signing
-   * (refreshDue) and a process without workers sign here too.
+   * sign. An answer alone is signed here: the trip to a thread and back
+   * would only add latency. Answers overlap when another is on a worker
+   * or waits for its store read, or when their requests were handled in
+   * the same event-loop turn: with the status memory an answer needs no
+   * I/O, so under load each runs to its signature before the next request
+   * is read, and only the end of the turn shows how many came together.
+   * Token keys, background re-signing (refreshDue) and a process without
+   * workers sign here.
    */
   private async signBytes(signer: Signer, tbs: Uint8Array, hash: HashName | null): Promise<Uint8Array> {
-    const pool = this.answering > 1 && isThreadShared(signer) ? this.authority.workerPool() : undefined;
-    if (pool && isThreadShared(signer)) {
-      try {
-        const signature = await pool.sign(signer.threadKey, hash, tbs);
-        this.signedBy.workers++;
-        return signature;
-      } catch (e) {
-        // Every worker gone: sign here.
-        if (!isProblem(e, 'unavailable')) throw e;
+    if (isThreadShared(signer) && this.answering > 0 && this.authority.hasWorkers()) {
+      const overlapping = this.answering > 1 || this.onWorkers > 0 || (await this.turn.count()) > 1;
+      const pool = overlapping ? this.authority.workerPool() : undefined;
+      if (pool) {
+        this.onWorkers++;
+        try {
+          const signature = await pool.sign(signer.threadKey, hash, tbs);
+          this.signedBy.workers++;
+          return signature;
+        } catch (e) {
+          // Every worker gone: sign here.
+          if (!isProblem(e, 'unavailable')) throw e;
+        } finally {
+          this.onWorkers--;
+        }
       }
     }
     this.signedBy.here++;

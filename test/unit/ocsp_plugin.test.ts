@@ -5,6 +5,7 @@
  */
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify';
@@ -193,11 +194,12 @@ describe('OCSP on a real listener', () => {
   let app: FastifyInstance;
   let base: string;
   let fast: OcspFastPath;
+  let ocsp: OcspResponder;
 
   before(async () => {
     d = await makeDataDir();
     // The feed is read at most every second: a revocation shows within it.
-    const ocsp = new OcspResponder(d.ctx.store, d.ctx.keys, d.ctx.authority, d.ctx.clock, { ...d.ctx.config.ocsp, statusPollSeconds: 1 });
+    ocsp = new OcspResponder(d.ctx.store, d.ctx.keys, d.ctx.authority, d.ctx.clock, { ...d.ctx.config.ocsp, statusPollSeconds: 1 });
     fast = ocspFastPath(ocsp, d.ctx.clock);
     app = await buildHttpApp(d.ctx, { ocsp, ocspFastPath: fast });
     await app.listen({ host: '127.0.0.1', port: 0 });
@@ -206,6 +208,50 @@ describe('OCSP on a real listener', () => {
   after(async () => {
     await app?.close();
     await d?.cleanup();
+  });
+
+  it('ok-nonce-posts-one-at-a-time-are-signed-here-and-many-at-once-over-kept-alive-connections-on-the-worker-threads', async () => {
+    assert.ok(d.ctx.authority.hasWorkers(), 'the test data directory has worker threads');
+    const issuing = parseCertificate((await d.ctx.store.getCa('issuing'))!.certDer);
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const spki = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }));
+    const serial = (await d.ctx.authority.issue({ serverGeneratedSpki: spki, profile: 'device-tls', subject: [{ type: 'CN', value: 'nonce-where' }], actor: 'test' })).record.serial;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+    const post = (body: Uint8Array) =>
+      new Promise<Buffer>((resolve, reject) => {
+        const req = http.request(`${base}/ocsp`, { method: 'POST', agent, headers: { 'content-type': 'application/ocsp-request' } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c)).on('end', () => resolve(Buffer.concat(chunks))).on('error', reject);
+        });
+        req.on('error', reject).end(body);
+      });
+    const nonceOf = (body: Uint8Array) => {
+      const basic = AsnConvert.parse(AsnConvert.parse(body, OCSPResponse).responseBytes!.response.buffer, BasicOCSPResponse);
+      assert.equal(basic.tbsResponseData.responses[0].certStatus.good, null);
+      return Buffer.from(basic.tbsResponseData.responseExtensions!.find((e) => e.extnID === OID_NONCE)!.extnValue.buffer).toString('hex');
+    };
+    const sentNonce = (q: Uint8Array) => Buffer.from(AsnConvert.parse(q, OCSPRequest).tbsRequest.requestExtensions!.find((e) => e.extnID === OID_NONCE)!.extnValue.buffer).toString('hex');
+    try {
+      // Open the 16 connections, then one request at a time: each is alone in its turn.
+      await Promise.all(Array.from({ length: 16 }, () => post(request(issuing, serial, true))));
+      const alone = { ...ocsp.signedBy };
+      for (let i = 0; i < 5; i++) {
+        const q = request(issuing, serial, true);
+        assert.equal(nonceOf(await post(q)), sentNonce(q));
+      }
+      assert.deepEqual(ocsp.signedBy, { workers: alone.workers, here: alone.here + 5 }, 'one at a time: signed on the main thread');
+      // 16 at once on the kept-alive connections, three times: they come in together.
+      const before = { ...ocsp.signedBy };
+      for (let round = 0; round < 3; round++) {
+        const qs = Array.from({ length: 16 }, () => request(issuing, serial, true));
+        const answers = await Promise.all(qs.map(post));
+        answers.forEach((a, i) => assert.equal(nonceOf(a), sentNonce(qs[i]), `answer ${i} echoes its own nonce`));
+      }
+      assert.equal(ocsp.signedBy.workers + ocsp.signedBy.here - before.workers - before.here, 48, 'every answer signed once');
+      assert.ok(ocsp.signedBy.workers - before.workers >= 24, `most signed on the workers: ${JSON.stringify(ocsp.signedBy)} from ${JSON.stringify(before)}`);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('fail-a GET the router cannot read (bad percent-encoding) or that is not base64: HTTP 200 with malformedRequest, as for any bad request', async () => {
