@@ -117,9 +117,10 @@ export async function buildHttpApp(ctx: FleetContext, o: BuildOptions = {}): Pro
     logController: new LogController({ disableRequestLogging: true }),
     // An OCSP client can only read an OCSPResponse (RFC 6960 §2.3), even for a URL the router cannot read.
     frameworkErrors: frameworkErrorHandler(ocspFrameworkError),
-    // Pre-signed OCSP answers are sent before routing (plugin.ts, ocspFastPath).
+    // Common OCSP requests are answered before routing (plugin.ts, ocspFastPath).
     serverFactory: (handler, opts) => withFastifyTimeouts(createServer(opts.http ?? {}, (req, res) => fastPath(req, res) || handler(req, res)), opts),
   });
+  fastPath.logger = app.log;
   installProblemHandlers(app);
   app.get('/healthz', async () => ({ status: 'ok' }));
   await app.register(aiaPlugin, { authority: ctx.authority });

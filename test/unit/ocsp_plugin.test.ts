@@ -6,6 +6,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify';
@@ -13,7 +14,7 @@ import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier, Extension } from '@peculiar/asn1-x509';
 import { BasicOCSPResponse, CertID, OCSPRequest, OCSPResponse, Request, TBSRequest } from '@peculiar/asn1-ocsp';
 import * as der from '../../src/asn1/der.js';
-import { keyHash, OID_NONCE } from '../../src/authority/ocsp_codec.js';
+import { keyHash, MAX_REQUEST_OCTETS, OID_NONCE } from '../../src/authority/ocsp_codec.js';
 import { FakeClock } from '../../src/clock.js';
 import { ocspFastPath, ocspPlugin, type OcspFastPath } from '../../src/protocols/ocsp/plugin.js';
 import { OcspResponder } from '../../src/authority/ocsp.js';
@@ -34,6 +35,8 @@ function request(issuer: CertInfo, serial: string, nonce = false): Uint8Array {
 }
 
 const statusOf = (body: Buffer) => AsnConvert.parse(body, OCSPResponse).responseStatus;
+/** The one SingleResponse of a successful answer. */
+const single = (body: Buffer) => AsnConvert.parse(AsnConvert.parse(body, OCSPResponse).responseBytes!.response.buffer, BasicOCSPResponse).tbsResponseData.responses[0];
 
 describe('OCSP HTTP adapter', () => {
   let d: TestDataDir;
@@ -252,6 +255,84 @@ describe('OCSP on a real listener', () => {
     } finally {
       agent.destroy();
     }
+  });
+
+  /** One raw POST: `chunked` leaves out Content-Length (Node then sends the body chunked). */
+  const rawPost = (body: Uint8Array, o: { type?: string; chunked?: boolean; length?: number } = {}) =>
+    new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+      const headers: Record<string, string | number> = { 'content-type': o.type ?? 'application/ocsp-request' };
+      if (!o.chunked) headers['content-length'] = o.length ?? body.length;
+      const req = http.request(`${base}/ocsp`, { method: 'POST', agent: false, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c)).on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) })).on('error', reject);
+      });
+      req.on('error', reject);
+      if (o.chunked) req.write(body);
+      req.end(o.chunked ? undefined : body);
+    });
+  const withoutDate = (h: http.IncomingHttpHeaders, drop: string[] = []) => Object.fromEntries(Object.entries(h).filter(([k]) => k !== 'date' && !drop.includes(k)).sort());
+
+  it('ok-a-post-with-content-length-is-answered-before-routing-with-the-routes-bytes-and-headers', async () => {
+    const issuing = parseCertificate((await d.ctx.store.getCa('issuing'))!.certDer);
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const spki = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }));
+    const serial = (await d.ctx.authority.issue({ serverGeneratedSpki: spki, profile: 'device-tls', subject: [{ type: 'CN', value: 'fast-post' }], actor: 'test' })).record.serial;
+    const plain = request(issuing, serial);
+    const before = fast.answered;
+    const routed = await rawPost(plain, { chunked: true });
+    assert.equal(fast.answered, before, 'a chunked body goes to the route');
+    const direct = await rawPost(plain);
+    assert.equal(fast.answered, before + 1, 'with Content-Length it is answered before routing');
+    assert.equal(direct.status, 200);
+    assert.deepEqual(direct.body, routed.body, 'the same pre-signed answer');
+    // The route sends the body chunked too: its headers carry no length.
+    assert.deepEqual(withoutDate(direct.headers, ['content-length', 'transfer-encoding', 'cache-control']), withoutDate(routed.headers, ['content-length', 'transfer-encoding', 'cache-control']));
+    assert.match(String(direct.headers['cache-control']), /^max-age=\d+, public, no-transform, must-revalidate$/);
+    assert.equal(Number(direct.headers['content-length']), direct.body.length);
+
+    const q = request(issuing, serial, true);
+    const nonceRouted = await rawPost(q, { chunked: true });
+    const nonceDirect = await rawPost(q);
+    assert.equal(fast.answered, before + 2);
+    assert.equal(nonceDirect.headers['cache-control'], 'no-store', 'a nonce answer is not for caches');
+    assert.deepEqual(withoutDate(nonceDirect.headers, ['content-length', 'transfer-encoding']), withoutDate(nonceRouted.headers, ['content-length', 'transfer-encoding']));
+    assert.equal(single(nonceDirect.body).certStatus.good, null);
+  });
+
+  it('fail-posts-the-fast-path-takes-or-leaves-are-all-answered-in-ocsp-and-a-body-cut-short-harms-nothing', async () => {
+    const issuing = parseCertificate((await d.ctx.store.getCa('issuing'))!.certDer);
+    const logged: string[] = [];
+    const logger = fast.logger;
+    fast.logger = { info: (_o: unknown, msg?: string) => void logged.push(String(msg)), error: (_o: unknown, msg?: string) => void logged.push(String(msg)) } as unknown as typeof fast.logger;
+    try {
+      const before = fast.answered;
+      // Taken: the right type and length, but not DER.
+      const junk = await rawPost(new Uint8Array(randomBytes(60)));
+      assert.equal(fast.answered, before + 1);
+      assert.equal(statusOf(junk.body), 1, 'malformedRequest');
+      assert.equal(junk.headers['cache-control'], 'no-store');
+      assert.deepEqual(logged, ['OCSP request refused'], 'refusals are logged as on the route');
+      // Left to the route: another type, and a body over the limit.
+      const wrongType = await rawPost(request(issuing, '1234'), { type: 'application/octet-stream' });
+      assert.equal(statusOf(wrongType.body), 1);
+      const tooLarge = await rawPost(new Uint8Array(MAX_REQUEST_OCTETS + 1));
+      assert.equal(statusOf(tooLarge.body), 1);
+      assert.equal(fast.answered, before + 1, 'neither was taken');
+    } finally {
+      fast.logger = logger;
+    }
+    // A client that promises 200 octets, sends 10 and goes away.
+    await new Promise<void>((resolve) => {
+      const sock = net.connect((app.server.address() as { port: number }).port, '127.0.0.1', () => {
+        sock.write('POST /ocsp HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\nContent-Length: 200\r\n\r\n0123456789');
+        setTimeout(() => sock.destroy(), 50);
+      });
+      sock.on('close', () => resolve());
+      sock.on('error', () => undefined);
+    });
+    const after = await rawPost(request(issuing, '1234'));
+    assert.equal(after.status, 200, 'the listener carries on');
+    assert.equal(statusOf(after.body), 0, 'successful (unknown serial)');
   });
 
   it('fail-a GET the router cannot read (bad percent-encoding) or that is not base64: HTTP 200 with malformedRequest, as for any bad request', async () => {

@@ -13,7 +13,7 @@
  * §6.2 headers and an ETag, and a matching If-None-Match gets 304; nonce
  * answers carry none and `Cache-Control: no-store`.
  */
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../../clock.js';
 import { encodeErrorResponse, MAX_REQUEST_OCTETS } from '../../authority/ocsp_codec.js';
@@ -32,52 +32,111 @@ export interface OcspPluginOptions {
 }
 
 /**
- * The pre-signed GET answer, sent by the listener before Fastify sees the
- * request (server.ts, serverFactory): most requests repeat (RFC 5019 §2.1:
- * CDNs and clients ask for the same certificate until nextUpdate), and for
- * them routing, hooks and the reply object cost more than the answer
- * itself. Only the plain case is taken: GET /ocsp/<base64> without query,
- * body or If-None-Match, whose answer is cached and still true; the bytes
- * and headers are those the plugin would send (test/unit/ocsp_plugin.test.ts
- * compares them). Everything else goes to Fastify.
+ * OCSP requests answered by the listener before Fastify sees them
+ * (server.ts, serverFactory): for the common requests routing, hooks and
+ * the reply object cost more than the answer itself.
+ *   - GET /ocsp/<base64> without query, body or If-None-Match, whose answer
+ *     is cached and still true: most requests repeat (RFC 5019 §2.1, CDNs
+ *     and clients ask for the same certificate until nextUpdate).
+ *   - POST /ocsp with Content-Type application/ocsp-request and a
+ *     Content-Length within the request limit: the body is read here and
+ *     answered by the responder (nonce answers are signed per request).
+ * The bytes and headers are those the plugin's routes send
+ * (test/unit/ocsp_plugin.test.ts compares them); everything else (chunked
+ * bodies, other types, too large, conditional requests) goes to Fastify.
  */
 export interface OcspFastPath {
-  /** True when it answered; false: hand the request to Fastify. */
+  /** True when it took the request; false: hand it to Fastify. */
   (req: IncomingMessage, res: ServerResponse): boolean;
   /** GET path → DER request (undefined: not base64), shared with the plugin's route. */
   readonly decoded: Map<string, Uint8Array | undefined>;
   /** Requests it answered (metrics, tests). */
   readonly answered: number;
+  /** Where refused requests and internal errors are logged (the app's logger, set by buildHttpApp). */
+  logger?: ResultLogger;
 }
+
+/** The part of a Fastify/pino logger that OCSP outcomes are written to. */
+export type ResultLogger = Pick<FastifyBaseLogger, 'info' | 'error'>;
 
 export function ocspFastPath(responder: OcspResponder, clock: Clock): OcspFastPath {
   const decoded = new BoundedMap<string, Uint8Array | undefined>(GET_PATHS_KEPT);
   const headersSent = new WeakMap<Uint8Array, { second: number; headers: Record<string, string | number> }>();
-  const fast = (req: IncomingMessage, res: ServerResponse): boolean => {
-    const url = req.url;
-    if (req.method !== 'GET' || !url || !url.startsWith('/ocsp/') || url.includes('?')) return false;
+  const counts = { answered: 0 };
+
+  /** The route's headers for a result; for a cached answer made once a second. */
+  const headersFor = (r: OcspResult): Record<string, string | number> => {
+    if (!r.cacheable || !r.thisUpdate || !r.nextUpdate) return { 'cache-control': 'no-store', 'content-type': OCSP_RESPONSE_TYPE, 'content-length': r.der.byteLength };
+    // max-age counts down by the second: the headers are made as of the
+    // second's last millisecond so that max-age never reaches past nextUpdate.
+    const second = Math.floor(clock.now().getTime() / 1000);
+    let h = headersSent.get(r.der);
+    if (!h || h.second !== second) {
+      const endOfSecond = new Date(second * 1000 + 999);
+      h = { second, headers: { 'content-type': OCSP_RESPONSE_TYPE, ...cachingHeaders(r.der, r.thisUpdate, r.nextUpdate, endOfSecond), 'content-length': r.der.byteLength } };
+      headersSent.set(r.der, h);
+    }
+    return h.headers;
+  };
+  const sendResult = (res: ServerResponse, r: OcspResult): void => {
+    res.writeHead(200, headersFor(r));
+    res.end(r.der);
+    counts.answered++;
+  };
+
+  const get = (url: string, req: IncomingMessage, res: ServerResponse): boolean => {
+    if (url.includes('?')) return false;
     const h = req.headers;
     if (h['if-none-match'] !== undefined || h['content-length'] !== undefined || h['transfer-encoding'] !== undefined) return false;
     const der = decoded.get(url.slice('/ocsp/'.length));
     const hit = der && responder.cachedResult(der);
-    if (!hit || !hit.cacheable || !hit.thisUpdate || !hit.nextUpdate) return false;
-    // max-age counts down by the second: the headers are made once a second
-    // per answer, as of the second's last millisecond so that max-age never
-    // reaches past nextUpdate.
-    const second = Math.floor(clock.now().getTime() / 1000);
-    let h2 = headersSent.get(hit.der);
-    if (!h2 || h2.second !== second) {
-      const endOfSecond = new Date(second * 1000 + 999);
-      h2 = { second, headers: { 'content-type': OCSP_RESPONSE_TYPE, ...cachingHeaders(hit.der, hit.thisUpdate, hit.nextUpdate, endOfSecond), 'content-length': hit.der.byteLength } };
-      headersSent.set(hit.der, h2);
-    }
-    res.writeHead(200, h2.headers);
-    res.end(hit.der);
-    counts.answered++;
+    if (!hit || !hit.cacheable) return false;
+    sendResult(res, hit);
     return true;
   };
-  const counts = { answered: 0 };
-  return Object.defineProperties(fast, { decoded: { value: decoded }, answered: { get: () => counts.answered } }) as OcspFastPath;
+
+  const post = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const h = req.headers;
+    const length = Number(h['content-length']);
+    if (h['transfer-encoding'] !== undefined || !(length > 0 && length <= MAX_REQUEST_OCTETS) || mediaType(h['content-type']) !== OCSP_REQUEST_TYPE) return false;
+    // Node's parser delivers exactly Content-Length octets, then 'end'.
+    const body = Buffer.allocUnsafe(length);
+    let at = 0;
+    req.on('data', (chunk: Buffer) => {
+      at += chunk.copy(body, at);
+    });
+    req.on('end', () => {
+      const der = new Uint8Array(body.buffer, body.byteOffset, at);
+      const hit = responder.cachedResult(der);
+      if (hit) return sendResult(res, hit);
+      responder.respond(der).then(
+        (r) => {
+          if (fast.logger) logResult(fast.logger, r);
+          sendResult(res, r);
+        },
+        (err: unknown) => {
+          // respond() turns failures into answers; this is a bug, still answered in OCSP.
+          fast.logger?.error({ err }, 'OCSP internal error');
+          sendResult(res, { status: 'internalError', der: encodeErrorResponse('internalError'), cacheable: false });
+        },
+      );
+    });
+    return true;
+  };
+
+  const fast = ((req: IncomingMessage, res: ServerResponse): boolean => {
+    const url = req.url;
+    if (!url) return false;
+    if (req.method === 'GET') return url.startsWith('/ocsp/') && get(url, req, res);
+    if (req.method === 'POST') return url === '/ocsp' && post(req, res);
+    return false;
+  }) as OcspFastPath;
+  return Object.defineProperties(fast, { decoded: { value: decoded }, answered: { get: () => counts.answered } });
+}
+
+/** The media type of a Content-Type header, lower case, without parameters. */
+function mediaType(header: string | undefined): string {
+  return (header ?? '').split(';')[0].trim().toLowerCase();
 }
 
 export async function ocspPlugin(app: FastifyInstance, opts: OcspPluginOptions): Promise<void> {
@@ -115,7 +174,7 @@ export async function ocspPlugin(app: FastifyInstance, opts: OcspPluginOptions):
       return sendOcsp(reply, encodeErrorResponse('malformedRequest'));
     }
     const r = await responder.respond(der);
-    logResult(req, r);
+    logResult(req.log, r);
     return send(req, reply, r);
   };
 
@@ -133,9 +192,8 @@ export async function ocspPlugin(app: FastifyInstance, opts: OcspPluginOptions):
   // Handlers that return a promise only when they wait: Fastify sends
   // what a handler returns, so the synchronous path returns undefined.
   app.post('/ocsp', (req, reply) => {
-    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
     const body = req.body;
-    return fastOrAnswer(req, reply, type === OCSP_REQUEST_TYPE && Buffer.isBuffer(body) ? new Uint8Array(body) : undefined);
+    return fastOrAnswer(req, reply, mediaType(req.headers['content-type']) === OCSP_REQUEST_TYPE && Buffer.isBuffer(body) ? new Uint8Array(body) : undefined);
   });
 
   // RFC 6960 A.1.1: GET {url}/{url-encoding of base-64 encoding of the DER}.
@@ -182,9 +240,9 @@ function sendOcsp(reply: FastifyReply, der: Uint8Array): FastifyReply {
   return reply.code(200).type(OCSP_RESPONSE_TYPE).send(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
 }
 
-function logResult(req: FastifyRequest, r: OcspResult): void {
+function logResult(log: ResultLogger, r: OcspResult): void {
   if (r.status === 'successful') return;
   const detail = r.error instanceof Error ? r.error.message : String(r.error);
-  if (r.status === 'internalError') req.log.error({ err: r.error }, 'OCSP internal error');
-  else req.log.info({ status: r.status, detail }, 'OCSP request refused');
+  if (r.status === 'internalError') log.error({ err: r.error }, 'OCSP internal error');
+  else log.info({ status: r.status, detail }, 'OCSP request refused');
 }
