@@ -11,7 +11,7 @@
  *   - fleetpki's own library path (fastPath off), the way it issued before.
  */
 import 'reflect-metadata';
-import { generateKeyPairSync, webcrypto, X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +26,6 @@ import { initDataDir, type FleetContext } from '../src/server/context.js';
 import type { KyselyStore } from '../src/store/kysely_store.js';
 import { buildCsr } from '../src/x509/csr_builder.js';
 import { result, type Result } from './lib/report.js';
-import type { FloorJob } from './issuance_floor_worker.js';
 
 /** Requests in flight at once: what many devices enrolling together look like to the core. */
 const IN_FLIGHT = 256;
@@ -58,12 +57,18 @@ async function drive(authority: Authority, csrs: Uint8Array[]): Promise<{ rate: 
 }
 
 function startFloorWorker(): Promise<Worker> {
-  const entry = JSON.stringify(new URL('./issuance_floor_worker.ts', import.meta.url).href);
-  const w = new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${entry}); })`, { eval: true });
+  const w = new Worker(new URL('./issuance_floor_worker.mjs', import.meta.url));
   return new Promise((resolve, reject) => {
     w.once('message', () => resolve(w));
     w.once('error', reject);
   });
+}
+
+/** A job of a floor thread (bench/issuance_floor_worker.mjs). */
+interface FloorJob {
+  items: Array<{ spki: Uint8Array; info: Uint8Array; sig: Uint8Array }>;
+  tbs: Uint8Array;
+  key: KeyObject;
 }
 
 /** The floor on `threads` threads: certificates per second. */

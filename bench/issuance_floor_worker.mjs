@@ -2,20 +2,18 @@
  * A thread of the issuance floor (bench/issuance.ts): per certificate, what
  * node:crypto must do whatever the encoder: decode the CSR's public key
  * from its DER SPKI, verify the CSR signature, sign a TBSCertificate.
+ * Plain JavaScript, so the thread starts without a TypeScript loader.
+ *
+ * A job: { items: Array<{ spki, info, sig }>, tbs, key } (see FloorJob in
+ * bench/issuance.ts); the reply: { done, bad }.
  */
-import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, sign, verify } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-
-export interface FloorJob {
-  items: Array<{ spki: Uint8Array; info: Uint8Array; sig: Uint8Array }>;
-  tbs: Uint8Array;
-  key: KeyObject;
-}
 
 const port = parentPort;
 if (port) {
   port.postMessage('ready');
-  port.on('message', (job: FloorJob) => {
+  port.on('message', (job) => {
     let bad = 0;
     for (const it of job.items) {
       const pub = createPublicKey({ key: Buffer.from(it.spki), format: 'der', type: 'spki' });
