@@ -27,8 +27,7 @@ if (cluster.isPrimary) {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        const signature = sign('sha256', Buffer.concat([tbs, ...chunks]), key);
-        if (signature.length < 8) throw new Error('no signature');
+        sign('sha256', Buffer.concat([tbs, ...chunks]), key);
         res.writeHead(200, headers);
         res.end(answer);
       });

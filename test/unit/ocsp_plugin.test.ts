@@ -62,7 +62,10 @@ describe('OCSP HTTP adapter', () => {
     assert.equal(statusOf(res.rawPayload), 0);
     assert.equal(res.headers['last-modified'], clock.now().toUTCString());
     assert.equal(res.headers.expires, new Date(clock.now().getTime() + 3600_000).toUTCString());
-    assert.equal(res.headers['cache-control'], 'max-age=3600, public, no-transform, must-revalidate');
+    // max-age as of the current second's last millisecond (the headers are
+    // made once a second): never past nextUpdate, at most a second short.
+    assert.equal(res.headers['cache-control'], 'max-age=3599, public, no-transform, must-revalidate');
+    assert.equal(Number(res.headers['content-length']), res.rawPayload.length);
     assert.equal(res.headers.etag, `"${createHash('sha256').update(res.rawPayload).digest('base64url')}"`);
   });
 

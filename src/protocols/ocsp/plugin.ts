@@ -61,23 +61,9 @@ export type ResultLogger = Pick<FastifyBaseLogger, 'info' | 'error'>;
 
 export function ocspFastPath(responder: OcspResponder, clock: Clock): OcspFastPath {
   const decoded = new BoundedMap<string, Uint8Array | undefined>(GET_PATHS_KEPT);
-  const headersSent = new WeakMap<Uint8Array, { second: number; headers: Record<string, string | number> }>();
+  const headersFor = answerHeaders(clock);
   const counts = { answered: 0 };
 
-  /** The route's headers for a result; for a cached answer made once a second. */
-  const headersFor = (r: OcspResult): Record<string, string | number> => {
-    if (!r.cacheable || !r.thisUpdate || !r.nextUpdate) return { 'cache-control': 'no-store', 'content-type': OCSP_RESPONSE_TYPE, 'content-length': r.der.byteLength };
-    // max-age counts down by the second: the headers are made as of the
-    // second's last millisecond so that max-age never reaches past nextUpdate.
-    const second = Math.floor(clock.now().getTime() / 1000);
-    let h = headersSent.get(r.der);
-    if (!h || h.second !== second) {
-      const endOfSecond = new Date(second * 1000 + 999);
-      h = { second, headers: { 'content-type': OCSP_RESPONSE_TYPE, ...cachingHeaders(r.der, r.thisUpdate, r.nextUpdate, endOfSecond), 'content-length': r.der.byteLength } };
-      headersSent.set(r.der, h);
-    }
-    return h.headers;
-  };
   const sendResult = (res: ServerResponse, r: OcspResult): void => {
     res.writeHead(200, headersFor(r));
     res.end(r.der);
@@ -134,6 +120,30 @@ export function ocspFastPath(responder: OcspResponder, clock: Clock): OcspFastPa
   return Object.defineProperties(fast, { decoded: { value: decoded }, answered: { get: () => counts.answered } });
 }
 
+/**
+ * The headers of an answer, the same from the route and the fast path:
+ * Content-Type and Content-Length, and for a cacheable answer the RFC 5019
+ * §6.2 caching headers with an ETag, else `Cache-Control: no-store`.
+ * max-age counts down by the second, so a cacheable answer's headers are
+ * made once a second, as of the second's last millisecond: max-age never
+ * reaches past nextUpdate.
+ */
+type AnswerHeaders = Readonly<Record<string, string | number>> & { readonly etag?: string };
+
+function answerHeaders(clock: Clock): (r: OcspResult) => AnswerHeaders {
+  const made = new WeakMap<Uint8Array, { second: number; headers: AnswerHeaders }>();
+  return (r) => {
+    if (!r.cacheable || !r.thisUpdate || !r.nextUpdate) return { 'content-type': OCSP_RESPONSE_TYPE, 'cache-control': 'no-store', 'content-length': r.der.byteLength };
+    const second = Math.floor(clock.now().getTime() / 1000);
+    let h = made.get(r.der);
+    if (!h || h.second !== second) {
+      h = { second, headers: { 'content-type': OCSP_RESPONSE_TYPE, ...cachingHeaders(r.der, r.thisUpdate, r.nextUpdate, new Date(second * 1000 + 999)), 'content-length': r.der.byteLength } };
+      made.set(r.der, h);
+    }
+    return h.headers;
+  };
+}
+
 /** The media type of a Content-Type header, lower case, without parameters. */
 function mediaType(header: string | undefined): string {
   return (header ?? '').split(';')[0].trim().toLowerCase();
@@ -157,15 +167,14 @@ export async function ocspPlugin(app: FastifyInstance, opts: OcspPluginOptions):
     return sendOcsp(reply, encodeErrorResponse(client ? 'malformedRequest' : 'internalError'));
   });
 
+  const headersFor = answerHeaders(clock);
   const send = (req: FastifyRequest, reply: FastifyReply, r: OcspResult): FastifyReply => {
-    if (r.cacheable && r.thisUpdate && r.nextUpdate) {
-      const headers = cachingHeaders(r.der, r.thisUpdate, r.nextUpdate, clock.now());
-      reply.headers(headers);
-      if (req.method === 'GET' && matchesEtag(req.headers['if-none-match'], headers.etag)) return reply.code(304).send();
-    } else {
-      reply.header('cache-control', 'no-store');
+    const headers = headersFor(r);
+    if (req.method === 'GET' && headers.etag && matchesEtag(req.headers['if-none-match'], headers.etag)) {
+      const { 'content-length': _length, ...rest } = headers;
+      return reply.code(304).headers(rest).send();
     }
-    return sendOcsp(reply, r.der);
+    return reply.code(200).headers(headers).send(Buffer.from(r.der.buffer, r.der.byteOffset, r.der.byteLength));
   };
 
   const answer = async (req: FastifyRequest, reply: FastifyReply, der: Uint8Array | undefined): Promise<FastifyReply> => {
