@@ -181,9 +181,17 @@ export async function ocspScenarios(quick: boolean): Promise<Result[]> {
     // --- the ceiling: node:http handing out the same bytes and headers.
     writeFileSync(f('answer.der'), first.der);
     const headers = Object.fromEntries(['content-type', 'cache-control', 'etag', 'last-modified', 'expires'].map((h) => [h, first.headers.get(h) ?? '']));
-    const bareCode = `const body = require('fs').readFileSync(${JSON.stringify(f('answer.der'))}); const headers = ${JSON.stringify(headers)};
-      require('http').createServer((req, res) => { req.resume(); res.writeHead(200, headers); res.end(body); }).listen(${barePort}, '127.0.0.1');`;
-    const bare = background(process.execPath, ['-e', bareCode], f('bare.log'));
+    // With `processes` > 1, one per process on the same port (node:cluster), as `serve --processes`.
+    const bareCode = (processes: number) => `const cluster = require('cluster');
+      if (${processes} > 1 && cluster.isPrimary) { for (let i = 0; i < ${processes}; i++) cluster.fork(); } else {
+      const body = require('fs').readFileSync(${JSON.stringify(f('answer.der'))}); const headers = ${JSON.stringify(headers)};
+      require('http').createServer((req, res) => { req.resume(); res.writeHead(200, headers); res.end(body); }).listen(${barePort}, '127.0.0.1'); }`;
+    // A file, not -e: cluster.fork() starts the same script again.
+    const bareServer = (processes: number) => {
+      writeFileSync(f(`bare-${processes}.cjs`), bareCode(processes));
+      return background(process.execPath, [f(`bare-${processes}.cjs`)], f(`bare-${processes}.log`));
+    };
+    const bare = bareServer(1);
     running.push(bare);
     await waitFor('bare node:http', async () => (await fetch(`http://127.0.0.1:${barePort}/`)).ok, bare);
     // Rounds taking turns, so both see the same moments of a shared machine.
@@ -216,7 +224,6 @@ export async function ocspScenarios(quick: boolean): Promise<Result[]> {
       oursNonceRounds.push(wrk(`${base}/ocsp`, seconds, nonceLua));
       floorRounds.push(wrk(floorUrl, seconds, nonceLua));
     }
-    await floor.stop();
     const oursNonce = meanRun(oursNonceRounds);
     const floorRun = meanRun(floorRounds);
     const nonceRatios = oursNonceRounds.map((o, i) => (o.rps / floorRounds[i].rps).toFixed(2));
@@ -225,6 +232,35 @@ export async function ocspScenarios(quick: boolean): Promise<Result[]> {
     const oursAbPlain = ab(`${base}/ocsp`, abRequests, AB_CONCURRENCY, { file: f('plain.req'), type: 'application/ocsp-request' });
     const oursAbNonce = ab(`${base}/ocsp`, abRequests, AB_CONCURRENCY, post);
     await server.stop();
+
+    // --- `serve --processes <cores>`: a process per core on the same
+    // listeners, against bare node:http on as many processes (pre-signed)
+    // and the floor (nonce), taking turns.
+    const cluster = background(process.execPath, [BIN, 'serve', '--dir', dir, '--log-level', 'warn', '--processes', String(cores)], f('serve-processes.log'));
+    running.push(cluster);
+    await waitFor('fleetpki serve --processes', async () => (await fetch(`${base}/healthz`)).ok, cluster);
+    await ocspAnswer(url); // a process signs the answer at its first request, then serves it pre-signed
+    const bareCluster = bareServer(cores);
+    running.push(bareCluster);
+    await waitFor('bare node:http cluster', async () => (await fetch(`http://127.0.0.1:${barePort}/`)).ok, bareCluster);
+    const clusterRounds: WrkRun[] = [];
+    const bareClusterRounds: WrkRun[] = [];
+    const clusterNonceRounds: WrkRun[] = [];
+    const floorAgainRounds: WrkRun[] = [];
+    for (let i = 0; i < rounds; i++) {
+      clusterRounds.push(wrk(url, seconds));
+      bareClusterRounds.push(wrk(getUrl(`http://127.0.0.1:${barePort}`, plainReq), seconds));
+    }
+    for (let i = 0; i < rounds; i++) {
+      clusterNonceRounds.push(wrk(`${base}/ocsp`, seconds, nonceLua));
+      floorAgainRounds.push(wrk(floorUrl, seconds, nonceLua));
+    }
+    await Promise.all([cluster.stop(), bareCluster.stop(), floor.stop()]);
+    const oursCluster = meanRun(clusterRounds);
+    const bareClusterRun = meanRun(bareClusterRounds);
+    const oursClusterNonce = meanRun(clusterNonceRounds);
+    const floorAgain = meanRun(floorAgainRounds);
+    const ratiosOf = (ours: WrkRun[], them: WrkRun[]) => ours.map((o, i) => (o.rps / them[i].rps).toFixed(2)).join(', ');
 
     // --- openssl ocsp -index: its own small CA, signing every answer.
     sh('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('o-ca.key'), '-subj', '/CN=OpenSSL Bench CA', '-days', '30', '-out', f('o-ca.pem'), '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature']);
@@ -245,7 +281,7 @@ export async function ocspScenarios(quick: boolean): Promise<Result[]> {
     const opensslAbNonce = ab(`${oBase}/`, abRequests, AB_CONCURRENCY, { file: f('o-nonce.req'), type: 'application/ocsp-request' });
     await ossl.stop();
 
-    for (const [what, r] of Object.entries({ oursPresigned, oursNonce, bareRun, floorRun, oursAbPlain, oursAbNonce, opensslAbPlain, opensslAbNonce })) {
+    for (const [what, r] of Object.entries({ oursPresigned, oursNonce, bareRun, floorRun, oursCluster, bareClusterRun, oursClusterNonce, floorAgain, oursAbPlain, oursAbNonce, opensslAbPlain, opensslAbNonce })) {
       if (r.errors > 0) throw new Error(`${what}: ${r.errors} failed requests under load`);
     }
     const conns = `wrk -t1 -c${CONNECTIONS}, ${seconds} s, keep-alive`;
@@ -253,6 +289,8 @@ export async function ocspScenarios(quick: boolean): Promise<Result[]> {
     return [
       result('ocsp-presigned-get', oursPresigned.rps, 'req/s', 'higher', 'bare node:http, same bytes', bareRun.rps, `${conns}; mean of ${rounds} rounds taking turns with bare (ratios ${roundRatios.join(', ')}); target 50,000/s and ≥0.8 of bare`),
       result('ocsp-nonce-post', oursNonce.rps, 'req/s', 'higher', `floor: node:http + node:crypto sign per answer, ${cores} processes`, floorRun.rps, `${conns}; a fresh nonce per request; mean of ${rounds} rounds taking turns with the floor (ratios ${nonceRatios.join(', ')}); target 15,000/s`),
+      result('ocsp-presigned-get-processes', oursCluster.rps, 'req/s', 'higher', `bare node:http, same bytes, ${cores} processes`, bareClusterRun.rps, `serve --processes ${cores}; ${conns}; mean of ${rounds} rounds taking turns (ratios ${ratiosOf(clusterRounds, bareClusterRounds)}); against one bare process: ${(oursCluster.rps / bareRun.rps).toFixed(2)}×`),
+      result('ocsp-nonce-post-processes', oursClusterNonce.rps, 'req/s', 'higher', `floor: node:http + node:crypto sign per answer, ${cores} processes`, floorAgain.rps, `serve --processes ${cores} (no worker threads); ${conns}; mean of ${rounds} rounds taking turns (ratios ${ratiosOf(clusterNonceRounds, floorAgainRounds)})`),
       result('ocsp-post-per-connection', oursAbPlain.rps, 'req/s', 'higher', 'openssl ocsp -index', opensslAbPlain.rps, `${perConn}; no nonce: pre-signed here, signed each time by openssl`),
       result('ocsp-nonce-post-per-connection', oursAbNonce.rps, 'req/s', 'higher', 'openssl ocsp -index', opensslAbNonce.rps, perConn),
     ];

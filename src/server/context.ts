@@ -126,7 +126,7 @@ export function storeSpec(dir: string, config: FleetConfig): string {
   return /^postgres(ql)?:\/\//.test(config.store) ? config.store : resolve(dir, config.store);
 }
 
-async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Store): Promise<FleetContext> {
+async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Store, defaultIssuanceWorkers = availableParallelism()): Promise<FleetContext> {
   const s = store ?? (await openStore(storeSpec(dir, config), { clock }));
   const keys = openKeyStore(dir, config);
   const authority = new Authority(s, keys, clock, {
@@ -137,7 +137,7 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
     deltaCrls: config.crl.deltaValidityHours > 0,
     crlShards: config.crl.shards,
     crlPartitionAbove: config.crl.partitionAbove,
-    issuanceWorkers: config.issuance.workers ?? availableParallelism(),
+    issuanceWorkers: config.issuance.workers ?? defaultIssuanceWorkers,
   });
   const crls = new CrlService(s, authority, clock, { ...config.crl, publicUrl: config.publicUrl });
   const vault = new SecretVault(s, keys, clock);
@@ -158,11 +158,18 @@ async function wire(dir: string, config: FleetConfig, clock: Clock, store?: Stor
   return { dir, config, store: s, keys, authority, operators: new Operators(s, clock), registry, enrollment, custody, vault, crls, firmware, lifecycle, webhooks, expiry, supply, clock, close };
 }
 
-export async function openContext(dirOpt?: string, opts: { clock?: Clock; storeOverride?: string } = {}): Promise<FleetContext> {
+export interface OpenOptions {
+  clock?: Clock;
+  storeOverride?: string;
+  /** Issuance worker threads when the config sets none (`issuance.workers`); default one per core. */
+  defaultIssuanceWorkers?: number;
+}
+
+export async function openContext(dirOpt?: string, opts: OpenOptions = {}): Promise<FleetContext> {
   const dir = resolveDataDir(dirOpt);
   const config = await loadConfig(dir);
   if (opts.storeOverride) config.store = opts.storeOverride;
-  return wire(dir, config, opts.clock ?? systemClock);
+  return wire(dir, config, opts.clock ?? systemClock, undefined, opts.defaultIssuanceWorkers);
 }
 
 export interface InitOptions {

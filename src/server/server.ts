@@ -30,6 +30,7 @@ import { hostname } from 'node:os';
 
 const CRL_LEASE = 'crl-publisher';
 const EXPIRY_LEASE = 'expiry-watch';
+const TLS_LEASE = 'tls-listener';
 
 /** Sends one expiry notice: the HTTP client the (pure) expiry watch is given. */
 async function postJson(url: string, body: string, headers: Record<string, string>): Promise<number> {
@@ -162,7 +163,23 @@ export interface StartOptions {
 }
 
 export async function startServer(ctx: FleetContext, o: StartOptions = {}): Promise<RunningServer> {
-  let { identity } = await ensureTlsIdentity(ctx);
+  // This process among the nodes of a cluster and the processes of one data directory (leases).
+  const holder = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  // One process at a time renews a listener pair that is due; the lease
+  // ends with the renewal (the others adopt the new pair at their next check).
+  const ensureIdentity = async () => {
+    let leased = false;
+    const mayRenew = async () => {
+      const now = ctx.clock.now();
+      return (leased = await ctx.store.acquireLease(TLS_LEASE, holder, new Date(now.getTime() + 60_000), now));
+    };
+    try {
+      return await ensureTlsIdentity(ctx, mayRenew);
+    } finally {
+      if (leased) await ctx.store.releaseLease(TLS_LEASE, holder).catch(() => undefined);
+    }
+  };
+  let { identity } = await ensureIdentity();
   let trust = await clientTrustPems(ctx);
   // Data directories made before CMP get their secret sealing key here.
   await ctx.vault.ensureKey('system');
@@ -188,12 +205,12 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
   // New connections get the new context; open ones keep theirs.
   const applyContext = () => (https.server as unknown as HttpsServer).setSecureContext(secureContext(identity, trust));
   const renewTlsIfDue = async () => {
-    const r = await ensureTlsIdentity(ctx);
-    if (r.renewed) {
-      identity = r.identity;
-      applyContext();
-    }
-    return r.renewed;
+    const r = await ensureIdentity();
+    // Renewed here, or by another process of this data directory.
+    if (r.identity.serial === identity.serial) return false;
+    identity = r.identity;
+    applyContext();
+    return true;
   };
   /** CAs and manufacturer anchors may change from another process (the CLI). */
   const refreshTrust = async () => {
@@ -205,7 +222,6 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
   };
   // One node of a cluster publishes CRLs at a time: the holder of the
   // store's lease (the others would only add CRL numbers with the same content).
-  const holder = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   const leaseMs = Math.max(ctx.config.server.leaseSeconds, 3 * ctx.config.crl.checkIntervalSeconds) * 1000;
   /** Publishes every CRL that is due: after revocations (debounced by the interval) and before nextUpdate. */
   let publishing = false;

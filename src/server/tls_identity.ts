@@ -57,10 +57,17 @@ async function readExisting(ctx: FleetContext): Promise<TlsIdentity | undefined>
   }
 }
 
-/** Returns a valid listener identity, issuing a new one when needed. */
-export async function ensureTlsIdentity(ctx: FleetContext, force = false): Promise<{ identity: TlsIdentity; renewed: boolean }> {
-  const existing = force ? undefined : await readExisting(ctx);
+/**
+ * Returns a valid listener identity (the one in the data directory), issuing
+ * a new one when there is none or it is due. Processes sharing the data
+ * directory (serve --processes) take turns: where one is due, `mayRenew`
+ * says whether this process renews it now; if not, the current pair is
+ * returned, and a pair another process renewed is returned as it is found.
+ */
+export async function ensureTlsIdentity(ctx: FleetContext, mayRenew?: () => Promise<boolean>): Promise<{ identity: TlsIdentity; renewed: boolean }> {
+  const existing = await readExisting(ctx);
   if (existing && !needsRenewal(ctx, existing)) return { identity: existing, renewed: false };
+  if (existing && mayRenew && !(await mayRenew())) return { identity: existing, renewed: false };
 
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const sans = listenerNames(ctx);

@@ -11,6 +11,7 @@ import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { join } from 'node:path';
 import type { Clock } from '../../src/clock.js';
 import type { DeviceInput } from '../../src/registry/registry.js';
@@ -172,6 +173,38 @@ export async function auditSince(ctx: FleetContext, seq: number, action?: string
 }
 
 // ------------------------------------------------------------------- clients
+
+/** A device with a one-time enrollment secret and its CSR (DER). */
+export interface SecretDevice {
+  id: string;
+  secret: string;
+  csr: Uint8Array;
+}
+
+/**
+ * EST /simpleenroll with the device's one-time secret (HTTP Basic), on a
+ * connection of its own (agent: false), trusting only `rootPem`. A failed
+ * exchange is status 0 with its error, as a device sees it; with
+ * `timeoutMs` the device gives up on an answer that does not come.
+ */
+export function simpleEnroll(httpsUrl: string, rootPem: string, d: SecretDevice, timeoutMs = 0): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const u = new URL(`${httpsUrl}/.well-known/est/simpleenroll`);
+    const fail = (e: Error) => resolve({ status: 0, body: e.message });
+    const req = request(
+      { host: u.hostname, port: u.port, path: u.pathname, method: 'POST', ca: rootPem, agent: false, auth: `${d.id}:${d.secret}`, headers: { 'content-type': 'application/pkcs10' } },
+      (res) => {
+        let body = '';
+        res.on('data', (b) => (body += b));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('error', fail);
+      },
+    );
+    req.on('error', fail);
+    if (timeoutMs) req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+    req.end(Buffer.from(d.csr).toString('base64'));
+  });
+}
 
 export interface HttpAnswer {
   status: number;

@@ -24,6 +24,7 @@ import { buildCsr } from '../../src/x509/csr_builder.js';
 import { pemEncode } from '../../src/x509/pem.js';
 import type { Store } from '../../src/store/store.js';
 import { BIN, fleetpki, opensslCsr, run, tempDir } from '../helpers/data_dir.js';
+import { simpleEnroll } from '../helpers/est.js';
 import { startTestPostgres, type TestPostgres } from '../helpers/postgres.js';
 
 interface Node {
@@ -176,22 +177,8 @@ describe('two fleetpki nodes on one PostgreSQL', () => {
     } finally {
       await ctx.close();
     }
-    const enroll = (n: Node, d: (typeof devices)[number]) =>
-      new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const u = new URL(`${n.httpsUrl}/.well-known/est/simpleenroll`);
-        const req = request(
-          { host: u.hostname, port: u.port, path: u.pathname, method: 'POST', ca: root, agent: false, auth: `${d.id}:${d.secret}`, headers: { 'content-type': 'application/pkcs10' } },
-          (res) => {
-            let body = '';
-            res.on('data', (b) => (body += b));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-            res.on('error', reject);
-          },
-        );
-        req.on('error', reject);
-        req.end(d.csr.toString('base64'));
-      });
-    const first = devices.map((d) => enroll(victim, d).then((r) => r, (e: Error) => ({ status: 0, body: e.message })));
+    const enroll = (n: Node, d: (typeof devices)[number]) => simpleEnroll(n.httpsUrl, root, d);
+    const first = devices.map((d) => enroll(victim, d));
     // Kill it while the enrollments run: some answered, some committed but not answered, some not begun.
     await Promise.race([first[0], sleep(3000)]);
     victim.proc.kill('SIGKILL');

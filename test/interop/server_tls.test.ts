@@ -94,4 +94,26 @@ describe('HTTPS listener identity', () => {
     assert.equal(await server.renewTlsIfDue(), true);
     assert.notEqual(await servedSerial(server.httpsUrl), current);
   });
+
+  it('two servers of one data directory (serve --processes): one renews a due pair, the other takes the new pair at its next check', async () => {
+    const other = await startServer(d.ctx, { listen: '127.0.0.1:0', httpListen: '127.0.0.1:0' });
+    try {
+      const old = await servedSerial(server.httpsUrl);
+      assert.equal(await servedSerial(other.httpsUrl), old, 'the second server starts from the pair on disk');
+      const issued = async () => (await d.ctx.store.listCertificates({ profile: 'server-tls', limit: 1000 })).length;
+      const before = await issued();
+      clock.advance(61 * 86_400_000); // the pair made by the previous test is due
+      const renewed = await Promise.all([server.renewTlsIfDue(), other.renewTlsIfDue()]);
+      assert.deepEqual(renewed.sort(), [false, true], 'one of them renewed (it held the lease), the other did not');
+      assert.equal(await issued(), before + 1, 'one new listener certificate, not two');
+      // The other one finds the new pair on disk and serves it.
+      assert.equal((await Promise.all([server.renewTlsIfDue(), other.renewTlsIfDue()])).filter(Boolean).length, 1);
+      const now = await servedSerial(server.httpsUrl);
+      assert.notEqual(now, old);
+      assert.equal(await servedSerial(other.httpsUrl), now);
+      assert.deepEqual(await Promise.all([server.renewTlsIfDue(), other.renewTlsIfDue()]), [false, false]);
+    } finally {
+      await other.close();
+    }
+  });
 });

@@ -1,8 +1,20 @@
+import cluster from 'node:cluster';
 import type { Command } from 'commander';
+import { defaultWorkerThreads, parseProcesses, supervise, type ReadyMessage } from '../../server/cluster.js';
 import { openContext } from '../../server/context.js';
 import { startServer } from '../../server/server.js';
+import { ensureTlsIdentity } from '../../server/tls_identity.js';
 import { DIR_HELP } from '../context.js';
-import { note } from '../output.js';
+import { note, reportError } from '../output.js';
+
+interface ServeOptions {
+  dir?: string;
+  listen?: string;
+  httpListen?: string;
+  store?: string;
+  logLevel: string;
+  processes: string;
+}
 
 export function registerServe(program: Command): void {
   program
@@ -13,20 +25,76 @@ export function registerServe(program: Command): void {
     .option('--http-listen <host:port>', 'plain-HTTP listener (default from the config)')
     .option('--store <spec>', 'use this store instead of the config\'s (postgres://...)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
-    .action(async (o) => {
-      const ctx = await openContext(o.dir, { storeOverride: o.store });
+    .option(
+      '--processes <n>',
+      'server processes on the same listeners and data directory (node:cluster), or "auto" for one per core; each signs on its own core (docs/deployment.md)',
+      '1',
+    )
+    .action(async (o: ServeOptions) => {
+      const processes = parseProcesses(o.processes);
+      if (processes > 1 && cluster.isPrimary) return primary(o, processes);
+      if (cluster.isWorker) return worker(o, processes);
+      const ctx = await openContext(o.dir, { storeOverride: o.store, defaultIssuanceWorkers: defaultWorkerThreads(1) });
       const server = await startServer(ctx, { listen: o.listen, httpListen: o.httpListen, logger: { level: o.logLevel } });
-      note(`fleetpki serving ${ctx.dir}`);
-      note(`  admin API   ${server.httpsUrl}/api/v1   (OpenAPI: ${server.httpsUrl}/api/v1/openapi.json)`);
-      note(`  console     ${server.httpsUrl}/console/   (sign in with an API token)`);
-      note(`  CA certs    ${server.httpUrl}/ca/<name>.cer`);
-      const stop = async (sig: string) => {
-        note(`${sig}: stopping`);
-        await server.close();
-        await ctx.close();
-        process.exit(0);
-      };
-      process.once('SIGINT', () => void stop('SIGINT'));
-      process.once('SIGTERM', () => void stop('SIGTERM'));
+      stopOnSignals(() => server.close(), () => ctx.close(), (why) => note(`${why}: stopping`));
+      banner(ctx.dir, server);
     });
+}
+
+/** On SIGINT or SIGTERM: closes the listeners, then the store, and exits; returns the same stop for other reasons. */
+function stopOnSignals(closeServer: () => Promise<void>, closeContext: () => Promise<void>, say?: (why: string) => void): (why: string) => Promise<void> {
+  let stopping = false;
+  const stop = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    say?.(why);
+    await closeServer();
+    await closeContext();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  return stop;
+}
+
+/**
+ * A process of `--processes N`: the whole server, silent (the primary says
+ * where). A failure to start ends the process, which tells the primary; its
+ * channel to the primary would otherwise keep it alive.
+ */
+async function worker(o: ServeOptions, processes: number): Promise<void> {
+  try {
+    const ctx = await openContext(o.dir, { storeOverride: o.store, defaultIssuanceWorkers: defaultWorkerThreads(processes) });
+    const server = await startServer(ctx, { listen: o.listen, httpListen: o.httpListen, logger: { level: o.logLevel } });
+    const stop = stopOnSignals(() => server.close(), () => ctx.close());
+    // A process whose primary is gone stops.
+    process.once('disconnect', () => void stop('primary gone'));
+    process.send!({ fleetpki: 'ready', httpsUrl: server.httpsUrl, httpUrl: server.httpUrl } satisfies ReadyMessage);
+  } catch (e) {
+    process.exit(reportError(e));
+  }
+}
+
+function banner(dir: string, urls: { httpsUrl: string; httpUrl: string }, processes = 1): void {
+  note(`fleetpki serving ${dir}${processes > 1 ? ` (${processes} processes)` : ''}`);
+  note(`  admin API   ${urls.httpsUrl}/api/v1   (OpenAPI: ${urls.httpsUrl}/api/v1/openapi.json)`);
+  note(`  console     ${urls.httpsUrl}/console/   (sign in with an API token)`);
+  note(`  CA certs    ${urls.httpUrl}/ca/<name>.cer`);
+}
+
+/**
+ * The primary of `--processes N`: checks the data directory once (a
+ * configuration error is reported here, not N times) and makes the listener
+ * certificate, so the processes start from one pair; then supervises them.
+ */
+async function primary(o: ServeOptions, processes: number): Promise<void> {
+  const ctx = await openContext(o.dir, { storeOverride: o.store, defaultIssuanceWorkers: 0 });
+  const dir = ctx.dir;
+  try {
+    await ensureTlsIdentity(ctx);
+  } finally {
+    await ctx.close();
+  }
+  const code = await supervise({ processes, note, onReady: (ready) => banner(dir, ready, processes) });
+  process.exit(code);
 }
