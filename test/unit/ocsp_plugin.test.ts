@@ -156,6 +156,7 @@ describe('OCSP HTTP adapter', () => {
       assert.equal(res.headers['content-type'], 'application/ocsp-response');
       assert.deepEqual(res.rawPayload, Buffer.from('30030a0101', 'hex'));
       assert.equal(res.headers.etag, undefined);
+      assert.equal(res.headers['cache-control'], 'no-store', 'an error answer is never cached');
     });
   }
 
@@ -344,6 +345,7 @@ describe('OCSP on a real listener', () => {
       assert.equal(res.status, 200, path);
       assert.equal(res.headers.get('content-type'), 'application/ocsp-response');
       assert.equal(statusOf(Buffer.from(await res.arrayBuffer())), 1, `${path}: malformedRequest`);
+      assert.equal(res.headers.get('cache-control'), 'no-store', path);
     }
   });
 

@@ -246,7 +246,8 @@ export function ocspFrameworkError(req: FastifyRequest, reply: FastifyReply): Fa
 }
 
 function sendOcsp(reply: FastifyReply, der: Uint8Array): FastifyReply {
-  return reply.code(200).type(OCSP_RESPONSE_TYPE).send(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
+  // An error answer is unsigned and says nothing of any certificate: never cached.
+  return reply.code(200).type(OCSP_RESPONSE_TYPE).header('cache-control', 'no-store').send(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
 }
 
 function logResult(log: ResultLogger, r: OcspResult): void {
