@@ -370,7 +370,6 @@ export class Authority {
   private pool?: IssuancePool;
   /** After close(): no new worker threads. */
   private poolClosed = false;
-  private fastInFlight = 0;
   /** Certificates prepared by each path since start (metrics, tests, benchmarks). */
   readonly issuedBy = { fastPath: 0, library: 0 };
 
@@ -383,48 +382,43 @@ export class Authority {
     if (this.config.fastPath === false || this.config.crlShards || req.serverGeneratedSpki !== undefined || req.csr === undefined || isParsedCsr(req.csr)) return undefined;
     const profile = this.config.profiles[req.profile];
     if (!profile || profile.ca) return undefined;
-    this.fastInFlight++;
+    let csrDer: Uint8Array;
+    let ca: LoadedCa;
+    let signer: Signer;
     try {
-      let csrDer: Uint8Array;
-      let ca: LoadedCa;
-      let signer: Signer;
-      try {
-        csrDer = derFromPemOrDer(req.csr, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'], 'bad_csr');
-        ca = await this.ca(req.ca ?? this.config.defaultCa);
-        signer = await this.signerFor(ca);
-      } catch {
-        // The library path refuses it, with its own error for the first thing wrong.
-        return undefined;
-      }
-      const plan = this.planFor(req.profile, profile, ca, signer);
-      if (!plan) return undefined;
-      const lifetime = lifetimeOf(profile, req);
-      const { notBefore, notAfter, capped } = this.validity((lifetime.problem ? profile.validityDays * DAY : lifetime.ms) / DAY, ca.info.notAfter);
-      if (notBefore >= notAfter) return undefined;
-      const fr: FastRequest = { csr: csrDer, subject: req.subject, sans: req.sans, serial: newSerial(), notBefore: notBefore.getTime(), notAfter: notAfter.getTime() };
-      if (lifetime.problem) fr.validityProblem = { code: lifetime.problem.code, detail: lifetime.problem.detail };
-      const r = await this.runFast(plan, fr);
-      if (r.kind === 'fallback') return undefined;
-      if (r.kind === 'problem') throw new ProblemError(r.code, r.detail, r.extra);
-      const certDer = r.der ?? assembleCertificate(r.tbs!, plan.signatureAlgorithm, await signer.sign(r.tbs!, plan.hash));
-      const record: CertificateRecord = {
-        serial: r.serial,
-        issuerCa: ca.record.name,
-        profile: req.profile,
-        subject: r.subjectText,
-        sans: r.sans,
-        notBefore,
-        notAfter,
-        spkiSha256: r.spkiSha256,
-        der: certDer,
-        status: 'good',
-        createdAt: this.clock.now(),
-        requester: req.actor,
-      };
-      return { record, der: certDer, pem: pemEncode('CERTIFICATE', certDer), chain: await this.cachedChain(ca), capped };
-    } finally {
-      this.fastInFlight--;
+      csrDer = derFromPemOrDer(req.csr, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'], 'bad_csr');
+      ca = await this.ca(req.ca ?? this.config.defaultCa);
+      signer = await this.signerFor(ca);
+    } catch {
+      // The library path refuses it, with its own error for the first thing wrong.
+      return undefined;
     }
+    const plan = this.planFor(req.profile, profile, ca, signer);
+    if (!plan) return undefined;
+    const lifetime = lifetimeOf(profile, req);
+    const { notBefore, notAfter, capped } = this.validity((lifetime.problem ? profile.validityDays * DAY : lifetime.ms) / DAY, ca.info.notAfter);
+    if (notBefore >= notAfter) return undefined;
+    const fr: FastRequest = { csr: csrDer, subject: req.subject, sans: req.sans, serial: newSerial(), notBefore: notBefore.getTime(), notAfter: notAfter.getTime() };
+    if (lifetime.problem) fr.validityProblem = { code: lifetime.problem.code, detail: lifetime.problem.detail };
+    const r = await this.runFast(plan, fr);
+    if (r.kind === 'fallback') return undefined;
+    if (r.kind === 'problem') throw new ProblemError(r.code, r.detail, r.extra);
+    const certDer = r.der ?? assembleCertificate(r.tbs!, plan.signatureAlgorithm, await signer.sign(r.tbs!, plan.hash));
+    const record: CertificateRecord = {
+      serial: r.serial,
+      issuerCa: ca.record.name,
+      profile: req.profile,
+      subject: r.subjectText,
+      sans: r.sans,
+      notBefore,
+      notAfter,
+      spkiSha256: r.spkiSha256,
+      der: certDer,
+      status: 'good',
+      createdAt: this.clock.now(),
+      requester: req.actor,
+    };
+    return { record, der: certDer, pem: pemEncode('CERTIFICATE', certDer), chain: await this.cachedChain(ca), capped };
   }
 
   /**
@@ -443,12 +437,12 @@ export class Authority {
     return (this.config.issuanceWorkers ?? 0) > 0 && !this.poolClosed;
   }
 
-  /** On a worker once issuances overlap, else here. */
+  /** On a worker once issuances overlap, else here (the pool decides: issuance_pool.ts). */
   private async runFast(plan: IssuancePlan, req: FastRequest): Promise<FastResult> {
-    if (!this.pool && this.fastInFlight > 1) this.workerPool();
-    if (this.pool) {
+    const pool = this.workerPool();
+    if (pool) {
       try {
-        return await this.pool.run(plan, req);
+        return await pool.run(plan, req);
       } catch (e) {
         // Every worker gone: carry on on this thread.
         if (!isProblem(e, 'unavailable')) throw e;

@@ -3,18 +3,27 @@
  * the main thread keeps the policy that needs the store (the CA record, the
  * commit), the workers read and check CSRs and sign (issuance_worker.ts).
  * They also sign OCSP answers with in-memory keys (sign()).
- * Jobs handed in within one turn of the event loop travel to a worker as one
- * message, which keeps the per-certificate messaging cost small.
+ *
+ * Jobs are sent at the end of the event-loop turn that handed them in:
+ * those of one turn travel to a worker as one message, which keeps the
+ * per-job messaging cost small. A turn's only job, with no other job on a
+ * worker, runs on this thread instead: nothing overlaps it, and the trip to
+ * a thread and back would only add latency. Node runs every ready socket's
+ * handler in a turn before the check phase (setImmediate), so under load a
+ * turn brings many jobs, even when each handler runs to its job without any
+ * I/O (a nonce OCSP answer); a request alone is answered here. The threads
+ * start when the first job goes to one.
  */
-import type { KeyObject } from 'node:crypto';
+import { sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { HashName } from '../x509/algorithms.js';
 import { ProblemError } from '../errors.js';
-import type { FastRequest, FastResult, IssuancePlan } from './fast_issuance.js';
+import { issueFast, type FastRequest, type FastResult, type IssuancePlan } from './fast_issuance.js';
 import type { WorkerJob, WorkerReply } from './issuance_worker.js';
 
 interface Slot {
-  worker: Worker;
+  /** Started with the first job sent to it. */
+  worker?: Worker;
   inFlight: number;
   /** Plan ids this worker has been sent. */
   plans: Set<string>;
@@ -27,6 +36,20 @@ interface Slot {
 const DRAIN_MS = 5000;
 
 type Pending = { resolve: (r: WorkerReply) => void; reject: (e: unknown) => void; slot: Slot };
+
+/** A job handed in this turn: how to make it for a worker, and how to run it here. */
+interface Queued {
+  make: (slot: Slot, id: number) => WorkerJob;
+  here: () => WorkerReply;
+  resolve: (r: Ran) => void;
+  reject: (e: unknown) => void;
+}
+
+/** A job's reply and where it ran. */
+interface Ran {
+  reply: WorkerReply;
+  onWorker: boolean;
+}
 
 /** Ids of the keys handed to workers: a key travels to each worker once. */
 const keyIds = new WeakMap<KeyObject, number>();
@@ -48,73 +71,107 @@ function startWorker(): Worker {
 export class IssuancePool {
   private readonly slots: Slot[] = [];
   private readonly pending = new Map<number, Pending>();
+  /** Jobs handed in this turn, sent (or run here) at its end. */
+  private queued: Queued[] = [];
   private nextId = 1;
-  private flushScheduled = false;
   private closed = false;
   /** Set by close() while it waits for the jobs in flight. */
   private onDrained?: () => void;
+  /** Jobs run since start, by where (metrics, tests). */
+  readonly ran = { here: 0, onWorkers: 0 };
 
   constructor(readonly size: number) {
     if (!Number.isInteger(size) || size < 1) throw new ProblemError('config_error', `the issuance worker pool needs at least one thread (got ${size})`);
-    for (let i = 0; i < size; i++) {
-      const worker = startWorker();
-      const slot: Slot = { worker, inFlight: 0, plans: new Set(), keys: new Set(), outbox: [] };
-      worker.on('message', (replies: WorkerReply[]) => this.onReplies(slot, replies));
-      worker.on('error', (e) => this.failSlot(slot, e));
-      worker.on('exit', (code) => this.failSlot(slot, new Error(`issuance worker exited with code ${code}`)));
-      // Idle workers do not keep the process alive; a job in flight does (ref below).
-      worker.unref();
-      this.slots.push(slot);
-    }
+    for (let i = 0; i < size; i++) this.slots.push({ inFlight: 0, plans: new Set(), keys: new Set(), outbox: [] });
   }
 
-  /** Runs issueFast(plan, req) on the least busy worker. */
+  /** Runs issueFast(plan, req) on the least busy worker (or here: see above). */
   async run(plan: IssuancePlan, req: FastRequest): Promise<FastResult> {
-    return (await this.submit((slot, id) => {
-      const job: WorkerJob = { id, planId: plan.id, req };
-      if (!slot.plans.has(plan.id)) {
-        job.plan = plan;
-        slot.plans.add(plan.id);
-      }
-      return job;
-    })).result!;
+    const ran = await this.submit(
+      (slot, id) => {
+        const job: WorkerJob = { id, planId: plan.id, req };
+        if (!slot.plans.has(plan.id)) {
+          job.plan = plan;
+          slot.plans.add(plan.id);
+        }
+        return job;
+      },
+      () => ({ id: 0, result: issueFast(plan, req) }),
+    );
+    return ran.reply.result!;
   }
 
-  /** Signs `data` with an in-memory key on the least busy worker; ECDSA signatures DER-encoded. */
-  async sign(key: KeyObject, hash: HashName | null, data: Uint8Array): Promise<Uint8Array> {
+  /**
+   * Signs `data` with an in-memory key on the least busy worker (or here:
+   * see above); ECDSA signatures DER-encoded, as key_store's signers make them.
+   */
+  async sign(key: KeyObject, hash: HashName | null, data: Uint8Array): Promise<{ signature: Uint8Array; onWorker: boolean }> {
     let keyId = keyIds.get(key);
     if (keyId === undefined) keyIds.set(key, (keyId = nextKeyId++));
-    const reply = await this.submit((slot, id) => {
-      if (slot.keys.has(keyId)) return { id, keyId, hash, data };
-      slot.keys.add(keyId);
-      return { id, keyId, key, hash, data };
-    });
-    return new Uint8Array(reply.signature!.buffer, reply.signature!.byteOffset, reply.signature!.byteLength);
+    const { reply, onWorker } = await this.submit(
+      (slot, id) => {
+        if (slot.keys.has(keyId)) return { id, keyId, hash, data };
+        slot.keys.add(keyId);
+        return { id, keyId, key, hash, data };
+      },
+      () => ({ id: 0, signature: cryptoSign(hash, data, { key, dsaEncoding: 'der' }) }),
+    );
+    const sig = reply.signature!;
+    return { signature: new Uint8Array(sig.buffer, sig.byteOffset, sig.byteLength), onWorker };
   }
 
-  /** Jobs handed in within one turn travel to their worker as one message. */
-  private submit(makeJob: (slot: Slot, id: number) => WorkerJob): Promise<WorkerReply> {
+  private submit(make: Queued['make'], here: Queued['here']): Promise<Ran> {
     if (this.closed) return Promise.reject(new ProblemError('unavailable', 'the issuance worker pool is closed'));
-    let slot = this.slots[0];
-    for (const s of this.slots) if (s.inFlight < slot.inFlight) slot = s;
-    const id = this.nextId++;
-    if (slot.inFlight++ === 0) slot.worker.ref();
-    slot.outbox.push(makeJob(slot, id));
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
-    return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject, slot }));
+    return new Promise((resolve, reject) => {
+      if (this.queued.push({ make, here, resolve, reject }) === 1) setImmediate(() => this.flush());
+    });
   }
 
+  /** The end of a turn: its only job runs here if no other is on a worker; else each goes to the least busy worker. */
   private flush(): void {
-    this.flushScheduled = false;
+    const jobs = this.queued;
+    this.queued = [];
+    if (jobs.length === 1 && this.pending.size === 0) {
+      const [job] = jobs;
+      this.ran.here++;
+      try {
+        job.resolve({ reply: job.here(), onWorker: false });
+      } catch (e) {
+        job.reject(e);
+      }
+      return;
+    }
+    if (this.closed) {
+      for (const job of jobs) job.reject(new ProblemError('unavailable', 'the issuance worker pool is closed'));
+      return;
+    }
+    for (const job of jobs) {
+      let slot = this.slots[0];
+      for (const s of this.slots) if (s.inFlight < slot.inFlight) slot = s;
+      const id = this.nextId++;
+      const worker = this.workerOf(slot);
+      if (slot.inFlight++ === 0) worker.ref();
+      slot.outbox.push(job.make(slot, id));
+      this.pending.set(id, { resolve: (reply) => job.resolve({ reply, onWorker: true }), reject: job.reject, slot });
+    }
     for (const s of this.slots) {
       if (!s.outbox.length) continue;
-      const jobs = s.outbox;
+      const out = s.outbox;
       s.outbox = [];
-      s.worker.postMessage(jobs);
+      this.ran.onWorkers += out.length;
+      s.worker!.postMessage(out);
     }
+  }
+
+  private workerOf(slot: Slot): Worker {
+    if (slot.worker) return slot.worker;
+    const worker = (slot.worker = startWorker());
+    worker.on('message', (replies: WorkerReply[]) => this.onReplies(slot, replies));
+    worker.on('error', (e) => this.failSlot(slot, e));
+    worker.on('exit', (code) => this.failSlot(slot, new Error(`issuance worker exited with code ${code}`)));
+    // Idle workers do not keep the process alive; a job in flight does (ref in flush).
+    worker.unref();
+    return worker;
   }
 
   private onReplies(slot: Slot, replies: WorkerReply[]): void {
@@ -122,8 +179,8 @@ export class IssuancePool {
       const p = this.pending.get(r.id);
       if (!p) continue;
       this.pending.delete(r.id);
-      if (--slot.inFlight === 0) slot.worker.unref();
-      if (r.result || r.signature) p.resolve(r);
+      if (--slot.inFlight === 0) slot.worker?.unref();
+      if (r.fault === undefined) p.resolve(r);
       else p.reject(new ProblemError('internal', `issuance worker failed: ${r.fault}`));
     }
     if (!this.pending.size) this.onDrained?.();
@@ -160,7 +217,8 @@ export class IssuancePool {
     }
     // An idle worker is unref'd: without a ref the event loop may end before
     // its exit is reported, and terminate()'s promise would never settle.
-    for (const s of this.slots) s.worker.ref();
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    const started = this.slots.flatMap((s) => (s.worker ? [s.worker] : []));
+    for (const w of started) w.ref();
+    await Promise.all(started.map((w) => w.terminate()));
   }
 }

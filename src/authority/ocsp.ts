@@ -45,7 +45,6 @@
 import type { Clock } from '../clock.js';
 import { isProblem, ProblemError } from '../errors.js';
 import { isThreadShared, type KeyStore, type Signer } from '../keys/key_store.js';
-import { TurnCount } from './turn_count.js';
 import type { CertificateRecord, OcspSignerRecord, Store } from '../store/store.js';
 import { createHash } from 'node:crypto';
 import { keyInfoName, signatureAlgorithmFor, type HashName, type KeyAlgorithm, type KeyInfo } from '../x509/algorithms.js';
@@ -165,11 +164,8 @@ export class OcspResponder {
   private readonly changed = new Map<string, { seq: number; seenAt: number }>();
   /** serial → its record as read at feed position `seq` (none: not in the store), least recently used first. */
   private readonly statuses = new Map<string, { record?: CertificateRecord; seq: number; readAt: number }>();
-  /** Answers under way (respond()): once they overlap, signatures go to the worker threads. */
+  /** Answers under way (respond()): their signatures may go to the worker threads. */
   private answering = 0;
-  /** Signatures on the worker threads now. */
-  private onWorkers = 0;
-  private readonly turn = new TurnCount();
   /** Signatures made since start, by where (metrics, tests, benchmarks). */
   readonly signedBy = { workers: 0, here: 0 };
 
@@ -478,31 +474,21 @@ export class OcspResponder {
    * Once answers overlap (nonce requests under load), they are signed on
    * the worker threads when the key is in this process's memory (software
    * keys): the main thread keeps HTTP and the encoding, and both cores
-   * sign. An answer alone is signed here: the trip to a thread and back
-   * would only add latency. Answers overlap when another is on a worker
-   * or waits for its store read, or when their requests were handled in
-   * the same event-loop turn: with the status memory an answer needs no
-   * I/O, so under load each runs to its signature before the next request
-   * is read, and only the end of the turn shows how many came together.
+   * sign. An answer alone is signed here: the worker pool runs a turn's
+   * only job on this thread when no other is on a worker (issuance_pool.ts).
    * Token keys, background re-signing (refreshDue) and a process without
    * workers sign here.
    */
   private async signBytes(signer: Signer, tbs: Uint8Array, hash: HashName | null): Promise<Uint8Array> {
-    if (isThreadShared(signer) && this.answering > 0 && this.authority.hasWorkers()) {
-      const overlapping = this.answering > 1 || this.onWorkers > 0 || (await this.turn.count()) > 1;
-      const pool = overlapping ? this.authority.workerPool() : undefined;
-      if (pool) {
-        this.onWorkers++;
-        try {
-          const signature = await pool.sign(signer.threadKey, hash, tbs);
-          this.signedBy.workers++;
-          return signature;
-        } catch (e) {
-          // Every worker gone: sign here.
-          if (!isProblem(e, 'unavailable')) throw e;
-        } finally {
-          this.onWorkers--;
-        }
+    const pool = this.answering > 0 ? this.authority.workerPool() : undefined;
+    if (pool && isThreadShared(signer)) {
+      try {
+        const { signature, onWorker } = await pool.sign(signer.threadKey, hash, tbs);
+        this.signedBy[onWorker ? 'workers' : 'here']++;
+        return signature;
+      } catch (e) {
+        // Every worker gone: sign here.
+        if (!isProblem(e, 'unavailable')) throw e;
       }
     }
     this.signedBy.here++;

@@ -233,8 +233,12 @@ describe('issuance fast path', () => {
     const { library } = pair();
     try {
       const csrs = await Promise.all(Array.from({ length: 40 }, (_, i) => nodeCsr([{ type: 'CN', value: `pool-${i}` }], [{ type: 'dns', value: `pool-${i}.example` }])));
+      const lone = await a.issue({ profile: 'device-tls', csr: csrs[0], actor: 'test' });
+      assert.deepEqual(a.workerPool()!.ran, { here: 1, onWorkers: 0 }, 'an issuance alone is checked and signed on this thread');
+      assert.ok(new X509Certificate(Buffer.from(lone.der)).verify(new X509Certificate(t.issuingPem).publicKey));
       const results = await Promise.all(csrs.map((csr) => a.issue({ profile: 'device-tls', csr, actor: 'test' })));
-      assert.equal(a.issuedBy.fastPath, 40);
+      assert.equal(a.issuedBy.fastPath, 41);
+      assert.ok(a.workerPool()!.ran.onWorkers >= 30, `40 at once go to the workers: ${JSON.stringify(a.workerPool()!.ran)}`);
       const issuer = new X509Certificate(t.issuingPem);
       for (const [i, r] of results.entries()) {
         assert.ok(new X509Certificate(Buffer.from(r.der)).verify(issuer.publicKey));
