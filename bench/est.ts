@@ -118,7 +118,7 @@ export async function estScenarios(quick: boolean): Promise<Result[]> {
     const csv = `id,profile\n${devices.map((d) => `${d.id},device-tls`).join('\n')}\n`;
     const imported = await ctx.registry.importDevices(parseDeviceFile(csv, 'csv').rows, 'bench');
     if (imported.inserted !== n) throw new Error(`registered ${imported.inserted} of ${n} devices`);
-    const { identity } = await ensureTlsIdentity(ctx);
+    const identity = await ensureTlsIdentity(ctx);
     const root = pemEncode('CERTIFICATE', (await ctx.store.getCa('root'))!.certDer);
     const issuingDer = (await ctx.store.getCa(ctx.config.defaultCa))!.certDer;
     const issuing = pemEncode('CERTIFICATE', issuingDer);

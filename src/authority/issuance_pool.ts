@@ -146,26 +146,59 @@ export class IssuancePool {
       return;
     }
     for (const job of jobs) {
-      let slot = this.slots[0];
-      for (const s of this.slots) if (s.inFlight < slot.inFlight) slot = s;
+      let slot: Slot | undefined;
+      let worker: Worker | undefined;
+      // A slot whose thread cannot start leaves the pool; try the next.
+      while ((slot = this.leastBusy()) && !(worker = this.workerOf(slot)));
+      if (!slot || !worker) {
+        // No thread could be started: the caller signs on its own thread.
+        job.reject(new ProblemError('unavailable', 'no issuance worker thread could be started'));
+        continue;
+      }
       const id = this.nextId++;
-      const worker = this.workerOf(slot);
       if (slot.inFlight++ === 0) worker.ref();
-      slot.outbox.push(job.make(slot, id));
       this.pending.set(id, { resolve: (reply) => job.resolve({ reply, onWorker: true }), reject: job.reject, slot });
+      slot.outbox.push(job.make(slot, id));
     }
     for (const s of this.slots) {
       if (!s.outbox.length) continue;
       const out = s.outbox;
       s.outbox = [];
-      this.ran.onWorkers += out.length;
-      s.worker!.postMessage(out);
+      try {
+        s.worker!.postMessage(out);
+        this.ran.onWorkers += out.length;
+      } catch (e) {
+        // A job that cannot be sent (not cloneable) fails alone; the thread is fine.
+        for (const job of out) this.settleFailed(s, job.id, e);
+      }
     }
   }
 
-  private workerOf(slot: Slot): Worker {
+  private leastBusy(): Slot | undefined {
+    let slot = this.slots[0];
+    for (const s of this.slots) if (s.inFlight < slot.inFlight) slot = s;
+    return slot;
+  }
+
+  private settleFailed(slot: Slot, id: number, e: unknown): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    if (--slot.inFlight === 0) slot.worker?.unref();
+    p.reject(new ProblemError('internal', `issuance worker job not sent: ${(e as Error)?.message ?? String(e)}`));
+    if (!this.pending.size) this.onDrained?.();
+  }
+
+  /** The slot's thread, started now if need be; undefined (and the slot gone) if it cannot start. */
+  private workerOf(slot: Slot): Worker | undefined {
     if (slot.worker) return slot.worker;
-    const worker = (slot.worker = startWorker());
+    let worker: Worker;
+    try {
+      worker = slot.worker = startWorker();
+    } catch (e) {
+      this.failSlot(slot, e as Error);
+      return undefined;
+    }
     worker.on('message', (replies: WorkerReply[]) => this.onReplies(slot, replies));
     worker.on('error', (e) => this.failSlot(slot, e));
     worker.on('exit', (code) => this.failSlot(slot, new Error(`issuance worker exited with code ${code}`)));

@@ -165,21 +165,24 @@ export interface StartOptions {
 export async function startServer(ctx: FleetContext, o: StartOptions = {}): Promise<RunningServer> {
   // This process among the nodes of a cluster and the processes of one data directory (leases).
   const holder = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-  // One process at a time renews a listener pair that is due; the lease
-  // ends with the renewal (the others adopt the new pair at their next check).
-  const ensureIdentity = async () => {
+  // Processes of this data directory on this host take turns at its
+  // listener pair (nodes elsewhere have their own); the lease ends with the
+  // renewal, and the others take the new pair at their next check.
+  const tlsLease = `${TLS_LEASE}:${hostname()}:${ctx.dir}`;
+  const ensureIdentity = async (): Promise<TlsIdentity | undefined> => {
     let leased = false;
-    const mayRenew = async () => {
+    const takeTurn = async () => {
       const now = ctx.clock.now();
-      return (leased = await ctx.store.acquireLease(TLS_LEASE, holder, new Date(now.getTime() + 60_000), now));
+      return (leased = await ctx.store.acquireLease(tlsLease, holder, new Date(now.getTime() + 60_000), now));
     };
     try {
-      return await ensureTlsIdentity(ctx, mayRenew);
+      return await ensureTlsIdentity(ctx, takeTurn);
     } finally {
-      if (leased) await ctx.store.releaseLease(TLS_LEASE, holder).catch(() => undefined);
+      if (leased) await ctx.store.releaseLease(tlsLease, holder).catch(() => undefined);
     }
   };
-  let { identity } = await ensureIdentity();
+  // At start there is nothing to keep serving: without a turn, make one of our own.
+  let identity = (await ensureIdentity()) ?? (await ensureTlsIdentity(ctx));
   let trust = await clientTrustPems(ctx);
   // Data directories made before CMP get their secret sealing key here.
   await ctx.vault.ensureKey('system');
@@ -205,10 +208,10 @@ export async function startServer(ctx: FleetContext, o: StartOptions = {}): Prom
   // New connections get the new context; open ones keep theirs.
   const applyContext = () => (https.server as unknown as HttpsServer).setSecureContext(secureContext(identity, trust));
   const renewTlsIfDue = async () => {
-    const r = await ensureIdentity();
+    const next = await ensureIdentity();
     // Renewed here, or by another process of this data directory.
-    if (r.identity.serial === identity.serial) return false;
-    identity = r.identity;
+    if (!next || next.serial === identity.serial) return false;
+    identity = next;
     applyContext();
     return true;
   };

@@ -59,16 +59,23 @@ async function readExisting(ctx: FleetContext): Promise<TlsIdentity | undefined>
 
 /**
  * Returns a valid listener identity (the one in the data directory), issuing
- * a new one when there is none or it is due. Processes sharing the data
- * directory (serve --processes) take turns: where one is due, `mayRenew`
- * says whether this process renews it now; if not, the current pair is
- * returned, and a pair another process renewed is returned as it is found.
+ * a new one when there is none, it is due, or it was revoked. Processes
+ * sharing the data directory (serve --processes) take turns through
+ * `takeTurn` (a lease): only the process it lets through issues, after
+ * reading the pair again (another may have just renewed it). A process it
+ * turns away gets the current pair if that is still valid, else undefined:
+ * it keeps serving what it has and looks again at its next check.
  */
-export async function ensureTlsIdentity(ctx: FleetContext, mayRenew?: () => Promise<boolean>): Promise<{ identity: TlsIdentity; renewed: boolean }> {
+export async function ensureTlsIdentity(ctx: FleetContext): Promise<TlsIdentity>;
+export async function ensureTlsIdentity(ctx: FleetContext, takeTurn: () => Promise<boolean>): Promise<TlsIdentity | undefined>;
+export async function ensureTlsIdentity(ctx: FleetContext, takeTurn?: () => Promise<boolean>): Promise<TlsIdentity | undefined> {
   const existing = await readExisting(ctx);
-  if (existing && !needsRenewal(ctx, existing)) return { identity: existing, renewed: false };
-  if (existing && mayRenew && !(await mayRenew())) return { identity: existing, renewed: false };
-
+  if (existing && !needsRenewal(ctx, existing)) return existing;
+  if (takeTurn) {
+    if (!(await takeTurn())) return existing && existing.notAfter > ctx.clock.now() ? existing : undefined;
+    const again = await readExisting(ctx);
+    if (again && !needsRenewal(ctx, again)) return again;
+  }
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const sans = listenerNames(ctx);
   const result = await ctx.authority.issue({
@@ -84,5 +91,5 @@ export async function ensureTlsIdentity(ctx: FleetContext, mayRenew?: () => Prom
   await fs.mkdir(join(ctx.dir, 'tls'), { recursive: true, mode: 0o700 });
   await writeFileAtomic(f.key, keyPem, 0o600);
   await writeFileAtomic(f.cert, certPem, 0o644);
-  return { identity: { keyPem, certPem, notBefore: result.record.notBefore, notAfter: result.record.notAfter, serial: result.record.serial }, renewed: true };
+  return { keyPem, certPem, notBefore: result.record.notBefore, notAfter: result.record.notAfter, serial: result.record.serial };
 }

@@ -214,8 +214,8 @@ describe('fleetpki serve --processes 2 on the embedded store', () => {
     assert.match(log(), /stopped before it listened/);
     // Orphans would no longer be the primary's children: look for them by their arguments.
     await sleep(500);
-    const left = await run('pgrep', ['-f', `--http-listen 127.0.0.1:${port}`]);
-    assert.equal(left.stdout.trim(), '', 'no process of the failed server is left');
+    const left = await run('pgrep', ['-f', '--', `--http-listen 127.0.0.1:${port}`]);
+    assert.equal(left.status, 1, `no process of the failed server is left: ${left.stdout}${left.stderr}`);
   });
 
   it('SIGTERM stops every process, and the primary exits 0', async () => {

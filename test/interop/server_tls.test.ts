@@ -112,6 +112,16 @@ describe('HTTPS listener identity', () => {
       assert.notEqual(now, old);
       assert.equal(await servedSerial(other.httpsUrl), now);
       assert.deepEqual(await Promise.all([server.renewTlsIfDue(), other.renewTlsIfDue()]), [false, false]);
+      // A revoked pair: one replaces it; the one turned away keeps serving
+      // what it has, then takes the new pair.
+      await d.ctx.authority.revoke(now.replace(/^0+(?=..)/, ''), 'superseded', 'test');
+      const afterRevoke = await issued();
+      assert.deepEqual((await Promise.all([server.renewTlsIfDue(), other.renewTlsIfDue()])).sort(), [false, true]);
+      assert.equal(await issued(), afterRevoke + 1, 'one replacement, not two');
+      assert.equal((await Promise.all([server.renewTlsIfDue(), other.renewTlsIfDue()])).filter(Boolean).length, 1);
+      const replaced = await servedSerial(server.httpsUrl);
+      assert.notEqual(replaced, now);
+      assert.equal(await servedSerial(other.httpsUrl), replaced);
     } finally {
       await other.close();
     }

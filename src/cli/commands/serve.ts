@@ -1,6 +1,5 @@
-import cluster from 'node:cluster';
 import type { Command } from 'commander';
-import { defaultWorkerThreads, parseProcesses, supervise, type ReadyMessage } from '../../server/cluster.js';
+import { defaultWorkerThreads, isServeProcess, parseProcesses, supervise, type ReadyMessage } from '../../server/cluster.js';
 import { openContext } from '../../server/context.js';
 import { startServer } from '../../server/server.js';
 import { ensureTlsIdentity } from '../../server/tls_identity.js';
@@ -32,8 +31,8 @@ export function registerServe(program: Command): void {
     )
     .action(async (o: ServeOptions) => {
       const processes = parseProcesses(o.processes);
-      if (processes > 1 && cluster.isPrimary) return primary(o, processes);
-      if (cluster.isWorker) return worker(o, processes);
+      if (isServeProcess()) return worker(o, processes);
+      if (processes > 1) return primary(o, processes);
       const ctx = await openContext(o.dir, { storeOverride: o.store, defaultIssuanceWorkers: defaultWorkerThreads(1) });
       const server = await startServer(ctx, { listen: o.listen, httpListen: o.httpListen, logger: { level: o.logLevel } });
       stopOnSignals(() => server.close(), () => ctx.close(), (why) => note(`${why}: stopping`));
@@ -41,20 +40,23 @@ export function registerServe(program: Command): void {
     });
 }
 
-/** On SIGINT or SIGTERM: closes the listeners, then the store, and exits; returns the same stop for other reasons. */
-function stopOnSignals(closeServer: () => Promise<void>, closeContext: () => Promise<void>, say?: (why: string) => void): (why: string) => Promise<void> {
+/** On SIGINT or SIGTERM: closes the listeners, then the store, and exits (1 if closing failed). */
+function stopOnSignals(closeServer: () => Promise<void>, closeContext: () => Promise<void>, say?: (why: string) => void): void {
   let stopping = false;
   const stop = async (why: string) => {
     if (stopping) return;
     stopping = true;
     say?.(why);
-    await closeServer();
-    await closeContext();
+    try {
+      await closeServer();
+      await closeContext();
+    } catch (e) {
+      process.exit(reportError(e) || 1);
+    }
     process.exit(0);
   };
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
-  return stop;
 }
 
 /**
@@ -66,9 +68,7 @@ async function worker(o: ServeOptions, processes: number): Promise<void> {
   try {
     const ctx = await openContext(o.dir, { storeOverride: o.store, defaultIssuanceWorkers: defaultWorkerThreads(processes) });
     const server = await startServer(ctx, { listen: o.listen, httpListen: o.httpListen, logger: { level: o.logLevel } });
-    const stop = stopOnSignals(() => server.close(), () => ctx.close());
-    // A process whose primary is gone stops.
-    process.once('disconnect', () => void stop('primary gone'));
+    stopOnSignals(() => server.close(), () => ctx.close());
     process.send!({ fleetpki: 'ready', httpsUrl: server.httpsUrl, httpUrl: server.httpUrl } satisfies ReadyMessage);
   } catch (e) {
     process.exit(reportError(e));
@@ -83,15 +83,18 @@ function banner(dir: string, urls: { httpsUrl: string; httpUrl: string }, proces
 }
 
 /**
- * The primary of `--processes N`: checks the data directory once (a
- * configuration error is reported here, not N times) and makes the listener
- * certificate, so the processes start from one pair; then supervises them.
+ * The primary of `--processes N`: opens the data directory once (an
+ * unreadable config or store is reported here, not N times) and makes what
+ * the processes would otherwise each make at once: the listener pair, so
+ * they start from one, and the secret sealing key of a data directory made
+ * before CMP. Then it supervises them.
  */
 async function primary(o: ServeOptions, processes: number): Promise<void> {
   const ctx = await openContext(o.dir, { storeOverride: o.store, defaultIssuanceWorkers: 0 });
   const dir = ctx.dir;
   try {
     await ensureTlsIdentity(ctx);
+    await ctx.vault.ensureKey('system');
   } finally {
     await ctx.close();
   }
