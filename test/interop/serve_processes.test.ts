@@ -5,7 +5,8 @@
  * connections are spread over both and each gets its own serial; one
  * process publishes CRLs; a process killed amid enrollments is replaced
  * and the devices' retries succeed, once each; SIGTERM stops them all; a
- * process that cannot start stops the server with its error.
+ * process that cannot start stops the server with its error, and so does
+ * a crash loop.
  */
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
@@ -216,6 +217,34 @@ describe('fleetpki serve --processes 2 on the embedded store', () => {
     await sleep(500);
     const left = await run('pgrep', ['-f', '--', `--http-listen 127.0.0.1:${port}`]);
     assert.equal(left.status, 1, `no process of the failed server is left: ${left.stdout}${left.stderr}`);
+  });
+
+  it('a crash loop: the fifth process to die within a minute stops the server with exit code 1', async () => {
+    const other = await startServe(dir);
+    const killed = new Set<number>();
+    try {
+      const deadline = Date.now() + 90_000;
+      // Every process, the first two and each replacement, is killed as soon as it is there.
+      while (other.proc.exitCode === null && Date.now() < deadline) {
+        for (const pid of children(other.proc)) {
+          if (killed.has(pid)) continue;
+          killed.add(pid);
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone already
+          }
+        }
+        await sleep(100);
+      }
+      assert.equal(other.proc.exitCode, 1, other.log());
+      assert.match(other.log(), /starting another in 1 s/);
+      assert.match(other.log(), /starting another in 8 s/, 'the delay doubles');
+      assert.match(other.log(), /too many exits in a short time: stopping/);
+      assert.equal(killed.size, 5, `five processes died: ${[...killed].join(', ')}`);
+    } finally {
+      if (other.proc.exitCode === null) other.proc.kill('SIGKILL');
+    }
   });
 
   it('SIGTERM stops every process, and the primary exits 0', async () => {
