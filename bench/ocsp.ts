@@ -50,6 +50,24 @@ interface WrkRun {
 /** Rounds of the pre-signed scenario, each ours then bare. */
 const PRESIGNED_ROUNDS = 3;
 
+/** Ours and a baseline taking turns for `rounds` rounds, so both see the same moments of a shared machine. */
+interface Turns {
+  ours: WrkRun;
+  theirs: WrkRun;
+  /** Per-round ratios, for the note. */
+  ratios: string;
+}
+
+function takingTurns(rounds: number, ours: () => WrkRun, theirs: () => WrkRun): Turns {
+  const a: WrkRun[] = [];
+  const b: WrkRun[] = [];
+  for (let i = 0; i < rounds; i++) {
+    a.push(ours());
+    b.push(theirs());
+  }
+  return { ours: meanRun(a), theirs: meanRun(b), ratios: a.map((o, i) => (o.rps / b[i].rps).toFixed(2)).join(', ') };
+}
+
 function meanRun(runs: WrkRun[]): WrkRun {
   return { rps: runs.reduce((a, r) => a + r.rps, 0) / runs.length, errors: runs.reduce((a, r) => a + r.errors, 0) };
 }
@@ -196,16 +214,8 @@ export async function ocspScenarios(quick: boolean): Promise<Result[]> {
     await waitFor('bare node:http', async () => (await fetch(`http://127.0.0.1:${barePort}/`)).ok, bare);
     // Rounds taking turns, so both see the same moments of a shared machine.
     const rounds = quick ? 1 : PRESIGNED_ROUNDS;
-    const oursRounds: WrkRun[] = [];
-    const bareRounds: WrkRun[] = [];
-    for (let i = 0; i < rounds; i++) {
-      oursRounds.push(wrk(url, seconds));
-      bareRounds.push(wrk(getUrl(`http://127.0.0.1:${barePort}`, plainReq), seconds));
-    }
+    const presigned = takingTurns(rounds, () => wrk(url, seconds), () => wrk(getUrl(`http://127.0.0.1:${barePort}`, plainReq), seconds));
     await bare.stop();
-    const oursPresigned = meanRun(oursRounds);
-    const bareRun = meanRun(bareRounds);
-    const roundRatios = oursRounds.map((o, i) => (o.rps / bareRounds[i].rps).toFixed(2));
 
     // --- the nonce floor: node:http + one node:crypto signature per answer,
     // a process per core (node:cluster), taking turns with ours.
@@ -218,15 +228,7 @@ export async function ocspScenarios(quick: boolean): Promise<Result[]> {
     const floorUrl = `http://127.0.0.1:${floorPort}/ocsp`;
     await waitFor('bare nonce signer', async () => (await fetch(floorUrl, { method: 'POST', body: nonceReq })).ok, floor);
     const nonceLua = nonceScript(f('nonce.lua'), nonceReq);
-    const oursNonceRounds: WrkRun[] = [];
-    const floorRounds: WrkRun[] = [];
-    for (let i = 0; i < rounds; i++) {
-      oursNonceRounds.push(wrk(`${base}/ocsp`, seconds, nonceLua));
-      floorRounds.push(wrk(floorUrl, seconds, nonceLua));
-    }
-    const oursNonce = meanRun(oursNonceRounds);
-    const floorRun = meanRun(floorRounds);
-    const nonceRatios = oursNonceRounds.map((o, i) => (o.rps / floorRounds[i].rps).toFixed(2));
+    const nonce = takingTurns(rounds, () => wrk(`${base}/ocsp`, seconds, nonceLua), () => wrk(floorUrl, seconds, nonceLua));
     const abRequests = quick ? 300 : 3000;
     const post = { file: f('nonce.req'), type: 'application/ocsp-request' };
     const oursAbPlain = ab(`${base}/ocsp`, abRequests, AB_CONCURRENCY, { file: f('plain.req'), type: 'application/ocsp-request' });
@@ -243,24 +245,9 @@ export async function ocspScenarios(quick: boolean): Promise<Result[]> {
     const bareCluster = bareServer(cores);
     running.push(bareCluster);
     await waitFor('bare node:http cluster', async () => (await fetch(`http://127.0.0.1:${barePort}/`)).ok, bareCluster);
-    const clusterRounds: WrkRun[] = [];
-    const bareClusterRounds: WrkRun[] = [];
-    const clusterNonceRounds: WrkRun[] = [];
-    const floorAgainRounds: WrkRun[] = [];
-    for (let i = 0; i < rounds; i++) {
-      clusterRounds.push(wrk(url, seconds));
-      bareClusterRounds.push(wrk(getUrl(`http://127.0.0.1:${barePort}`, plainReq), seconds));
-    }
-    for (let i = 0; i < rounds; i++) {
-      clusterNonceRounds.push(wrk(`${base}/ocsp`, seconds, nonceLua));
-      floorAgainRounds.push(wrk(floorUrl, seconds, nonceLua));
-    }
+    const clusterPresigned = takingTurns(rounds, () => wrk(url, seconds), () => wrk(getUrl(`http://127.0.0.1:${barePort}`, plainReq), seconds));
+    const clusterNonce = takingTurns(rounds, () => wrk(`${base}/ocsp`, seconds, nonceLua), () => wrk(floorUrl, seconds, nonceLua));
     await Promise.all([cluster.stop(), bareCluster.stop(), floor.stop()]);
-    const oursCluster = meanRun(clusterRounds);
-    const bareClusterRun = meanRun(bareClusterRounds);
-    const oursClusterNonce = meanRun(clusterNonceRounds);
-    const floorAgain = meanRun(floorAgainRounds);
-    const ratiosOf = (ours: WrkRun[], them: WrkRun[]) => ours.map((o, i) => (o.rps / them[i].rps).toFixed(2)).join(', ');
 
     // --- openssl ocsp -index: its own small CA, signing every answer.
     sh('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('o-ca.key'), '-subj', '/CN=OpenSSL Bench CA', '-days', '30', '-out', f('o-ca.pem'), '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature']);
@@ -281,16 +268,17 @@ export async function ocspScenarios(quick: boolean): Promise<Result[]> {
     const opensslAbNonce = ab(`${oBase}/`, abRequests, AB_CONCURRENCY, { file: f('o-nonce.req'), type: 'application/ocsp-request' });
     await ossl.stop();
 
-    for (const [what, r] of Object.entries({ oursPresigned, oursNonce, bareRun, floorRun, oursCluster, bareClusterRun, oursClusterNonce, floorAgain, oursAbPlain, oursAbNonce, opensslAbPlain, opensslAbNonce })) {
+    const runs = { oursPresigned: presigned.ours, bare: presigned.theirs, oursNonce: nonce.ours, floor: nonce.theirs, oursCluster: clusterPresigned.ours, bareCluster: clusterPresigned.theirs, oursClusterNonce: clusterNonce.ours, floorAgain: clusterNonce.theirs };
+    for (const [what, r] of Object.entries({ ...runs, oursAbPlain, oursAbNonce, opensslAbPlain, opensslAbNonce })) {
       if (r.errors > 0) throw new Error(`${what}: ${r.errors} failed requests under load`);
     }
     const conns = `wrk -t1 -c${CONNECTIONS}, ${seconds} s, keep-alive`;
     const perConn = `ab -c${AB_CONCURRENCY}, ${abRequests} requests, a connection each`;
     return [
-      result('ocsp-presigned-get', oursPresigned.rps, 'req/s', 'higher', 'bare node:http, same bytes', bareRun.rps, `${conns}; mean of ${rounds} rounds taking turns with bare (ratios ${roundRatios.join(', ')}); target 50,000/s and ≥0.8 of bare`),
-      result('ocsp-nonce-post', oursNonce.rps, 'req/s', 'higher', `floor: node:http + node:crypto sign per answer, ${cores} processes`, floorRun.rps, `${conns}; a fresh nonce per request; mean of ${rounds} rounds taking turns with the floor (ratios ${nonceRatios.join(', ')}); target 15,000/s`),
-      result('ocsp-presigned-get-processes', oursCluster.rps, 'req/s', 'higher', `bare node:http, same bytes, ${cores} processes`, bareClusterRun.rps, `serve --processes ${cores}; ${conns}; mean of ${rounds} rounds taking turns (ratios ${ratiosOf(clusterRounds, bareClusterRounds)}); against one bare process: ${(oursCluster.rps / bareRun.rps).toFixed(2)}×`),
-      result('ocsp-nonce-post-processes', oursClusterNonce.rps, 'req/s', 'higher', `floor: node:http + node:crypto sign per answer, ${cores} processes`, floorAgain.rps, `serve --processes ${cores} (no worker threads); ${conns}; mean of ${rounds} rounds taking turns (ratios ${ratiosOf(clusterNonceRounds, floorAgainRounds)})`),
+      result('ocsp-presigned-get', presigned.ours.rps, 'req/s', 'higher', 'bare node:http, same bytes', presigned.theirs.rps, `${conns}; mean of ${rounds} rounds taking turns with bare (ratios ${presigned.ratios}); target 50,000/s and ≥0.8 of bare`),
+      result('ocsp-nonce-post', nonce.ours.rps, 'req/s', 'higher', `floor: node:http + node:crypto sign per answer, ${cores} processes`, nonce.theirs.rps, `${conns}; a fresh nonce per request; mean of ${rounds} rounds taking turns with the floor (ratios ${nonce.ratios}); target 15,000/s`),
+      result('ocsp-presigned-get-processes', clusterPresigned.ours.rps, 'req/s', 'higher', `bare node:http, same bytes, ${cores} processes`, clusterPresigned.theirs.rps, `serve --processes ${cores}; ${conns}; mean of ${rounds} rounds taking turns (ratios ${clusterPresigned.ratios}); against one bare process: ${(clusterPresigned.ours.rps / presigned.theirs.rps).toFixed(2)}×`),
+      result('ocsp-nonce-post-processes', clusterNonce.ours.rps, 'req/s', 'higher', `floor: node:http + node:crypto sign per answer, ${cores} processes`, clusterNonce.theirs.rps, `serve --processes ${cores} (no worker threads); ${conns}; mean of ${rounds} rounds taking turns (ratios ${clusterNonce.ratios})`),
       result('ocsp-post-per-connection', oursAbPlain.rps, 'req/s', 'higher', 'openssl ocsp -index', opensslAbPlain.rps, `${perConn}; no nonce: pre-signed here, signed each time by openssl`),
       result('ocsp-nonce-post-per-connection', oursAbNonce.rps, 'req/s', 'higher', 'openssl ocsp -index', opensslAbNonce.rps, perConn),
     ];

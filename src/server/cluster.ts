@@ -100,7 +100,8 @@ export interface SuperviseOptions {
 export function supervise(o: SuperviseOptions): Promise<number> {
   const restarts = o.restarts ?? new RestartPolicy();
   return new Promise((resolve) => {
-    const started = new Set<Worker>();
+    /** Processes that said they listen, until all of them have. */
+    let listening = 0;
     let ready = false;
     let stopping = false;
 
@@ -133,8 +134,7 @@ export function supervise(o: SuperviseOptions): Promise<number> {
       const w = cluster.fork({ [WORKER_ENV]: '1' });
       w.on('message', (m: unknown) => {
         if (!isReadyMessage(m)) return;
-        started.add(w);
-        if (!ready && started.size === o.processes) {
+        if (!ready && ++listening === o.processes) {
           ready = true;
           o.onReady(m);
         }
@@ -148,7 +148,6 @@ export function supervise(o: SuperviseOptions): Promise<number> {
           o.note(`a server process (pid ${w.process.pid}) stopped before it listened (${how}): stopping`);
           return stopAll(code || 1);
         }
-        started.delete(w);
         const wait = restarts.onDeath(Date.now());
         if (wait === undefined) {
           o.note(`server process ${w.process.pid} exited (${how}); too many exits in a short time: stopping`);

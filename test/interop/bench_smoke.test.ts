@@ -19,7 +19,7 @@ describe('bench/run.ts --quick', () => {
     const out = JSON.parse(readFileSync(join(REPO, 'bench', 'results', 'quick.json'), 'utf8')) as { machine: Record<string, unknown>; results: Array<Record<string, unknown>> };
     assert.equal(typeof out.machine.cores, 'number');
     const byName = new Map(out.results.map((x) => [x.scenario as string, x]));
-    for (const name of ['crl-encode-1k', 'crl-encode-20k', 'crl-publish-from-sqlite-20k', 'ocsp-presigned-get', 'ocsp-nonce-post', 'ocsp-post-per-connection', 'ocsp-nonce-post-per-connection', 'est-simpleenroll-new-tls', 'est-simplereenroll-resumed-tls', 'firmware-sign-8mib', 'firmware-verify-8mib', 'firmware-sign-8mib-peak-rss', 'firmware-verify-8mib-peak-rss', 'issuance-core', 'issuance-core-vs-peculiar', 'issuance-core-vs-library-path', 'store-100k-get-by-serial-median', 'store-100k-expiring-30d-count']) {
+    for (const name of ['crl-encode-1k', 'crl-encode-20k', 'crl-publish-from-sqlite-20k', 'ocsp-presigned-get', 'ocsp-nonce-post', 'ocsp-presigned-get-processes', 'ocsp-nonce-post-processes', 'ocsp-post-per-connection', 'ocsp-nonce-post-per-connection', 'est-simpleenroll-new-tls', 'est-simplereenroll-resumed-tls', 'firmware-sign-8mib', 'firmware-verify-8mib', 'firmware-sign-8mib-peak-rss', 'firmware-verify-8mib-peak-rss', 'issuance-core', 'issuance-core-vs-peculiar', 'issuance-core-vs-library-path', 'store-100k-get-by-serial-median', 'store-100k-expiring-30d-count']) {
       const x = byName.get(name);
       assert.ok(x, `${name} missing from ${[...byName.keys()].join(', ')}`);
       assert.deepEqual(Object.keys(x).filter((k) => k !== 'note').sort(), ['baseline', 'baselineValue', 'ratio', 'scenario', 'unit', 'value']);

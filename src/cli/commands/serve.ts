@@ -33,11 +33,17 @@ export function registerServe(program: Command): void {
       const processes = parseProcesses(o.processes);
       if (isServeProcess()) return worker(o, processes);
       if (processes > 1) return primary(o, processes);
-      const ctx = await openContext(o.dir, { storeOverride: o.store, defaultIssuanceWorkers: defaultWorkerThreads(1) });
-      const server = await startServer(ctx, { listen: o.listen, httpListen: o.httpListen, logger: { level: o.logLevel } });
+      const { ctx, server } = await start(o, 1);
       stopOnSignals(() => server.close(), () => ctx.close(), (why) => note(`${why}: stopping`));
       banner(ctx.dir, server);
     });
+}
+
+/** One server: alone, or one of `processes` (their share of the cores as worker threads). */
+async function start(o: ServeOptions, processes: number) {
+  const ctx = await openContext(o.dir, { storeOverride: o.store, defaultIssuanceWorkers: defaultWorkerThreads(processes) });
+  const server = await startServer(ctx, { listen: o.listen, httpListen: o.httpListen, logger: { level: o.logLevel } });
+  return { ctx, server };
 }
 
 /** On SIGINT or SIGTERM: closes the listeners, then the store, and exits (1 if closing failed). */
@@ -66,8 +72,7 @@ function stopOnSignals(closeServer: () => Promise<void>, closeContext: () => Pro
  */
 async function worker(o: ServeOptions, processes: number): Promise<void> {
   try {
-    const ctx = await openContext(o.dir, { storeOverride: o.store, defaultIssuanceWorkers: defaultWorkerThreads(processes) });
-    const server = await startServer(ctx, { listen: o.listen, httpListen: o.httpListen, logger: { level: o.logLevel } });
+    const { ctx, server } = await start(o, processes);
     stopOnSignals(() => server.close(), () => ctx.close());
     process.send!({ fleetpki: 'ready', httpsUrl: server.httpsUrl, httpUrl: server.httpUrl } satisfies ReadyMessage);
   } catch (e) {
